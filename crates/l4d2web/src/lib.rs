@@ -1,0 +1,1 @@
+//! left4me web app.

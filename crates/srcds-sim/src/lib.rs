@@ -1,0 +1,1 @@
+//! srcds-sim library.
