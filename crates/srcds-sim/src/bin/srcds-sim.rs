@@ -1,1 +1,23 @@
-fn main() {}
+//! `srcds-sim`: the simulated L4D2 dedicated server (installed as
+//! `srcds_linux` and started through `srcds_run`). See the library docs.
+
+use srcds_sim::args::SrcdsArgs;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match SrcdsArgs::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("srcds-sim: {e}");
+            eprintln!("usage: srcds_run -game left4dead2 +ip <addr> +hostport <port> [+map <map>] [-tickrate <n>] [-sim_players <n>] [-sim_churn <s>] [-sim_crash_after <s>] [-sim_log_loopback]");
+            return ExitCode::from(1);
+        }
+    };
+    match srcds_sim::server::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("srcds-sim: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The srcds command line: `-flag [value]` launch options and `+command args`
+//! console commands run at startup, e.g.
+//! `-game left4dead2 +ip 0.0.0.0 +hostport 27015 +map c1m1_hotel -tickrate 60`.
+//!
+//! Hand-parsed because clap cannot express srcds's `+` commands; unknown
+//! options are kept and ignored, as srcds does.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A bad srcds command line.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ArgsError {
+    #[error("missing -game <dir> (e.g. -game left4dead2)")]
+    MissingGame,
+    #[error("missing +hostport <port> (e.g. +hostport 27015)")]
+    MissingPort,
+    #[error("{flag} needs a value")]
+    MissingValue { flag: String },
+    #[error("invalid {flag} value {value:?}: {why}")]
+    InvalidValue {
+        flag: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Launch options the simulator understands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrcdsArgs {
+    /// `-game <dir>`, relative to the working directory.
+    pub game: String,
+    /// `+ip <addr>` (default 0.0.0.0).
+    pub ip: Ipv4Addr,
+    /// `+hostport <port>` (or `-port <port>`).
+    pub port: u16,
+    /// `+map <name>`.
+    pub map: Option<String>,
+    /// `-tickrate <n>`.
+    pub tickrate: Option<u32>,
+    /// `-sim_players <n>`: simulated players that join at startup (default 2).
+    pub sim_players: usize,
+    /// `-sim_churn <seconds>`: a player joins or leaves every interval
+    /// (default 20; 0 disables churn).
+    pub sim_churn: Option<Duration>,
+    /// `-sim_crash_after <seconds>`: abort like a crash after that time.
+    pub sim_crash_after: Option<Duration>,
+    /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.0/8 addresses,
+    /// which real srcds silently drops.
+    pub sim_log_loopback: bool,
+    /// `+cvar value` / `+command args` to run after server.cfg, in order.
+    pub startup_commands: Vec<Vec<String>>,
+    /// Options we do not model (kept for the startup banner).
+    pub ignored: Vec<String>,
+}
+
+const DEFAULT_SIM_PLAYERS: usize = 2;
+const DEFAULT_CHURN_SECS: u64 = 20;
+
+fn parse_num<T: std::str::FromStr>(flag: &str, value: &str, why: &'static str) -> Result<T, ArgsError> {
+    value.parse().map_err(|_| ArgsError::InvalidValue {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        why,
+    })
+}
+
+fn parse_port(flag: &str, value: &str) -> Result<u16, ArgsError> {
+    match value.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(ArgsError::InvalidValue {
+            flag: flag.to_string(),
+            value: value.to_string(),
+            why: "expected a port number 1-65535",
+        }),
+    }
+}
+
+fn parse_secs(flag: &str, value: &str) -> Result<Duration, ArgsError> {
+    let secs: f64 = parse_num(flag, value, "expected seconds")?;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(ArgsError::InvalidValue {
+            flag: flag.to_string(),
+            value: value.to_string(),
+            why: "expected a non-negative number of seconds",
+        });
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn is_option(token: &str) -> bool {
+    // "-1" is a value (e.g. `+sv_maxplayers -1`), not an option.
+    (token.starts_with('+') || token.starts_with('-'))
+        && token.len() > 1
+        && !token[1..].starts_with(|c: char| c.is_ascii_digit() || c == '.')
+}
+
+impl SrcdsArgs {
+    /// Parses the arguments after the program name.
+    pub fn parse<I, S>(args: I) -> Result<Self, ArgsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let tokens: Vec<String> = args.into_iter().map(Into::into).collect();
+        let mut game = None;
+        let mut ip = Ipv4Addr::UNSPECIFIED;
+        let mut port = None;
+        let mut map = None;
+        let mut tickrate = None;
+        let mut sim_players = DEFAULT_SIM_PLAYERS;
+        let mut sim_churn = Some(Duration::from_secs(DEFAULT_CHURN_SECS));
+        let mut sim_crash_after = None;
+        let mut sim_log_loopback = false;
+        let mut startup_commands = Vec::new();
+        let mut ignored = Vec::new();
+
+        let mut i = 0;
+        while i < tokens.len() {
+            let flag = tokens[i].as_str();
+            // Values of this option: following tokens up to the next option.
+            let mut end = i + 1;
+            while end < tokens.len() && !is_option(&tokens[end]) {
+                end += 1;
+            }
+            let values = &tokens[i + 1..end];
+            let first = |name: &str| -> Result<&str, ArgsError> {
+                values.first().map(String::as_str).ok_or(ArgsError::MissingValue {
+                    flag: name.to_string(),
+                })
+            };
+            match flag {
+                "-game" => game = Some(first(flag)?.to_string()),
+                "+ip" => {
+                    ip = parse_num(flag, first(flag)?, "expected an IPv4 address")?;
+                }
+                "+hostport" | "-port" | "+port" => port = Some(parse_port(flag, first(flag)?)?),
+                "+map" => map = Some(first(flag)?.to_string()),
+                "-tickrate" => tickrate = Some(parse_num(flag, first(flag)?, "expected a number")?),
+                "-sim_players" => {
+                    sim_players = parse_num(flag, first(flag)?, "expected a player count")?;
+                }
+                "-sim_churn" => {
+                    let d = parse_secs(flag, first(flag)?)?;
+                    sim_churn = (!d.is_zero()).then_some(d);
+                }
+                "-sim_crash_after" => sim_crash_after = Some(parse_secs(flag, first(flag)?)?),
+                "-sim_log_loopback" => sim_log_loopback = true,
+                _ if flag.starts_with('+') && flag.len() > 1 => {
+                    let mut cmd = vec![flag[1..].to_string()];
+                    cmd.extend(values.iter().cloned());
+                    startup_commands.push(cmd);
+                }
+                _ => ignored.push(flag.to_string()),
+            }
+            // Options with no value consume only themselves; unknown `-x v`
+            // pairs consume their value too (srcds ignores them likewise).
+            i = end.max(i + 1);
+        }
+
+        let game = game.ok_or(ArgsError::MissingGame)?;
+        if game.is_empty() || game.contains("..") {
+            return Err(ArgsError::InvalidValue {
+                flag: "-game".into(),
+                value: game,
+                why: "expected a game directory name such as left4dead2",
+            });
+        }
+        let port = port.ok_or(ArgsError::MissingPort)?;
+        Ok(SrcdsArgs {
+            game,
+            ip,
+            port,
+            map,
+            tickrate,
+            sim_players,
+            sim_churn,
+            sim_crash_after,
+            sim_log_loopback,
+            startup_commands,
+            ignored,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<SrcdsArgs, ArgsError> {
+        SrcdsArgs::parse(s.split_whitespace())
+    }
+
+    #[test]
+    fn typical_command_line() {
+        let a = parse("-game left4dead2 +ip 0.0.0.0 +hostport 27016 +map c1m1_hotel -tickrate 60 -nohltv +sv_lan 1 -sim_players 0 -sim_churn 0").unwrap();
+        assert_eq!(a.game, "left4dead2");
+        assert_eq!(a.port, 27016);
+        assert_eq!(a.map.as_deref(), Some("c1m1_hotel"));
+        assert_eq!(a.tickrate, Some(60));
+        assert_eq!(a.sim_players, 0);
+        assert_eq!(a.sim_churn, None);
+        assert_eq!(a.startup_commands, vec![vec!["sv_lan".to_string(), "1".to_string()]]);
+        assert_eq!(a.ignored, vec!["-nohltv".to_string()]);
+    }
+
+    #[test]
+    fn negative_values_are_values() {
+        let a = parse("-game left4dead2 +hostport 1 +sv_maxplayers -1").unwrap();
+        assert_eq!(a.startup_commands, vec![vec!["sv_maxplayers".to_string(), "-1".to_string()]]);
+    }
+
+    #[test]
+    fn rejects_bad_lines() {
+        assert_eq!(parse("+hostport 27015"), Err(ArgsError::MissingGame));
+        assert_eq!(parse("-game left4dead2"), Err(ArgsError::MissingPort));
+        assert!(matches!(parse("-game left4dead2 +hostport 0"), Err(ArgsError::InvalidValue { .. })));
+        assert!(matches!(parse("-game left4dead2 +hostport 70000"), Err(ArgsError::InvalidValue { .. })));
+        assert!(matches!(parse("-game left4dead2 +hostport x"), Err(ArgsError::InvalidValue { .. })));
+        assert_eq!(
+            parse("-game left4dead2 +hostport"),
+            Err(ArgsError::MissingValue { flag: "+hostport".into() })
+        );
+        assert!(matches!(parse("-game ../x +hostport 1"), Err(ArgsError::InvalidValue { .. })));
+        assert!(matches!(parse("-game left4dead2 +hostport 1 +ip nope"), Err(ArgsError::InvalidValue { .. })));
+    }
+}

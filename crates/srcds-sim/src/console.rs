@@ -1,0 +1,494 @@
+//! Console commands of the simulated srcds, shared by server.cfg, `+commands`
+//! and RCON. Output strings follow srcds's wording where the simulator
+//! models the command.
+
+use crate::clock;
+use crate::config;
+use crate::hllog::{self, CONSOLE_TAG};
+use crate::server::{console, Origin, Server, BUILD};
+use crate::state::{Player, State, DEFAULT_CVARS};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Instant;
+
+/// `exec` nesting limit (srcds guards against recursive configs too).
+const MAX_EXEC_DEPTH: usize = 8;
+/// Upper bound for `sim_long` so a typo cannot eat all memory.
+const MAX_SIM_LONG_LINES: usize = 100_000;
+
+fn valid_map_name(map: &str) -> bool {
+    !map.is_empty()
+        && map.len() <= 64
+        && map
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !map.contains("..")
+}
+
+/// `mm:ss`, or `h:mm:ss` past an hour, as `status` prints connection time.
+fn connected_for(since: Instant) -> String {
+    let secs = since.elapsed().as_secs();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m:02}:{s:02}")
+    }
+}
+
+fn tag(p: &Player) -> String {
+    hllog::player_tag(&p.name, p.userid, &p.steam_id, &p.team)
+}
+
+fn parse_log_address(args: &[String]) -> Option<SocketAddr> {
+    match args {
+        [one] => one.parse().ok(),
+        [ip, port] => {
+            let ip: IpAddr = ip.parse().ok()?;
+            Some(SocketAddr::new(ip, port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+impl Server {
+    /// Startup sequence: server.cfg, `+commands`, then the `+map`.
+    pub(crate) fn startup(&self) {
+        let mut st = self.lock();
+        self.exec_server_cfg(&mut st);
+        for cmd in &self.args.startup_commands {
+            if cmd[0] == "map" {
+                continue;
+            }
+            let out = self.run_command(&mut st, cmd, &cmd[1..].join(" "), Origin::CommandLine, 0);
+            if !out.is_empty() {
+                console(out.trim_end());
+            }
+        }
+        console("Connection to Steam servers successful.");
+        console("   VAC secure mode is activated.");
+        match self.args.map.clone() {
+            Some(map) => {
+                if let Err(e) = self.load_map(&mut st, &map, "map", false) {
+                    console(&e);
+                }
+            }
+            None => console("Server is hibernating"),
+        }
+        let want = self.args.sim_players;
+        for _ in 0..want {
+            if self.join_player(&mut st, None).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn exec_server_cfg(&self, st: &mut State) {
+        let path = self.game_dir.join("cfg").join("server.cfg");
+        if path.is_file() {
+            console("Executing dedicated server config file server.cfg");
+            let out = self.exec_file(st, &path, 0);
+            if !out.is_empty() {
+                console(out.trim_end());
+            }
+        } else {
+            console("'server.cfg' not present; not executing.");
+        }
+    }
+
+    fn exec_file(&self, st: &mut State, path: &Path, depth: usize) -> String {
+        if depth >= MAX_EXEC_DEPTH {
+            return format!("exec: too many nested execs at {}\n", path.display());
+        }
+        let text = match std::fs::read(path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                return format!("exec: couldn't exec {}\n", name.unwrap_or_default());
+            }
+        };
+        let mut out = String::new();
+        for cmd in config::parse_script(&text) {
+            let raw = cmd[1..].join(" ");
+            out.push_str(&self.run_command(st, &cmd, &raw, Origin::Script, depth + 1));
+        }
+        out
+    }
+
+    /// Executes one console line (possibly several `;`-separated commands)
+    /// and returns the text srcds would send back over RCON.
+    pub fn execute(&self, line: &str, origin: Origin) -> String {
+        let commands = config::parse_line(line);
+        if commands.is_empty() {
+            return String::new();
+        }
+        let mut st = self.lock();
+        if let Origin::Rcon(peer) = origin {
+            self.log(&st, &format!("rcon from \"{peer}\": command \"{line}\""));
+        }
+        let single = commands.len() == 1;
+        let mut out = String::new();
+        for cmd in &commands {
+            let raw = if single {
+                config::rest_of_line(line)
+            } else {
+                cmd[1..].join(" ")
+            };
+            out.push_str(&self.run_command(&mut st, cmd, &raw, origin, 0));
+        }
+        out
+    }
+
+    fn run_command(
+        &self,
+        st: &mut State,
+        cmd: &[String],
+        raw_args: &str,
+        origin: Origin,
+        depth: usize,
+    ) -> String {
+        let name = cmd[0].to_ascii_lowercase();
+        let args = &cmd[1..];
+        match name.as_str() {
+            "status" => self.status(st),
+            "echo" => format!("{raw_args}\n"),
+            "say" => {
+                console(&format!("Console: {raw_args}"));
+                self.log(st, &format!("{CONSOLE_TAG} say \"{raw_args}\""));
+                String::new()
+            }
+            "map" | "changelevel" => match args.first() {
+                None => format!("Usage:  {name} <mapname>\n"),
+                Some(map) => match self.load_map(st, map, &name, true) {
+                    Ok(()) => String::new(),
+                    Err(e) => format!("{e}\n"),
+                },
+            },
+            "kick" => {
+                if args.is_empty() {
+                    return "Usage:  kick < name > | < #userid >\n".into();
+                }
+                let target = args.join(" ");
+                let index = match target.strip_prefix('#') {
+                    Some(id) => id
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .and_then(|id| st.players.iter().position(|p| p.userid == id)),
+                    None => st.players.iter().position(|p| p.name.eq_ignore_ascii_case(&target)),
+                };
+                self.kick(st, index, &target, "")
+            }
+            "kickid" => {
+                let Some(who) = args.first() else {
+                    return "Usage:  kickid < userid | uniqueid > { message }\n".into();
+                };
+                let index = st.players.iter().position(|p| {
+                    p.userid.to_string() == *who || p.steam_id.eq_ignore_ascii_case(who)
+                });
+                let message = args[1..].join(" ");
+                self.kick(st, index, who, &message)
+            }
+            "log" => match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
+                Some("on") | Some("1") => {
+                    if !st.logging {
+                        st.logging = true;
+                        let now = clock::now();
+                        self.log(
+                            st,
+                            &format!(
+                                "Log file started (file \"logs/{}\") (game \"{}\") (version \"{BUILD}\")",
+                                now.log_file_name(),
+                                self.game_dir.display()
+                            ),
+                        );
+                    }
+                    "Server logging enabled.\n".into()
+                }
+                Some("off") | Some("0") => {
+                    if st.logging {
+                        self.log(st, "Log file closed.");
+                        st.logging = false;
+                    }
+                    "Server logging disabled.\n".into()
+                }
+                _ => format!(
+                    "Usage:  log < on | off >\ncurrently {}logging\n",
+                    if st.logging { "" } else { "not " }
+                ),
+            },
+            "logaddress_add" => match parse_log_address(args) {
+                None if args.is_empty() => "logaddress_add:  usage\nlogaddress_add ip:port\n".into(),
+                None => format!("logaddress_add:  unable to resolve {}\n", args.join(" ")),
+                Some(addr) if st.log_addresses.contains(&addr) => {
+                    format!("logaddress_add:  {addr} is already in the list\n")
+                }
+                Some(addr) => {
+                    st.log_addresses.push(addr);
+                    format!("logaddress_add:  {addr}\n")
+                }
+            },
+            "logaddress_del" => match parse_log_address(args) {
+                None => "logaddress_del:  usage\nlogaddress_del ip:port\n".into(),
+                Some(addr) => match st.log_addresses.iter().position(|a| *a == addr) {
+                    Some(i) => {
+                        st.log_addresses.remove(i);
+                        format!("logaddress_del:  {addr}\n")
+                    }
+                    None => format!("logaddress_del:  couldn't find address {addr} in list\n"),
+                },
+            },
+            "logaddress_delall" => {
+                st.log_addresses.clear();
+                "logaddress_delall:  all addresses cleared\n".into()
+            }
+            "logaddress_list" => {
+                if st.log_addresses.is_empty() {
+                    "logaddress_list:  no addresses in the list\n".into()
+                } else {
+                    let mut s = format!("logaddress_list:  {} entries\n", st.log_addresses.len());
+                    for a in &st.log_addresses {
+                        let _ = writeln!(s, "{a}");
+                    }
+                    s
+                }
+            }
+            "exec" => match args.first() {
+                None => "Usage:  exec <filename>\n".into(),
+                Some(file) if file.contains("..") || file.starts_with('/') => {
+                    format!("exec: couldn't exec {file}\n")
+                }
+                Some(file) => {
+                    let file = if file.ends_with(".cfg") { file.clone() } else { format!("{file}.cfg") };
+                    let path = self.game_dir.join("cfg").join(file);
+                    self.exec_file(st, &path, depth)
+                }
+            },
+            "cvarlist" => {
+                let mut s = String::from("cvar list\n--------------\n");
+                for (k, v) in &st.cvars {
+                    let _ = writeln!(s, "{k:<40} : {v:<10} : , \"sv\"");
+                }
+                let _ = write!(s, "--------------\n{} total convars/concommands\n", st.cvars.len());
+                s
+            }
+            "users" => {
+                let mut s = String::from("<slot:userid:\"name\">\n");
+                for (i, p) in st.players.iter().enumerate() {
+                    let _ = writeln!(s, "{}:{}:\"{}\"", i, p.userid, p.name);
+                }
+                let _ = writeln!(s, "{} users", st.players.len());
+                s
+            }
+            "quit" | "exit" => {
+                self.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                String::new()
+            }
+            // Test switches of the simulator.
+            "sim_crash" => self.crash("sim_crash command"),
+            "sim_long" => {
+                let n = args
+                    .first()
+                    .and_then(|a| a.parse::<usize>().ok())
+                    .unwrap_or(200)
+                    .min(MAX_SIM_LONG_LINES);
+                let mut s = String::with_capacity(n * 64);
+                for i in 1..=n {
+                    let _ = writeln!(s, "sim_long line {i:06} of {n:06}: the quick brown fox jumps over the lazy dog");
+                }
+                s
+            }
+            "sim_join" => {
+                let name = (!raw_args.is_empty()).then_some(raw_args);
+                match self.join_player(st, name) {
+                    Ok(userid) => format!("sim_join: userid {userid}\n"),
+                    Err(e) => format!("sim_join: {e}\n"),
+                }
+            }
+            "sim_leave" => {
+                let index = if raw_args.is_empty() {
+                    (!st.players.is_empty()).then_some(0)
+                } else {
+                    st.players.iter().position(|p| p.name == raw_args)
+                };
+                match index {
+                    Some(i) => {
+                        self.drop_player(st, i, "Disconnect by user.");
+                        String::new()
+                    }
+                    None => "sim_leave: no such player\n".into(),
+                }
+            }
+            _ => self.cvar_command(st, &name, args, origin),
+        }
+    }
+
+    /// `name` prints a cvar, `name value` sets it; anything else is unknown.
+    fn cvar_command(&self, st: &mut State, name: &str, args: &[String], origin: Origin) -> String {
+        let Some(default) = DEFAULT_CVARS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v) else {
+            let out = format!("Unknown command \"{name}\"\n");
+            if origin == Origin::Script {
+                console(out.trim_end());
+                return String::new();
+            }
+            return out;
+        };
+        match args.first() {
+            None => {
+                let value = if name == "rcon_password" || name == "sv_password" {
+                    // Protected cvars never echo their value.
+                    "".to_string()
+                } else {
+                    st.cvar(name).to_string()
+                };
+                format!("\"{name}\" = \"{value}\" ( def. \"{default}\" )\n")
+            }
+            Some(_) => {
+                let value = args.join(" ");
+                let changed = st.cvar(name) != value;
+                st.cvars.insert(name.to_string(), value.clone());
+                if changed && origin != Origin::Script && name != "rcon_password" && name != "sv_password" {
+                    self.log(st, &format!("server_cvar: \"{name}\" \"{value}\""));
+                }
+                String::new()
+            }
+        }
+    }
+
+    fn kick(&self, st: &mut State, index: Option<usize>, target: &str, message: &str) -> String {
+        match index {
+            Some(i) => {
+                let p = st.players[i].clone();
+                self.log(st, &format!("Kick: {} was kicked by \"Console\" (message \"{message}\")", tag(&p)));
+                self.drop_player(st, i, "Kicked by Console");
+                String::new()
+            }
+            None => format!("Can't kick \"{target}\", no such player\n"),
+        }
+    }
+
+    /// Loads a map that must exist as `<game>/maps/<map>.bsp`.
+    pub(crate) fn load_map(&self, st: &mut State, map: &str, how: &str, exec_cfg: bool) -> Result<(), String> {
+        let exists = valid_map_name(map) && self.game_dir.join("maps").join(format!("{map}.bsp")).is_file();
+        if !exists {
+            return Err(if how == "changelevel" {
+                format!("changelevel failed: {map} not found")
+            } else {
+                format!("map load failed: {map} not found or invalid")
+            });
+        }
+        console(&format!("---- Host_{} ----", if how == "changelevel" { "Changelevel" } else { "NewGame" }));
+        self.log(st, &format!("Loading map \"{map}\""));
+        st.map = Some(map.to_string());
+        if exec_cfg {
+            // srcds runs server.cfg again on every map load.
+            self.exec_server_cfg(st);
+        }
+        let crc = map.bytes().fold(0x811C_9DC5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193)) as i32;
+        self.log(st, &format!("Started map \"{map}\" (CRC \"{crc}\")"));
+        console(&format!("Started map \"{map}\""));
+        Ok(())
+    }
+
+    /// Connects a simulated player (log: connected, validated, entered, team).
+    pub(crate) fn join_player(&self, st: &mut State, name: Option<&str>) -> Result<u32, String> {
+        if st.map.is_none() {
+            return Err("server is not running a map".into());
+        }
+        if st.players.len() >= usize::from(st.max_players()) {
+            return Err("server is full".into());
+        }
+        let name = match name {
+            Some(n) => n.replace(['"', '<', '>'], ""),
+            None => st.fresh_name(),
+        };
+        let mut p = st.new_player(name);
+        p.team = String::new();
+        console(&format!("Client \"{}\" connected ({}).", p.name, p.address));
+        self.log(st, &format!("{} connected, address \"{}\"", tag(&p), p.address));
+        self.log(st, &format!("{} STEAM USERID validated", tag(&p)));
+        self.log(st, &format!("{} entered the game", tag(&p)));
+        self.log(st, &format!("{} joined team \"Survivor\"", tag(&p)));
+        p.team = "Survivor".into();
+        let userid = p.userid;
+        st.players.push(p);
+        Ok(userid)
+    }
+
+    pub(crate) fn drop_player(&self, st: &mut State, index: usize, reason: &str) {
+        if index >= st.players.len() {
+            return;
+        }
+        let p = st.players.remove(index);
+        console(&format!("Dropped {} from server ({reason})", p.name));
+        self.log(st, &format!("{} disconnected (reason \"{reason}\")", tag(&p)));
+    }
+
+    /// One churn step: drift toward `-sim_players`, with some randomness.
+    pub(crate) fn churn(&self) {
+        let mut st = self.lock();
+        if st.map.is_none() {
+            return;
+        }
+        let target = self.args.sim_players;
+        let n = st.players.len();
+        let join = if n == 0 {
+            true
+        } else if n >= usize::from(st.max_players()) {
+            false
+        } else if n < target {
+            st.rng.chance(70)
+        } else if n > target {
+            st.rng.chance(30)
+        } else {
+            st.rng.chance(50)
+        };
+        if join {
+            let _ = self.join_player(&mut st, None);
+        } else {
+            let i = st.rng.range(0, n as u64) as usize;
+            self.drop_player(&mut st, i, "Disconnect by user.");
+        }
+        // Pings wander a little, like real clients.
+        for i in 0..st.players.len() {
+            let delta = st.rng.range(0, 11) as i64 - 5;
+            let ping = (i64::from(st.players[i].ping) + delta).clamp(5, 400) as u32;
+            st.players[i].ping = ping;
+        }
+    }
+
+    /// `status` in the L4D2 dedicated server's format.
+    pub(crate) fn status(&self, st: &State) -> String {
+        let humans = st.players.len();
+        let mut s = String::new();
+        let _ = writeln!(s, "hostname: {}", st.hostname());
+        let _ = writeln!(s, "version : {} {BUILD} secure  ", self.version);
+        let _ = writeln!(s, "udp/ip  : {}:{}", self.args.ip, self.args.port);
+        let _ = writeln!(s, "os      : Linux Dedicated");
+        let _ = writeln!(s, "map     : {}", st.map.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            s,
+            "players : {humans} humans, 0 bots ({} max) ({}hibernating) (unreserved)",
+            st.max_players(),
+            if humans == 0 { "" } else { "not " }
+        );
+        s.push('\n');
+        s.push_str("# userid name uniqueid connected ping loss state rate adr\n");
+        for (slot, p) in st.players.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "#{:>3} {} \"{}\" {} {} {} 0 active 30000 {}",
+                p.userid,
+                slot + 1,
+                p.name,
+                p.steam_id,
+                connected_for(p.joined),
+                p.ping,
+                p.address
+            );
+        }
+        s.push_str("#end\n");
+        s
+    }
+}

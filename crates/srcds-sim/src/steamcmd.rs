@@ -1,0 +1,1 @@
+//! steamcmd simulation (todo)
