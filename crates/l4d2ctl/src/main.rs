@@ -1,2 +1,160 @@
-//! `l4d2ctl`: thin CLI over `l4d2host`.
-fn main() {}
+//! `l4d2ctl`: the host contract of left4me (SPEC §3) as a CLI, a thin layer
+//! over `l4d2host`. Exit 0 on success; otherwise non-zero with a one-line
+//! reason on stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use l4d2host::{Host, HostError, InstanceName};
+
+#[derive(Parser)]
+#[command(
+    name = "l4d2ctl",
+    version,
+    about = "Manage Left 4 Dead 2 server instances on this host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install or update the game with steamcmd (LEFT4ME_STEAMCMD).
+    Install,
+    /// Write (or replace) an instance definition from a YAML spec.
+    Initialize {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        /// The spec file (keys: port, overlays, args, config).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Stage server.cfg, then start the instance (and enable it at boot).
+    Start {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Stop the instance (and disable it at boot); unmounts its overlay.
+    Stop {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Stop and remove the instance. A missing instance is not an error.
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Show the state of one instance.
+    Status {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the state of every instance (read-only; one call for many servers).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last console lines, optionally following new ones.
+    Logs {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines until interrupted.
+        #[arg(long, overrides_with = "no_follow")]
+        follow: bool,
+        /// Print and exit (the default).
+        #[arg(long = "no-follow")]
+        no_follow: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("L4D2CTL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whole cause chain: the web app shows stderr to users.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("l4d2ctl: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Cmd) -> anyhow::Result<()> {
+    let host = Host::from_env()?;
+    let name = |raw: &str| InstanceName::parse(raw).map_err(HostError::from);
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Cmd::Install => host.install(&mut stdout)?,
+        Cmd::Initialize { name: n, file } => host.initialize(&name(&n)?, &file)?,
+        Cmd::Start { name: n } => host.start(&name(&n)?)?,
+        Cmd::Stop { name: n } => host.stop(&name(&n)?)?,
+        Cmd::Delete { name: n } => host.delete(&name(&n)?)?,
+        Cmd::Status { name: n, json } => {
+            let status = host.status(&name(&n)?)?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&status)?)?;
+            } else {
+                let port = status
+                    .port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    stdout,
+                    "{}: {} ({}) port {port}{}",
+                    status.name,
+                    status.service.active_state,
+                    status.service.sub_state,
+                    if status.exists { "" } else { " [not defined]" }
+                )?;
+            }
+        }
+        Cmd::List { json } => {
+            let all = host.list()?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&all)?)?;
+            } else {
+                for s in all {
+                    let port = s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                    writeln!(
+                        stdout,
+                        "{}\t{}\t{}\t{port}",
+                        s.name, s.service.active_state, s.service.sub_state
+                    )?;
+                }
+            }
+        }
+        Cmd::Logs {
+            name: n,
+            lines,
+            follow,
+            no_follow,
+        } => {
+            let follow = follow && !no_follow;
+            match host.logs(&name(&n)?, lines, follow, &mut stdout) {
+                // The reader went away (e.g. `| head`, a closed SSE stream).
+                Err(HostError::Backend(l4d2host::BackendError::Output(e)))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("reading logs")?,
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,4 +1,176 @@
 //! Host-side operations for left4me: the data-root layout, instance specs,
 //! overlayfs mounts, service backends (systemd / local), the steamcmd install
-//! and console logs. `l4d2ctl` is a thin CLI over this crate; the privileged
+//! and console logs. `l4d2ctl` is a thin CLI over [`Host`]; the privileged
 //! `left4me-overlay` helper calls [`overlay`] directly.
+//!
+//! Deliberately absent (the web app serialises operations per server): locks,
+//! rollback, preflight checks.
+
+pub mod backend;
+pub mod install;
+pub mod instance;
+mod layout;
+pub mod logs;
+mod name;
+pub mod overlay;
+pub mod spec;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use backend::{Backend, BackendError, ServiceState};
+pub use install::InstallError;
+pub use instance::InstanceError;
+pub use layout::{Layout, DEFAULT_ROOT};
+pub use name::{InstanceName, NameError};
+pub use overlay::OverlayError;
+pub use spec::{InstanceSpec, PortRange, SpecError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error("cannot determine the data root: {0}")]
+    Root(std::io::Error),
+}
+
+/// Status of one instance, as `l4d2ctl status --json` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub exists: bool,
+    pub backend: &'static str,
+    pub port: Option<u16>,
+    #[serde(flatten)]
+    pub service: ServiceState,
+}
+
+/// The host: a data root and the backend that runs its instances.
+#[derive(Debug)]
+pub struct Host {
+    pub layout: Layout,
+    pub backend: Backend,
+    pub ports: PortRange,
+}
+
+impl Host {
+    /// `LEFT4ME_ROOT`, `LEFT4ME_BACKEND`, `LEFT4ME_PORT_RANGE_START`/`_END`.
+    pub fn from_env() -> Result<Host, HostError> {
+        Ok(Host {
+            layout: Layout::from_env().map_err(HostError::Root)?,
+            backend: Backend::from_env()?,
+            ports: PortRange::from_env()?,
+        })
+    }
+
+    pub fn install(&self, out: &mut dyn Write) -> Result<(), HostError> {
+        let steamcmd = install::steamcmd_from_env(&self.layout)?;
+        install::install(&self.layout, &steamcmd, out)?;
+        Ok(())
+    }
+
+    /// Validates the spec completely before anything is written.
+    pub fn initialize(&self, name: &InstanceName, spec_file: &Path) -> Result<(), HostError> {
+        let spec = InstanceSpec::from_file(spec_file, &self.layout, self.ports)?;
+        instance::initialize(&self.layout, name, &spec)?;
+        Ok(())
+    }
+
+    pub fn start(&self, name: &InstanceName) -> Result<(), HostError> {
+        self.require(name)?;
+        instance::stage_server_cfg(&self.layout, name)?;
+        self.backend.start(&self.layout, name)?;
+        Ok(())
+    }
+
+    pub fn stop(&self, name: &InstanceName) -> Result<(), HostError> {
+        self.require(name)?;
+        self.backend.stop(&self.layout, name)?;
+        Ok(())
+    }
+
+    /// Stops and removes the instance. A missing instance is a success.
+    pub fn delete(&self, name: &InstanceName) -> Result<(), HostError> {
+        let defined = instance::exists(&self.layout, name);
+        if defined || self.layout.runtime_dir(name).exists() {
+            if defined {
+                self.backend.stop(&self.layout, name)?;
+            }
+            instance::remove(&self.layout, name)?;
+        }
+        Ok(())
+    }
+
+    pub fn status(&self, name: &InstanceName) -> Result<InstanceStatus, HostError> {
+        let exists = instance::exists(&self.layout, name);
+        let port = if exists {
+            instance::InstanceEnv::read(&self.layout.instance_env(name))
+                .ok()
+                .map(|e| e.port)
+        } else {
+            None
+        };
+        let service = if exists {
+            self.backend.state(&self.layout, name)?
+        } else {
+            ServiceState::stopped()
+        };
+        Ok(InstanceStatus {
+            name: name.to_string(),
+            exists,
+            backend: self.backend.name(),
+            port,
+            service,
+        })
+    }
+
+    /// Status of every defined instance, sorted by name.
+    pub fn list(&self) -> Result<Vec<InstanceStatus>, HostError> {
+        let dir = self.layout.instances();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(instance::io_err("cannot list", &dir)(e).into()),
+        };
+        let mut names: Vec<InstanceName> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| InstanceName::parse(n).ok())
+            })
+            .collect();
+        names.sort();
+        names.iter().map(|n| self.status(n)).collect()
+    }
+
+    pub fn logs(
+        &self,
+        name: &InstanceName,
+        lines: usize,
+        follow: bool,
+        out: &mut dyn Write,
+    ) -> Result<(), HostError> {
+        self.require(name)?;
+        self.backend.logs(&self.layout, name, lines, follow, out)?;
+        Ok(())
+    }
+
+    fn require(&self, name: &InstanceName) -> Result<(), HostError> {
+        if instance::exists(&self.layout, name) {
+            Ok(())
+        } else {
+            Err(InstanceError::Missing(name.clone()).into())
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The systemd backend: `left4me-server@<name>.service`, reached only through
+//! `sudo -n` and the privileged helpers (the web user has no other way in).
+
+use std::process::{Command, Stdio};
+
+use super::{BackendError, ServiceState};
+use crate::InstanceName;
+
+/// Where the deployment installs the privileged helpers.
+pub const HELPER_DIR: &str = "/usr/local/libexec/left4me";
+const SUDO: &str = "/usr/bin/sudo";
+
+#[derive(Debug, Default)]
+pub struct SystemdBackend;
+
+/// One helper invocation, as an exact argv (tested; the sudoers grants
+/// depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemdCommand<'a> {
+    Enable(&'a InstanceName),
+    Disable(&'a InstanceName),
+    Show(&'a InstanceName),
+    Journal {
+        name: &'a InstanceName,
+        lines: usize,
+        follow: bool,
+    },
+}
+
+impl SystemdCommand<'_> {
+    pub fn argv(&self) -> Vec<String> {
+        let helper = |h: &str| format!("{HELPER_DIR}/{h}");
+        let mut argv = vec![SUDO.to_string(), "-n".to_string()];
+        match self {
+            SystemdCommand::Enable(n) => {
+                argv.extend([helper("left4me-systemctl"), "enable".into(), n.to_string()])
+            }
+            SystemdCommand::Disable(n) => {
+                argv.extend([helper("left4me-systemctl"), "disable".into(), n.to_string()])
+            }
+            SystemdCommand::Show(n) => {
+                argv.extend([helper("left4me-systemctl"), "show".into(), n.to_string()])
+            }
+            SystemdCommand::Journal {
+                name,
+                lines,
+                follow,
+            } => argv.extend([
+                helper("left4me-journalctl"),
+                name.to_string(),
+                "--lines".into(),
+                lines.to_string(),
+                if *follow { "--follow" } else { "--no-follow" }.into(),
+            ]),
+        }
+        argv
+    }
+
+    fn command(&self) -> (Command, String) {
+        let argv = self.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        (cmd, argv.join(" "))
+    }
+
+    /// Runs it, returning stdout; a non-zero exit is an error carrying stderr.
+    fn run(&self) -> Result<String, BackendError> {
+        let (mut cmd, display) = self.command();
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| BackendError::Exec {
+                command: display.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(BackendError::Command {
+                command: display,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl SystemdBackend {
+    pub fn start(&self, name: &InstanceName) -> Result<(), BackendError> {
+        SystemdCommand::Enable(name).run().map(drop)
+    }
+
+    pub fn stop(&self, name: &InstanceName) -> Result<(), BackendError> {
+        SystemdCommand::Disable(name).run().map(drop)
+    }
+
+    pub fn state(&self, name: &InstanceName) -> Result<ServiceState, BackendError> {
+        let cmd = SystemdCommand::Show(name);
+        parse_show(&cmd.run()?).map_err(|message| BackendError::Parse {
+            command: cmd.argv().join(" "),
+            message,
+        })
+    }
+
+    pub fn logs(
+        &self,
+        name: &InstanceName,
+        lines: usize,
+        follow: bool,
+    ) -> Result<(), BackendError> {
+        let (mut cmd, display) = SystemdCommand::Journal {
+            name,
+            lines,
+            follow,
+        }
+        .command();
+        let status = cmd.status().map_err(|source| BackendError::Exec {
+            command: display.clone(),
+            source,
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BackendError::Command {
+                command: display,
+                status: status.to_string(),
+                stderr: "see above".into(),
+            })
+        }
+    }
+}
+
+/// Parses `systemctl show --property=…` output (KEY=VALUE lines).
+pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
+    let mut state = ServiceState::stopped();
+    let (mut active, mut sub) = (None, None);
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        match key {
+            "ActiveState" => active = Some(value.to_owned()),
+            "SubState" => sub = Some(value.to_owned()),
+            "MainPID" => state.pid = value.parse::<u32>().ok().filter(|p| *p != 0),
+            "UnitFileState" => state.enabled = Some(value == "enabled"),
+            "NRestarts" => state.restarts = value.parse().ok(),
+            _ => {}
+        }
+    }
+    state.active_state = active.ok_or("no ActiveState")?;
+    state.sub_state = sub.ok_or("no SubState")?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_helper_argv() {
+        let n = InstanceName::parse("srv-1").unwrap();
+        let h = "/usr/local/libexec/left4me";
+        assert_eq!(
+            SystemdCommand::Enable(&n).argv(),
+            [
+                "/usr/bin/sudo",
+                "-n",
+                &format!("{h}/left4me-systemctl"),
+                "enable",
+                "srv-1"
+            ]
+        );
+        assert_eq!(
+            SystemdCommand::Disable(&n).argv(),
+            [
+                "/usr/bin/sudo",
+                "-n",
+                &format!("{h}/left4me-systemctl"),
+                "disable",
+                "srv-1"
+            ]
+        );
+        assert_eq!(
+            SystemdCommand::Show(&n).argv(),
+            [
+                "/usr/bin/sudo",
+                "-n",
+                &format!("{h}/left4me-systemctl"),
+                "show",
+                "srv-1"
+            ]
+        );
+        assert_eq!(
+            SystemdCommand::Journal {
+                name: &n,
+                lines: 50,
+                follow: true
+            }
+            .argv(),
+            [
+                "/usr/bin/sudo",
+                "-n",
+                &format!("{h}/left4me-journalctl"),
+                "srv-1",
+                "--lines",
+                "50",
+                "--follow"
+            ]
+        );
+        assert_eq!(
+            SystemdCommand::Journal {
+                name: &n,
+                lines: 7,
+                follow: false
+            }
+            .argv()
+            .last()
+            .unwrap(),
+            "--no-follow"
+        );
+    }
+
+    #[test]
+    fn parses_systemctl_show() {
+        let s = parse_show(
+            "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=4242\nUnitFileState=enabled\nNRestarts=2\n",
+        )
+        .unwrap();
+        assert_eq!(s.active_state, "active");
+        assert_eq!(s.sub_state, "running");
+        assert_eq!(s.pid, Some(4242));
+        assert_eq!(s.enabled, Some(true));
+        assert_eq!(s.restarts, Some(2));
+        let s =
+            parse_show("ActiveState=inactive\nSubState=dead\nMainPID=0\nUnitFileState=disabled\n")
+                .unwrap();
+        assert_eq!((s.pid, s.enabled), (None, Some(false)));
+        assert!(parse_show("garbage").unwrap_err().contains("ActiveState"));
+    }
+}

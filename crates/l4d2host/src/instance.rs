@@ -1,0 +1,296 @@
+//! Instance definitions on disk: `instances/<name>/{instance.env,server.cfg}`
+//! and the runtime tree `runtime/<name>/{upper,work,merged}`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::spec::{check_mount_safe, InstanceSpec};
+use crate::{InstanceName, Layout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("instance {0} does not exist (run `l4d2ctl initialize {0} -f <spec.yaml>` first)")]
+    Missing(InstanceName),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    BadEnv { path: PathBuf, message: String },
+}
+
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> InstanceError {
+    let path = path.to_owned();
+    move |source| InstanceError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The parsed `instance.env`, the contract between `initialize` and whoever
+/// starts the instance (the local backend, the systemd unit, left4me-overlay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceEnv {
+    pub port: u16,
+    /// Already split the way systemd splits `$L4D2_ARGS`.
+    pub args: Vec<String>,
+    /// Uppermost first, the installation last.
+    pub lowerdirs: Vec<PathBuf>,
+}
+
+impl InstanceEnv {
+    fn render(&self) -> String {
+        let lower: Vec<String> = self
+            .lowerdirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "# Written by l4d2ctl initialize; re-initialise the instance to change it.\nL4D2_PORT={}\nL4D2_ARGS=\"{}\"\nL4D2_LOWERDIRS=\"{}\"\n",
+            self.port,
+            self.args.join(" "),
+            lower.join(":")
+        )
+    }
+
+    /// Reads and strictly validates an instance.env. It is root-read by the
+    /// overlay helper, so anything unexpected is an error, not ignored.
+    pub fn read(path: &Path) -> Result<InstanceEnv, InstanceError> {
+        let text = std::fs::read_to_string(path).map_err(io_err("cannot read", path))?;
+        Self::parse(&text).map_err(|message| InstanceError::BadEnv {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    fn parse(text: &str) -> Result<InstanceEnv, String> {
+        let (mut port, mut args, mut lower) = (None, None, None);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, raw) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: expected KEY=VALUE", i + 1))?;
+            let value = match raw.strip_prefix('"') {
+                Some(rest) => rest
+                    .strip_suffix('"')
+                    .ok_or_else(|| format!("line {}: unterminated quote", i + 1))?,
+                None => raw,
+            };
+            if value.contains('"') {
+                return Err(format!("line {}: unexpected quote in value", i + 1));
+            }
+            match key {
+                "L4D2_PORT" => {
+                    port = Some(
+                        value
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .ok_or_else(|| format!("L4D2_PORT={value:?} is not a port number"))?,
+                    )
+                }
+                "L4D2_ARGS" => args = Some(value.split_whitespace().map(str::to_owned).collect()),
+                "L4D2_LOWERDIRS" => {
+                    lower = Some(
+                        value
+                            .split(':')
+                            .filter(|s| !s.is_empty())
+                            .map(PathBuf::from)
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                other => return Err(format!("line {}: unknown key {other:?}", i + 1)),
+            }
+        }
+        let lowerdirs: Vec<PathBuf> = lower.ok_or("L4D2_LOWERDIRS is missing")?;
+        if lowerdirs.is_empty() {
+            return Err("L4D2_LOWERDIRS is empty".into());
+        }
+        Ok(InstanceEnv {
+            port: port.ok_or("L4D2_PORT is missing")?,
+            args: args.unwrap_or_default(),
+            lowerdirs,
+        })
+    }
+}
+
+pub fn exists(layout: &Layout, name: &InstanceName) -> bool {
+    layout.instance_env(name).is_file()
+}
+
+/// Writes (or replaces) the definition of `name` and creates its runtime
+/// directories. The new definition is assembled in a temporary directory and
+/// swapped in with one atomic rename, so a crash leaves either the old or
+/// the new definition, never a mix.
+pub fn initialize(
+    layout: &Layout,
+    name: &InstanceName,
+    spec: &InstanceSpec,
+) -> Result<(), InstanceError> {
+    let installation = absolute_installation(layout)?;
+    let mut lowerdirs = spec.overlays.clone();
+    lowerdirs.push(installation);
+    let env = InstanceEnv {
+        port: spec.port,
+        args: spec.args.clone(),
+        lowerdirs,
+    };
+
+    let instances = layout.instances();
+    std::fs::create_dir_all(&instances).map_err(io_err("cannot create", &instances))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.new-"))
+        .tempdir_in(&instances)
+        .map_err(io_err("cannot create a staging directory in", &instances))?;
+    write_file(
+        &staging.path().join("instance.env"),
+        env.render().as_bytes(),
+    )?;
+    write_file(&staging.path().join("server.cfg"), spec.config.as_bytes())?;
+    set_mode(staging.path(), 0o755)?;
+
+    let target = layout.instance_dir(name);
+    if target.exists() {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            staging.path(),
+            rustix::fs::CWD,
+            &target,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| InstanceError::Io {
+            action: "cannot swap in the new definition at",
+            path: target.clone(),
+            source: e.into(),
+        })?;
+        // `staging` now holds the old definition and is removed on drop.
+    } else {
+        let staged = staging.keep();
+        std::fs::rename(&staged, &target)
+            .map_err(io_err("cannot move the new definition to", &target))?;
+    }
+
+    for dir in [layout.upper(name), layout.work(name), layout.merged(name)] {
+        std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+    }
+    Ok(())
+}
+
+/// `<root>/installation`, absolute and canonical where it already exists
+/// (the overlay helper compares canonical paths).
+fn absolute_installation(layout: &Layout) -> Result<PathBuf, InstanceError> {
+    let root = layout.root();
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let installation = root.join("installation");
+    let installation = installation.canonicalize().unwrap_or(installation);
+    check_mount_safe(&installation).map_err(|message| InstanceError::BadEnv {
+        path: installation.clone(),
+        message,
+    })?;
+    Ok(installation)
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), InstanceError> {
+    let mut file = std::fs::File::create(path).map_err(io_err("cannot create", path))?;
+    file.write_all(contents)
+        .map_err(io_err("cannot write", path))?;
+    file.sync_all().map_err(io_err("cannot sync", path))?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), InstanceError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("cannot chmod", path))
+}
+
+/// Copies the instance's server.cfg into the upper layer so it wins over
+/// every overlay. Written to a temporary name and renamed.
+pub fn stage_server_cfg(layout: &Layout, name: &InstanceName) -> Result<(), InstanceError> {
+    let source = layout.instance_server_cfg(name);
+    let config = std::fs::read(&source).map_err(io_err("cannot read", &source))?;
+    let target = layout.staged_server_cfg(name);
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
+    let tmp = dir.join(".server.cfg.l4d2ctl-tmp");
+    write_file(&tmp, &config)?;
+    std::fs::rename(&tmp, &target).map_err(io_err("cannot move server.cfg into", &target))
+}
+
+/// Removes the definition and runtime tree of `name` (the caller stops it first).
+pub fn remove(layout: &Layout, name: &InstanceName) -> Result<(), InstanceError> {
+    for dir in [layout.instance_dir(name), layout.runtime_dir(name)] {
+        remove_tree(&dir)?;
+    }
+    Ok(())
+}
+
+/// `remove_dir_all` that also copes with directories the kernel or the game
+/// left without write/search permission (overlayfs creates `work/work` 0000).
+pub fn remove_tree(path: &Path) -> Result<(), InstanceError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("cannot inspect", path)(e)),
+        Ok(meta) if !meta.is_dir() => {
+            return std::fs::remove_file(path).map_err(io_err("cannot remove", path))
+        }
+        Ok(_) => {}
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_dirs_writable(path);
+    std::fs::remove_dir_all(path).map_err(io_err("cannot remove", path))
+}
+
+fn make_dirs_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // Best effort: whatever still fails is reported by the final remove_dir_all.
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                make_dirs_writable(&entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_round_trips() {
+        let env = InstanceEnv {
+            port: 27015,
+            args: vec!["-tickrate".into(), "60".into()],
+            lowerdirs: vec!["/r/overlays/a".into(), "/r/installation".into()],
+        };
+        assert_eq!(InstanceEnv::parse(&env.render()).unwrap(), env);
+    }
+
+    #[test]
+    fn env_rejects_garbage() {
+        for (text, expected) in [
+            ("L4D2_PORT=1\n", "L4D2_LOWERDIRS is missing"),
+            ("L4D2_LOWERDIRS=/a\n", "L4D2_PORT is missing"),
+            ("L4D2_PORT=x\nL4D2_LOWERDIRS=/a", "not a port"),
+            ("L4D2_PORT=1\nL4D2_LOWERDIRS=\"/a", "unterminated"),
+            ("L4D2_PORT=1\nL4D2_LOWERDIRS=/a\nEVIL=1", "unknown key"),
+            ("garbage\n", "expected KEY=VALUE"),
+        ] {
+            let e = InstanceEnv::parse(text).unwrap_err();
+            assert!(e.contains(expected), "{text:?}: {e}");
+        }
+    }
+}
