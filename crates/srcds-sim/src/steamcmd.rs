@@ -1,1 +1,432 @@
-//! steamcmd simulation (todo)
+//! `steamcmd-sim`: installs the simulated game like `steamcmd` installs
+//! app 222860, driven by the same `+command args` sequence:
+//!
+//! `+force_install_dir <dir> +login anonymous +@sSteamCmdForcePlatformType windows +app_update 222860 validate +quit`
+//!
+//! The windows pass writes the shared content (left4dead2/ tree, srcds.exe);
+//! the linux pass writes `srcds_run` and `srcds_linux` (a copy of the
+//! `srcds-sim` binary). Like the real depots, the linux pass fails on a
+//! directory without the shared content — this is why left4me runs the
+//! windows pass first. Output and exit codes imitate steamcmd.
+
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The L4D2 dedicated server app.
+pub const APP_ID: &str = "222860";
+/// steamcmd's exit code for a failed app_update.
+pub const EXIT_APP_UPDATE_FAILED: u8 = 8;
+/// steamcmd's exit code for a failed login.
+pub const EXIT_LOGIN_FAILED: u8 = 5;
+/// Exit code when steamcmd cannot bootstrap itself.
+pub const EXIT_BOOTSTRAP_FAILED: u8 = 1;
+/// Default size of the content archive, MiB (`STEAMCMD_SIM_CONTENT_MB`).
+pub const DEFAULT_CONTENT_MB: u64 = 4;
+
+/// Real campaign maps shipped as placeholders.
+pub const MAPS: &[&str] = &[
+    "c1m1_hotel",
+    "c1m2_streets",
+    "c1m3_mall",
+    "c1m4_atrium",
+    "c2m1_highway",
+    "c2m2_fairgrounds",
+    "c5m1_waterfront",
+    "c8m1_apartment",
+];
+
+const SRCDS_RUN: &str = "#!/bin/bash\n\
+# srcds_run (left4me srcds-sim): like Valve's script, run the server binary\n\
+# from the script's own directory, so it must be started through the path\n\
+# whose tree it should see (e.g. an overlay mount).\n\
+cd \"$(dirname \"$0\")\" || exit 1\n\
+exec ./srcds_linux \"$@\"\n";
+
+/// An install failure, printed as `ERROR! Failed to install app '<id>' (<why>)`.
+#[derive(Debug, Error)]
+pub enum InstallError {
+    #[error("No subscription")]
+    NoSubscription,
+    #[error("Missing configuration")]
+    MissingConfiguration,
+    #[error("Invalid platform {0:?}")]
+    InvalidPlatform(String),
+    #[error("Disk write failure: {path}: {source}")]
+    DiskWrite {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("srcds-sim binary not found (looked at {0}); build it or set SRCDS_SIM_BIN")]
+    SimBinaryMissing(String),
+}
+
+/// Splits `+cmd a b +cmd2 c` into commands, as steamcmd does.
+pub fn parse_commands(args: &[String]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for a in args {
+        match a.strip_prefix('+') {
+            Some(name) => out.push(vec![name.to_string()]),
+            None => match out.last_mut() {
+                Some(cmd) => cmd.push(a.clone()),
+                // Arguments before any +command: steamcmd treats them as a
+                // command line too.
+                None => out.push(vec![a.clone()]),
+            },
+        }
+    }
+    out
+}
+
+/// What the caller provides: where it was invoked from and knobs from env.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Directory of argv[0] as invoked (not canonicalized): steamclient.so
+    /// goes into its linux32/ and linux64/.
+    pub steam_dir: PathBuf,
+    /// The srcds-sim binary to copy as srcds_linux.
+    pub sim_binary: Result<PathBuf, String>,
+    /// Size of left4dead2/pak01_dir.vpk in MiB.
+    pub content_mb: u64,
+}
+
+struct Session<'a, W: Write> {
+    env: &'a Environment,
+    out: W,
+    install_dir: Option<PathBuf>,
+    logged_in: bool,
+    platform: String,
+}
+
+fn say<W: Write>(out: &mut W, line: &str) {
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
+    let fail = |source| InstallError::DiskWrite {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(fail)?;
+    }
+    // Write beside and rename: replacing a running srcds_linux must not
+    // fail with ETXTBSY, and a crash never leaves a half-written file.
+    let tmp = path.with_extension("steamcmd-sim-tmp");
+    fs::write(&tmp, bytes).map_err(fail)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    fs::rename(&tmp, path).map_err(fail)
+}
+
+fn up_to_date(path: &Path, bytes: &[u8]) -> bool {
+    match fs::read(path) {
+        Ok(existing) => existing == bytes,
+        Err(_) => false,
+    }
+}
+
+/// Deterministic filler so files have real, non-sparse bytes on disk.
+fn filler(header: &[u8], len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(header.len()));
+    v.extend_from_slice(header);
+    let mut x: u32 = 0x1234_5678;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(x as u8);
+    }
+    v
+}
+
+/// One planned file of a depot.
+struct Item {
+    rel: String,
+    bytes: Vec<u8>,
+    mode: u32,
+}
+
+fn shared_depot(content_mb: u64) -> Vec<Item> {
+    let mut items = vec![
+        Item {
+            rel: "left4dead2/steam.inf".into(),
+            bytes: b"ClientVersion=2236\nServerVersion=2236\nPatchVersion=2.2.3.6\nProductName=left4dead2\nappID=550\nServerAppID=222860\n".to_vec(),
+            mode: 0o644,
+        },
+        Item {
+            rel: "left4dead2/cfg/valve.rc".into(),
+            bytes: b"// load the base configuration\nexec config_default.cfg\n\n// run a user script file if present\nexec autoexec.cfg\n\nstuffcmds\nstartupmenu\n".to_vec(),
+            mode: 0o644,
+        },
+        Item {
+            rel: "left4dead2/cfg/config_default.cfg".into(),
+            bytes: b"// default configuration (srcds-sim placeholder)\nunbindall\nbind \"ESCAPE\" \"cancelselect\"\nbind \"`\" \"toggleconsole\"\n".to_vec(),
+            mode: 0o644,
+        },
+        Item {
+            rel: "left4dead2/cfg/server_example.cfg".into(),
+            bytes: b"// example server.cfg (srcds-sim placeholder; real installs ship none)\n// hostname \"My L4D2 Server\"\n// rcon_password \"change-me\"\n".to_vec(),
+            mode: 0o644,
+        },
+        Item {
+            rel: "left4dead2/addons/README.txt".into(),
+            bytes: b"Put .vpk add-ons here.\n".to_vec(),
+            mode: 0o644,
+        },
+        Item {
+            rel: "srcds.exe".into(),
+            bytes: filler(b"MZ\x90\x00srcds-sim placeholder for the windows server binary\n", 8 * 1024),
+            mode: 0o644,
+        },
+    ];
+    for map in MAPS {
+        // VBSP header with version 21 (L4D2's BSP version), then filler.
+        items.push(Item {
+            rel: format!("left4dead2/maps/{map}.bsp"),
+            bytes: filler(b"VBSP\x15\x00\x00\x00", 16 * 1024),
+            mode: 0o644,
+        });
+    }
+    let vpk_len = (content_mb.min(64 * 1024) as usize) * 1024 * 1024;
+    // VPK v2 signature 0x55AA1234, little-endian.
+    items.push(Item {
+        rel: "left4dead2/pak01_dir.vpk".into(),
+        bytes: filler(b"\x34\x12\xAA\x55\x02\x00\x00\x00", vpk_len),
+        mode: 0o644,
+    });
+    items
+}
+
+fn linux_depot(sim_binary: &Path) -> Result<Vec<Item>, InstallError> {
+    let bytes = fs::read(sim_binary)
+        .map_err(|_| InstallError::SimBinaryMissing(sim_binary.display().to_string()))?;
+    Ok(vec![
+        Item {
+            rel: "srcds_run".into(),
+            bytes: SRCDS_RUN.as_bytes().to_vec(),
+            mode: 0o755,
+        },
+        Item {
+            rel: "srcds_linux".into(),
+            bytes,
+            mode: 0o755,
+        },
+    ])
+}
+
+impl<W: Write> Session<'_, W> {
+    fn app_update(&mut self, args: &[String]) -> Result<(), u8> {
+        let app = args.first().cloned().unwrap_or_default();
+        if !self.logged_in {
+            say(&mut self.out, "ERROR! Not logged on.");
+            return Err(EXIT_APP_UPDATE_FAILED);
+        }
+        match self.install(&app) {
+            Ok(()) => {
+                say(&mut self.out, &format!("Success! App '{app}' fully installed."));
+                Ok(())
+            }
+            Err(e) => {
+                say(&mut self.out, &format!("ERROR! Failed to install app '{app}' ({e})"));
+                Err(EXIT_APP_UPDATE_FAILED)
+            }
+        }
+    }
+
+    fn install(&mut self, app: &str) -> Result<(), InstallError> {
+        if app != APP_ID {
+            return Err(InstallError::NoSubscription);
+        }
+        // Without force_install_dir real steamcmd would use its own
+        // steamapps/common; the simulator only installs where told to.
+        let dir = self.install_dir.clone().ok_or(InstallError::MissingConfiguration)?;
+        let items = match self.platform.as_str() {
+            "windows" => shared_depot(self.env.content_mb),
+            "linux" => {
+                if !dir.join("left4dead2/steam.inf").is_file() {
+                    // The linux depot alone cannot install L4D2 (the reason
+                    // for the windows-first two-pass workaround).
+                    return Err(InstallError::MissingConfiguration);
+                }
+                let bin = self
+                    .env
+                    .sim_binary
+                    .clone()
+                    .map_err(InstallError::SimBinaryMissing)?;
+                linux_depot(&bin)?
+            }
+            other => return Err(InstallError::InvalidPlatform(other.to_string())),
+        };
+        let total: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
+        say(&mut self.out, &format!(" Update state (0x3) reconfiguring, progress: 0.00 (0 / {total})"));
+        fs::create_dir_all(&dir).map_err(|source| InstallError::DiskWrite {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut done: u64 = 0;
+        for item in &items {
+            let path = dir.join(&item.rel);
+            if !up_to_date(&path, &item.bytes) {
+                write_file(&path, &item.bytes, item.mode)?;
+            }
+            done += item.bytes.len() as u64;
+            let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+            say(
+                &mut self.out,
+                &format!(" Update state (0x61) downloading, progress: {pct:.2} ({done} / {total})"),
+            );
+        }
+        say(&mut self.out, &format!(" Update state (0x81) verifying update, progress: 100.00 ({total} / {total})"));
+        let manifest = format!(
+            "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"SizeOnDisk\"\t\t\"{total}\"\n\t\"UserConfig\"\n\t{{\n\t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
+            self.platform
+        );
+        write_file(&dir.join(format!("steamapps/appmanifest_{APP_ID}.acf")), manifest.as_bytes(), 0o644)?;
+        Ok(())
+    }
+
+    /// Runs one command; `Err(code)` ends steamcmd with that exit code,
+    /// `Ok(false)` is `quit`.
+    fn command(&mut self, cmd: &[String]) -> Result<bool, u8> {
+        let name = cmd[0].as_str();
+        let args = &cmd[1..];
+        match name {
+            "force_install_dir" => match args.first() {
+                Some(dir) => {
+                    if self.logged_in {
+                        say(&mut self.out, "Please use force_install_dir before logon!");
+                    }
+                    self.install_dir = Some(PathBuf::from(dir));
+                }
+                None => say(&mut self.out, "Usage: force_install_dir <path>"),
+            },
+            "login" => match args.first().map(String::as_str) {
+                Some("anonymous") => {
+                    say(&mut self.out, "Connecting anonymously to Steam Public...OK");
+                    say(&mut self.out, "Waiting for client config...OK");
+                    say(&mut self.out, "Waiting for user info...OK");
+                    self.logged_in = true;
+                }
+                Some(user) => {
+                    say(&mut self.out, &format!("Logging in user '{user}' to Steam Public...FAILED (Invalid Password)"));
+                    say(&mut self.out, "FAILED login with result code Invalid Password");
+                    return Err(EXIT_LOGIN_FAILED);
+                }
+                None => say(&mut self.out, "Usage: login <username> [<password>] [<Steam guard code>]"),
+            },
+            "@sSteamCmdForcePlatformType" => match args.first() {
+                Some(p) => self.platform = p.clone(),
+                None => say(&mut self.out, "\"@sSteamCmdForcePlatformType\" = \"\""),
+            },
+            "app_update" => self.app_update(args).map(|_| ())?,
+            "quit" | "exit" => return Ok(false),
+            other => say(&mut self.out, &format!("Unknown command \"{other}\"")),
+        }
+        Ok(true)
+    }
+}
+
+/// Runs steamcmd with `args` (after argv[0]); interactive commands are read
+/// from `stdin` when the arguments do not end with `+quit`. Returns the
+/// process exit code.
+pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, stdin: R) -> u8 {
+    let mut s = Session {
+        env,
+        out,
+        install_dir: None,
+        logged_in: false,
+        platform: "linux".into(),
+    };
+    say(&mut s.out, "[  0%] Checking for available updates...");
+    say(&mut s.out, "[----] Verifying installation...");
+    say(&mut s.out, "Steam Console Client (c) Valve Corporation - version 1731023958 (steamcmd-sim)");
+    say(&mut s.out, "-- type 'quit' to exit --");
+    if let Err(e) = ensure_steamclient(&env.steam_dir) {
+        say(&mut s.out, &format!("Loading Steam API...FAILED ({e})"));
+        return EXIT_BOOTSTRAP_FAILED;
+    }
+    say(&mut s.out, "Loading Steam API...OK");
+    say(&mut s.out, "");
+    for cmd in parse_commands(args) {
+        match s.command(&cmd) {
+            Ok(true) => {}
+            Ok(false) => return finish(&mut s.out, 0),
+            Err(code) => return finish(&mut s.out, code),
+        }
+    }
+    // No +quit: steamcmd stays at its prompt and reads commands.
+    for line in stdin.lines() {
+        let Ok(line) = line else { break };
+        let tokens: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        if tokens.is_empty() {
+            continue;
+        }
+        match s.command(&tokens) {
+            Ok(true) => {}
+            Ok(false) => return finish(&mut s.out, 0),
+            Err(code) => return finish(&mut s.out, code),
+        }
+    }
+    finish(&mut s.out, 0)
+}
+
+fn finish<W: Write>(out: &mut W, code: u8) -> u8 {
+    say(out, "Unloading Steam API...OK");
+    code
+}
+
+/// steamcmd keeps its client library in linux32/ and linux64/ beside
+/// steamcmd.sh; srcds dlopens it via ~/.steam/sdk32|sdk64.
+pub fn ensure_steamclient(steam_dir: &Path) -> Result<(), InstallError> {
+    for arch in ["linux32", "linux64"] {
+        let path = steam_dir.join(arch).join("steamclient.so");
+        if path.is_file() {
+            continue;
+        }
+        let bytes = filler(b"\x7fELF srcds-sim placeholder steamclient.so\n", 4096);
+        write_file(&path, &bytes, 0o755)?;
+    }
+    Ok(())
+}
+
+/// Locates the srcds-sim binary: `$SRCDS_SIM_BIN` when set, else next to
+/// the running executable (canonicalized, so a symlinked steamcmd.sh still
+/// finds the build directory).
+pub fn find_sim_binary(env_override: Option<PathBuf>, current_exe: io::Result<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = env_override {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("$SRCDS_SIM_BIN={}", p.display()))
+        };
+    }
+    let exe = current_exe.and_then(fs::canonicalize).map_err(|e| format!("current executable ({e})"))?;
+    let candidate = exe.with_file_name("srcds-sim");
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(candidate.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plus_commands_in_order() {
+        let args: Vec<String> = "+force_install_dir /x +login anonymous +@sSteamCmdForcePlatformType windows +app_update 222860 validate +quit"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let cmds = parse_commands(&args);
+        assert_eq!(cmds.len(), 5);
+        assert_eq!(cmds[0], vec!["force_install_dir", "/x"]);
+        assert_eq!(cmds[3], vec!["app_update", "222860", "validate"]);
+        assert_eq!(cmds[4], vec!["quit"]);
+    }
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! `steamcmd-sim`: a simulated steamcmd that installs srcds-sim as app
+//! 222860. See `srcds_sim::steamcmd`.
+
+use srcds_sim::steamcmd::{self, Environment, DEFAULT_CONTENT_MB};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().map(PathBuf::from).unwrap_or_default();
+    let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+    // The directory we were invoked from, symlinks NOT resolved.
+    let steam_dir = match argv0.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let content_mb = match std::env::var("STEAMCMD_SIM_CONTENT_MB") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("steamcmd-sim: STEAMCMD_SIM_CONTENT_MB={v:?} is not a whole number of MiB");
+                return ExitCode::from(1);
+            }
+        },
+        Err(_) => DEFAULT_CONTENT_MB,
+    };
+    let env = Environment {
+        steam_dir,
+        sim_binary: steamcmd::find_sim_binary(
+            std::env::var_os("SRCDS_SIM_BIN").map(PathBuf::from),
+            std::env::current_exe(),
+        ),
+        content_mb,
+    };
+    let code = steamcmd::run(&env, &args, std::io::stdout().lock(), std::io::stdin().lock());
+    ExitCode::from(code)
+}

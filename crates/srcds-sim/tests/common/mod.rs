@@ -1,0 +1,341 @@
+//! Helpers for the simulator's integration tests: real processes, real sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const STEAMCMD: &str = env!("CARGO_BIN_EXE_steamcmd-sim");
+pub const SRCDS: &str = env!("CARGO_BIN_EXE_srcds-sim");
+
+/// A data root with steamcmd-sim linked as <root>/steam/steamcmd.sh.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("steam")).unwrap();
+        std::os::unix::fs::symlink(STEAMCMD, dir.path().join("steam/steamcmd.sh")).unwrap();
+        Root { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn installation(&self) -> PathBuf {
+        self.path().join("installation")
+    }
+    pub fn steamcmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.path().join("steam/steamcmd.sh"))
+            .args(args)
+            .env("STEAMCMD_SIM_CONTENT_MB", "1")
+            .env_remove("SRCDS_SIM_BIN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    /// The two passes `l4d2ctl install` runs.
+    pub fn install(&self) {
+        let dir = self.installation();
+        for platform in ["windows", "linux"] {
+            let out = self.steamcmd(&[
+                "+force_install_dir",
+                dir.to_str().unwrap(),
+                "+login",
+                "anonymous",
+                "+@sSteamCmdForcePlatformType",
+                platform,
+                "+app_update",
+                "222860",
+                "validate",
+                "+quit",
+            ]);
+            assert!(out.status.success(), "{platform} pass failed: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    pub fn write_server_cfg(&self, text: &str) {
+        let cfg = self.installation().join("left4dead2/cfg");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("server.cfg"), text).unwrap();
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running srcds_run with captured console output.
+pub struct Sim {
+    pub child: Child,
+    pub port: u16,
+    pub console: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sim {
+    /// Starts `<installation>/srcds_run -game left4dead2 +ip 127.0.0.1 +hostport <free> <extra>`
+    /// from an unrelated cwd (srcds_run must cd itself) and waits for A2S.
+    pub fn start(root: &Root, extra: &[&str]) -> Sim {
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut args = vec!["-game", "left4dead2", "+ip", "127.0.0.1", "+hostport", &port_s];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(root.installation().join("srcds_run"))
+            .args(&args)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&console);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sim = Sim { child, port, console };
+        sim.wait_for_a2s();
+        sim
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn wait_for_a2s(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 1400];
+        while Instant::now() < deadline {
+            let _ = sock.send_to(&info_request(None), self.addr());
+            if sock.recv_from(&mut buf).is_ok() {
+                return;
+            }
+        }
+        panic!("srcds-sim did not answer A2S on port {}; console: {:?}", self.port, self.console_text());
+    }
+
+    pub fn console_text(&self) -> String {
+        self.console.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the console to contain `needle`.
+    pub fn wait_console(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.console_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("console never showed {needle:?}: {}", self.console_text());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for exit (panics after 15 s).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "srcds-sim did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `FF FF FF FF 'T' "Source Engine Query\0" [challenge]`.
+pub fn info_request(challenge: Option<[u8; 4]>) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xFF, 0xFF, 0xFF, 0x54];
+    v.extend_from_slice(b"Source Engine Query\0");
+    if let Some(c) = challenge {
+        v.extend_from_slice(&c);
+    }
+    v
+}
+
+/// One UDP request/response.
+pub fn udp_query(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(request, addr).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).expect("A2S reply");
+    buf[..n].to_vec()
+}
+
+/// Little cursor over a reply, with the wiki's types.
+pub struct Cursor<'a>(pub &'a [u8]);
+impl<'a> Cursor<'a> {
+    pub fn byte(&mut self) -> u8 {
+        let b = self.0[0];
+        self.0 = &self.0[1..];
+        b
+    }
+    pub fn short(&mut self) -> i16 {
+        let v = i16::from_le_bytes([self.0[0], self.0[1]]);
+        self.0 = &self.0[2..];
+        v
+    }
+    pub fn long(&mut self) -> i32 {
+        let v = i32::from_le_bytes(self.0[..4].try_into().unwrap());
+        self.0 = &self.0[4..];
+        v
+    }
+    pub fn float(&mut self) -> f32 {
+        let v = f32::from_le_bytes(self.0[..4].try_into().unwrap());
+        self.0 = &self.0[4..];
+        v
+    }
+    pub fn long_long(&mut self) -> u64 {
+        let v = u64::from_le_bytes(self.0[..8].try_into().unwrap());
+        self.0 = &self.0[8..];
+        v
+    }
+    pub fn string(&mut self) -> String {
+        let end = self.0.iter().position(|b| *b == 0).expect("NUL-terminated string");
+        let s = String::from_utf8(self.0[..end].to_vec()).unwrap();
+        self.0 = &self.0[end + 1..];
+        s
+    }
+}
+
+/// A raw RCON packet as read from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPacket {
+    pub size: i32,
+    pub id: i32,
+    pub kind: i32,
+    /// Everything after the type field (body + the two NULs).
+    pub payload: Vec<u8>,
+}
+
+impl RawPacket {
+    pub fn body(&self) -> &[u8] {
+        &self.payload[..self.payload.len() - 2]
+    }
+}
+
+pub struct Rcon {
+    pub stream: TcpStream,
+}
+
+impl Rcon {
+    pub fn connect(addr: SocketAddr) -> Rcon {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Rcon { stream }
+    }
+    pub fn send(&mut self, id: i32, kind: i32, body: &[u8]) {
+        let mut v = ((body.len() + 10) as i32).to_le_bytes().to_vec();
+        v.extend_from_slice(&id.to_le_bytes());
+        v.extend_from_slice(&kind.to_le_bytes());
+        v.extend_from_slice(body);
+        v.extend_from_slice(&[0, 0]);
+        self.stream.write_all(&v).unwrap();
+    }
+    pub fn read(&mut self) -> RawPacket {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).unwrap();
+        let size = i32::from_le_bytes(size);
+        assert!((10..=4096).contains(&size), "bad size {size}");
+        let mut rest = vec![0u8; size as usize];
+        self.stream.read_exact(&mut rest).unwrap();
+        RawPacket {
+            size,
+            id: i32::from_le_bytes(rest[..4].try_into().unwrap()),
+            kind: i32::from_le_bytes(rest[4..8].try_into().unwrap()),
+            payload: rest[8..].to_vec(),
+        }
+    }
+    /// Authenticates; returns the AUTH_RESPONSE id.
+    pub fn auth(&mut self, password: &str) -> i32 {
+        self.send(1, 3, password.as_bytes());
+        let empty = self.read();
+        assert_eq!((empty.kind, empty.body()), (0, &b""[..]), "empty RESPONSE_VALUE before AUTH_RESPONSE");
+        let resp = self.read();
+        assert_eq!(resp.kind, 2, "AUTH_RESPONSE");
+        resp.id
+    }
+    /// Runs a command, collecting a (possibly multi-packet) response with
+    /// the empty-packet mirror trick. Returns (text, packets).
+    pub fn exec(&mut self, id: i32, command: &str) -> (String, Vec<RawPacket>) {
+        self.send(id, 2, command.as_bytes());
+        self.send(id + 1, 0, b"");
+        let mut packets = Vec::new();
+        loop {
+            let p = self.read();
+            if p.id == id + 1 {
+                assert_eq!(p.body(), b"", "mirrored empty packet");
+                let trailer = self.read();
+                assert_eq!(trailer.id, id + 1);
+                assert_eq!(trailer.kind, 0);
+                assert_eq!(trailer.body(), &[0x00, 0x01, 0x00, 0x00], "srcds's end marker body");
+                break;
+            }
+            assert_eq!((p.id, p.kind), (id, 0), "RESPONSE_VALUE for the command");
+            packets.push(p);
+        }
+        let text: Vec<u8> = packets.iter().flat_map(|p| p.body().to_vec()).collect();
+        (String::from_utf8(text).unwrap(), packets)
+    }
+}
+
+/// A UDP socket receiving HL log packets.
+pub struct LogListener {
+    pub sock: UdpSocket,
+}
+
+impl LogListener {
+    pub fn new() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        LogListener { sock }
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+    /// Receives packets until one contains `needle` (or panics after 10 s);
+    /// returns that packet's raw bytes.
+    pub fn wait_for(&self, needle: &str) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let pkt = buf[..n].to_vec();
+                if String::from_utf8_lossy(&pkt).contains(needle) {
+                    return pkt;
+                }
+                seen.push(String::from_utf8_lossy(&pkt).into_owned());
+            }
+        }
+        panic!("no log packet containing {needle:?}; got {seen:#?}");
+    }
+}
