@@ -1,1 +1,111 @@
-//! left4me web app.
+//! left4me web app: accounts, jobs with live logs, and the admin CLI
+//! (`left4me serve|demo|create-user|migrate|...`).
+//!
+//! Host operations run through the `l4d2ctl` binary as a subprocess (SPEC §1);
+//! this crate never links `l4d2host`.
+
+pub mod accounts;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+mod demo;
+pub mod jobs;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::jobs::Jobs;
+use crate::web::AppState;
+
+/// Opens and migrates the database, recovers interrupted jobs, starts the
+/// job workers and serves HTTP on `listener` until `shutdown` fires. Then it
+/// stops accepting, ends live streams and gives running jobs the grace
+/// period (after which they are handed back to the queue).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    let jobs = Jobs::new(
+        pool.clone(),
+        config.l4d2ctl.clone(),
+        config.child_env.clone(),
+        Duration::from_secs(config.shutdown_grace_secs),
+    );
+    jobs.recover()
+        .await
+        .context("recovering interrupted jobs")?;
+    let limiter = Arc::new(LoginLimiter::new(
+        config.login_limit_per_ip,
+        config.login_limit_per_user,
+    ));
+    let workers_stop = CancellationToken::new();
+    let mut workers = jobs.spawn_workers(config.job_workers, workers_stop.clone());
+    let housekeeping = tokio::spawn(housekeeping(
+        pool.clone(),
+        limiter.clone(),
+        shutdown.clone(),
+    ));
+
+    let state = AppState {
+        pool: pool.clone(),
+        config: Arc::new(config),
+        limiter,
+        jobs,
+        shutdown: shutdown.clone(),
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "left4me listening");
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("HTTP stopped; waiting for running jobs");
+    workers_stop.cancel();
+    while workers.join_next().await.is_some() {}
+    housekeeping.abort();
+    pool.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::warn!(error = %e, "sd_notify failed");
+        }
+    }
+}
+
+async fn housekeeping(
+    pool: sqlx::SqlitePool,
+    limiter: Arc<LoginLimiter>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        limiter.housekeeping();
+        if let Err(e) = auth::purge_expired(&pool).await {
+            tracing::warn!(error = %e, "purging expired sessions failed");
+        }
+    }
+}

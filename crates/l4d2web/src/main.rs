@@ -1,1 +1,4 @@
-fn main() {}
+//! `left4me`: the web app and its admin CLI.
+fn main() -> std::process::ExitCode {
+    l4d2web::cli::main()
+}

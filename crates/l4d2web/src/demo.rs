@@ -1,0 +1,148 @@
+//! `left4me demo` (SPEC §8): no root, no configuration.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{symlink, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, EnvSource};
+use crate::{accounts, db};
+
+pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let root = match std::env::var_os("LEFT4ME_ROOT").filter(|v| !v.is_empty()) {
+        Some(r) => PathBuf::from(r),
+        None => PathBuf::from("left4me-data"),
+    };
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the demo data directory {}", root.display()))?;
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+
+    let exe_dir = std::env::current_exe()
+        .context("cannot locate the left4me executable")?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the left4me executable has no directory")?;
+    let steamcmd_sim = exe_dir.join("steamcmd-sim");
+    if !steamcmd_sim.is_file() {
+        bail!(
+            "steamcmd-sim not found at {}: build the workspace first (cargo build --workspace)",
+            steamcmd_sim.display()
+        );
+    }
+    let l4d2ctl = match std::env::var_os("LEFT4ME_L4D2CTL") {
+        Some(p) => PathBuf::from(p),
+        None => exe_dir.join("l4d2ctl"),
+    };
+    if !l4d2ctl.is_file() {
+        bail!(
+            "l4d2ctl not found at {}: build the workspace first (cargo build --workspace)",
+            l4d2ctl.display()
+        );
+    }
+    let steamcmd = link_steamcmd(&root, &steamcmd_sim)?;
+    let secret = demo_secret(&root)?;
+
+    let root_text = root.display().to_string();
+    let bind_text = bind.to_string();
+    let mut config = config::load(&EnvSource(|k| match k {
+        "LEFT4ME_ROOT" => Some(root_text.clone()),
+        "SECRET_KEY" => Some(secret.clone()),
+        "LEFT4ME_BIND" => Some(bind_text.clone()),
+        "LEFT4ME_L4D2CTL" => Some(l4d2ctl.display().to_string()),
+        other => std::env::var(other).ok(),
+    }))?;
+    config.child_env = vec![
+        ("LEFT4ME_ROOT".into(), root_text.clone()),
+        ("LEFT4ME_BACKEND".into(), "local".into()),
+        ("LEFT4ME_STEAMCMD".into(), steamcmd.display().to_string()),
+    ];
+
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    let first_run = accounts::count(&pool).await? == 0;
+    let mut banner = format!("left4me demo\n  data directory: {root_text}\n");
+    if first_run {
+        let password = accounts::generate_password()?;
+        accounts::create_user(&pool, "admin", &password, true).await?;
+        banner.push_str(&format!(
+            "  administrator: admin / {password}   (shown only this once)\n"
+        ));
+    } else {
+        banner.push_str("  existing data directory reused; log in with your admin account\n");
+    }
+    let installed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'install' AND state = 'succeeded'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if installed == 0 {
+        // Enqueued directly; the server's workers run it and it shows up
+        // under Jobs with its live log.
+        let args = serde_json::to_string(&["install"])?;
+        sqlx::query(
+            "INSERT INTO jobs (kind, args, user_id, coalesce_key, state) VALUES ('install', ?, NULL, ?, 'queued')
+             ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING",
+        )
+        .bind(&args)
+        .bind(format!("install:{args}"))
+        .execute(&pool)
+        .await?;
+        banner.push_str("  installing the simulated game: see the install job under Jobs\n");
+    }
+    pool.close().await;
+
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (choose another with --bind)"))?;
+    banner.push_str(&format!("  open http://{}/\n", listener.local_addr()?));
+    println!("{banner}");
+    crate::serve(config, listener, shutdown).await
+}
+
+/// `<root>/steam/steamcmd.sh` → the steamcmd-sim binary (replaced if it
+/// points elsewhere, e.g. after moving the build directory).
+fn link_steamcmd(root: &Path, sim: &Path) -> anyhow::Result<PathBuf> {
+    let steam = root.join("steam");
+    std::fs::create_dir_all(&steam)
+        .with_context(|| format!("cannot create {}", steam.display()))?;
+    let link = steam.join("steamcmd.sh");
+    match std::fs::read_link(&link) {
+        Ok(target) if target == sim => return Ok(link),
+        Ok(_) => std::fs::remove_file(&link)
+            .with_context(|| format!("cannot replace {}", link.display()))?,
+        Err(_) if link.exists() => {
+            bail!("{} exists and is not a symlink; remove it", link.display())
+        }
+        Err(_) => {}
+    }
+    symlink(sim, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), sim.display()))?;
+    Ok(link)
+}
+
+/// The demo's SECRET_KEY, generated once and kept in the data directory
+/// (mode 0600) so sessions survive restarts.
+fn demo_secret(root: &Path) -> anyhow::Result<String> {
+    let path = root.join("secret_key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let key = text.trim().to_string();
+        if key.len() >= 32 {
+            return Ok(key);
+        }
+    }
+    let key = accounts::random_hex(32)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
