@@ -286,10 +286,7 @@ mod tests {
     fn parses_info_with_and_without_challenge() {
         let mut req = vec![0xFF, 0xFF, 0xFF, 0xFF, A2S_INFO];
         req.extend_from_slice(INFO_PAYLOAD);
-        assert_eq!(
-            parse_request(&req),
-            Ok(Request::Info { challenge: None })
-        );
+        assert_eq!(parse_request(&req), Ok(Request::Info { challenge: None }));
         req.extend_from_slice(&0x1234_5678_i32.to_le_bytes());
         assert_eq!(
             parse_request(&req),

@@ -58,7 +58,11 @@ pub struct SrcdsArgs {
 const DEFAULT_SIM_PLAYERS: usize = 2;
 const DEFAULT_CHURN_SECS: u64 = 20;
 
-fn parse_num<T: std::str::FromStr>(flag: &str, value: &str, why: &'static str) -> Result<T, ArgsError> {
+fn parse_num<T: std::str::FromStr>(
+    flag: &str,
+    value: &str,
+    why: &'static str,
+) -> Result<T, ArgsError> {
     value.parse().map_err(|_| ArgsError::InvalidValue {
         flag: flag.to_string(),
         value: value.to_string(),
@@ -126,9 +130,12 @@ impl SrcdsArgs {
             }
             let values = &tokens[i + 1..end];
             let first = |name: &str| -> Result<&str, ArgsError> {
-                values.first().map(String::as_str).ok_or(ArgsError::MissingValue {
-                    flag: name.to_string(),
-                })
+                values
+                    .first()
+                    .map(String::as_str)
+                    .ok_or(ArgsError::MissingValue {
+                        flag: name.to_string(),
+                    })
             };
             match flag {
                 "-game" => game = Some(first(flag)?.to_string()),
@@ -201,28 +208,51 @@ mod tests {
         assert_eq!(a.tickrate, Some(60));
         assert_eq!(a.sim_players, 0);
         assert_eq!(a.sim_churn, None);
-        assert_eq!(a.startup_commands, vec![vec!["sv_lan".to_string(), "1".to_string()]]);
+        assert_eq!(
+            a.startup_commands,
+            vec![vec!["sv_lan".to_string(), "1".to_string()]]
+        );
         assert_eq!(a.ignored, vec!["-nohltv".to_string()]);
     }
 
     #[test]
     fn negative_values_are_values() {
         let a = parse("-game left4dead2 +hostport 1 +sv_maxplayers -1").unwrap();
-        assert_eq!(a.startup_commands, vec![vec!["sv_maxplayers".to_string(), "-1".to_string()]]);
+        assert_eq!(
+            a.startup_commands,
+            vec![vec!["sv_maxplayers".to_string(), "-1".to_string()]]
+        );
     }
 
     #[test]
     fn rejects_bad_lines() {
         assert_eq!(parse("+hostport 27015"), Err(ArgsError::MissingGame));
         assert_eq!(parse("-game left4dead2"), Err(ArgsError::MissingPort));
-        assert!(matches!(parse("-game left4dead2 +hostport 0"), Err(ArgsError::InvalidValue { .. })));
-        assert!(matches!(parse("-game left4dead2 +hostport 70000"), Err(ArgsError::InvalidValue { .. })));
-        assert!(matches!(parse("-game left4dead2 +hostport x"), Err(ArgsError::InvalidValue { .. })));
+        assert!(matches!(
+            parse("-game left4dead2 +hostport 0"),
+            Err(ArgsError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse("-game left4dead2 +hostport 70000"),
+            Err(ArgsError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse("-game left4dead2 +hostport x"),
+            Err(ArgsError::InvalidValue { .. })
+        ));
         assert_eq!(
             parse("-game left4dead2 +hostport"),
-            Err(ArgsError::MissingValue { flag: "+hostport".into() })
+            Err(ArgsError::MissingValue {
+                flag: "+hostport".into()
+            })
         );
-        assert!(matches!(parse("-game ../x +hostport 1"), Err(ArgsError::InvalidValue { .. })));
-        assert!(matches!(parse("-game left4dead2 +hostport 1 +ip nope"), Err(ArgsError::InvalidValue { .. })));
+        assert!(matches!(
+            parse("-game ../x +hostport 1"),
+            Err(ArgsError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse("-game left4dead2 +hostport 1 +ip nope"),
+            Err(ArgsError::InvalidValue { .. })
+        ));
     }
 }

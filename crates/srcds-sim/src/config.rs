@@ -113,8 +113,14 @@ mod tests {
 
     #[test]
     fn empty_quotes_and_unterminated() {
-        assert_eq!(parse_line("sv_password \"\""), vec![s(&["sv_password", ""])]);
-        assert_eq!(parse_line("hostname \"open"), vec![s(&["hostname", "open"])]);
+        assert_eq!(
+            parse_line("sv_password \"\""),
+            vec![s(&["sv_password", ""])]
+        );
+        assert_eq!(
+            parse_line("hostname \"open"),
+            vec![s(&["hostname", "open"])]
+        );
     }
 
     #[test]

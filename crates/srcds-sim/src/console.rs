@@ -176,7 +176,10 @@ impl Server {
                         .parse::<u32>()
                         .ok()
                         .and_then(|id| st.players.iter().position(|p| p.userid == id)),
-                    None => st.players.iter().position(|p| p.name.eq_ignore_ascii_case(&target)),
+                    None => st
+                        .players
+                        .iter()
+                        .position(|p| p.name.eq_ignore_ascii_case(&target)),
                 };
                 self.kick(st, index, &target, "")
             }
@@ -219,7 +222,9 @@ impl Server {
                 ),
             },
             "logaddress_add" => match parse_log_address(args) {
-                None if args.is_empty() => "logaddress_add:  usage\nlogaddress_add ip:port\n".into(),
+                None if args.is_empty() => {
+                    "logaddress_add:  usage\nlogaddress_add ip:port\n".into()
+                }
                 None => format!("logaddress_add:  unable to resolve {}\n", args.join(" ")),
                 Some(addr) if st.log_addresses.contains(&addr) => {
                     format!("logaddress_add:  {addr} is already in the list\n")
@@ -260,7 +265,11 @@ impl Server {
                     format!("exec: couldn't exec {file}\n")
                 }
                 Some(file) => {
-                    let file = if file.ends_with(".cfg") { file.clone() } else { format!("{file}.cfg") };
+                    let file = if file.ends_with(".cfg") {
+                        file.clone()
+                    } else {
+                        format!("{file}.cfg")
+                    };
                     let path = self.game_dir.join("cfg").join(file);
                     self.exec_file(st, &path, depth)
                 }
@@ -270,7 +279,11 @@ impl Server {
                 for (k, v) in &st.cvars {
                     let _ = writeln!(s, "{k:<40} : {v:<10} : , \"sv\"");
                 }
-                let _ = write!(s, "--------------\n{} total convars/concommands\n", st.cvars.len());
+                let _ = write!(
+                    s,
+                    "--------------\n{} total convars/concommands\n",
+                    st.cvars.len()
+                );
                 s
             }
             "users" => {
@@ -282,7 +295,8 @@ impl Server {
                 s
             }
             "quit" | "exit" => {
-                self.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.shutdown
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 String::new()
             }
             // Test switches of the simulator.
@@ -326,7 +340,11 @@ impl Server {
 
     /// `name` prints a cvar, `name value` sets it; anything else is unknown.
     fn cvar_command(&self, st: &mut State, name: &str, args: &[String], origin: Origin) -> String {
-        let Some(default) = DEFAULT_CVARS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v) else {
+        let Some(default) = DEFAULT_CVARS
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+        else {
             let out = format!("Unknown command \"{name}\"\n");
             if origin == Origin::Script {
                 console(out.trim_end());
@@ -348,7 +366,11 @@ impl Server {
                 let value = args.join(" ");
                 let changed = st.cvar(name) != value;
                 st.cvars.insert(name.to_string(), value.clone());
-                if changed && origin != Origin::Script && name != "rcon_password" && name != "sv_password" {
+                if changed
+                    && origin != Origin::Script
+                    && name != "rcon_password"
+                    && name != "sv_password"
+                {
                     self.log(st, &format!("server_cvar: \"{name}\" \"{value}\""));
                 }
                 String::new()
@@ -360,7 +382,13 @@ impl Server {
         match index {
             Some(i) => {
                 let p = st.players[i].clone();
-                self.log(st, &format!("Kick: {} was kicked by \"Console\" (message \"{message}\")", tag(&p)));
+                self.log(
+                    st,
+                    &format!(
+                        "Kick: {} was kicked by \"Console\" (message \"{message}\")",
+                        tag(&p)
+                    ),
+                );
                 self.drop_player(st, i, "Kicked by Console");
                 String::new()
             }
@@ -369,8 +397,19 @@ impl Server {
     }
 
     /// Loads a map that must exist as `<game>/maps/<map>.bsp`.
-    pub(crate) fn load_map(&self, st: &mut State, map: &str, how: &str, exec_cfg: bool) -> Result<(), String> {
-        let exists = valid_map_name(map) && self.game_dir.join("maps").join(format!("{map}.bsp")).is_file();
+    pub(crate) fn load_map(
+        &self,
+        st: &mut State,
+        map: &str,
+        how: &str,
+        exec_cfg: bool,
+    ) -> Result<(), String> {
+        let exists = valid_map_name(map)
+            && self
+                .game_dir
+                .join("maps")
+                .join(format!("{map}.bsp"))
+                .is_file();
         if !exists {
             return Err(if how == "changelevel" {
                 format!("changelevel failed: {map} not found")
@@ -378,14 +417,23 @@ impl Server {
                 format!("map load failed: {map} not found or invalid")
             });
         }
-        console(&format!("---- Host_{} ----", if how == "changelevel" { "Changelevel" } else { "NewGame" }));
+        console(&format!(
+            "---- Host_{} ----",
+            if how == "changelevel" {
+                "Changelevel"
+            } else {
+                "NewGame"
+            }
+        ));
         self.log(st, &format!("Loading map \"{map}\""));
         st.map = Some(map.to_string());
         if exec_cfg {
             // srcds runs server.cfg again on every map load.
             self.exec_server_cfg(st);
         }
-        let crc = map.bytes().fold(0x811C_9DC5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193)) as i32;
+        let crc = map.bytes().fold(0x811C_9DC5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        }) as i32;
         self.log(st, &format!("Started map \"{map}\" (CRC \"{crc}\")"));
         console(&format!("Started map \"{map}\""));
         Ok(())
@@ -406,7 +454,10 @@ impl Server {
         let mut p = st.new_player(name);
         p.team = String::new();
         console(&format!("Client \"{}\" connected ({}).", p.name, p.address));
-        self.log(st, &format!("{} connected, address \"{}\"", tag(&p), p.address));
+        self.log(
+            st,
+            &format!("{} connected, address \"{}\"", tag(&p), p.address),
+        );
         self.log(st, &format!("{} STEAM USERID validated", tag(&p)));
         self.log(st, &format!("{} entered the game", tag(&p)));
         self.log(st, &format!("{} joined team \"Survivor\"", tag(&p)));
@@ -422,7 +473,10 @@ impl Server {
         }
         let p = st.players.remove(index);
         console(&format!("Dropped {} from server ({reason})", p.name));
-        self.log(st, &format!("{} disconnected (reason \"{reason}\")", tag(&p)));
+        self.log(
+            st,
+            &format!("{} disconnected (reason \"{reason}\")", tag(&p)),
+        );
     }
 
     /// One churn step: drift toward `-sim_players`, with some randomness.

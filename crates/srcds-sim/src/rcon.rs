@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(take_packet(&mut neg), Err(FrameError::BadSize(-1)));
         let mut unterminated = 10i32.to_le_bytes().to_vec();
         unterminated.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
-        assert_eq!(take_packet(&mut unterminated), Err(FrameError::Unterminated));
+        assert_eq!(
+            take_packet(&mut unterminated),
+            Err(FrameError::Unterminated)
+        );
     }
 
     #[test]
@@ -145,7 +148,9 @@ mod tests {
         let out = vec![b'x'; MAX_BODY * 2 + 5];
         let packets = response_packets(3, &out);
         assert_eq!(packets.len(), 3);
-        assert!(packets.iter().all(|p| p.encode().len() <= 4 + MAX_SIZE as usize));
+        assert!(packets
+            .iter()
+            .all(|p| p.encode().len() <= 4 + MAX_SIZE as usize));
         assert_eq!(packets[2].body.len(), 5);
         assert_eq!(response_packets(3, b"").len(), 1);
     }

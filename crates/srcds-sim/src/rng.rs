@@ -21,7 +21,11 @@ impl Rng {
 
     /// A deterministic generator (never seeded with 0, which would stick).
     pub fn with_seed(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x2545_F491_4F6C_DD1D } else { seed })
+        Rng(if seed == 0 {
+            0x2545_F491_4F6C_DD1D
+        } else {
+            seed
+        })
     }
 
     pub fn next_u64(&mut self) -> u64 {

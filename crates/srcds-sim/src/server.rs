@@ -98,7 +98,10 @@ impl Server {
     pub fn new(args: SrcdsArgs, cwd: &Path) -> Result<Arc<Self>, StartError> {
         let game_dir = cwd.join(&args.game);
         if !game_dir.is_dir() {
-            return Err(StartError::GameDirMissing(args.game.clone(), cwd.to_path_buf()));
+            return Err(StartError::GameDirMissing(
+                args.game.clone(),
+                cwd.to_path_buf(),
+            ));
         }
         let mut rng = Rng::from_entropy();
         let challenges = Challenges::new(rng.next_u64());
@@ -197,7 +200,11 @@ impl Server {
                     .map(|n| (n.to_string(), st.cvar(n).to_string()))
                     .collect();
                 // Protected cvars are reported as set/unset, never their value.
-                let pw = if st.cvar("sv_password").is_empty() { "0" } else { "1" };
+                let pw = if st.cvar("sv_password").is_empty() {
+                    "0"
+                } else {
+                    "1"
+                };
                 rules.push(("sv_password".into(), pw.into()));
                 a2s::encode_rules(&rules)
             }
@@ -245,7 +252,9 @@ fn udp_loop(server: Arc<Server>, sock: UdpSocket) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             // e.g. ICMP port unreachable from an earlier reply: keep serving.
             Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -263,17 +272,17 @@ fn tcp_loop(server: Arc<Server>, listener: TcpListener) {
                 }
                 server.rcon_connections.fetch_add(1, Ordering::SeqCst);
                 let s = Arc::clone(&server);
-                let spawned = thread::Builder::new()
-                    .name("rcon".into())
-                    .spawn(move || {
-                        rcon_session(&s, stream, peer);
-                        s.rcon_connections.fetch_sub(1, Ordering::SeqCst);
-                    });
+                let spawned = thread::Builder::new().name("rcon".into()).spawn(move || {
+                    rcon_session(&s, stream, peer);
+                    s.rcon_connections.fetch_sub(1, Ordering::SeqCst);
+                });
                 if spawned.is_err() {
                     server.rcon_connections.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(25)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(25))
+            }
             Err(_) => thread::sleep(Duration::from_millis(25)),
         }
     }
@@ -290,7 +299,9 @@ fn send_all(stream: &mut TcpStream, packets: &[Packet]) -> std::io::Result<()> {
 /// One RCON connection: authenticate, then execute commands in order.
 fn rcon_session(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
     if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(Duration::from_millis(250))).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .is_err()
     {
         return;
     }
@@ -308,7 +319,9 @@ fn rcon_session(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 continue
@@ -368,7 +381,11 @@ fn handle_rcon_packet(
         }
         SERVERDATA_EXECCOMMAND => {
             // Commands before a successful auth get the auth failure reply.
-            send_all(stream, &[Packet::new(-1, SERVERDATA_AUTH_RESPONSE, Vec::new())]).is_ok()
+            send_all(
+                stream,
+                &[Packet::new(-1, SERVERDATA_AUTH_RESPONSE, Vec::new())],
+            )
+            .is_ok()
         }
         SERVERDATA_RESPONSE_VALUE if *authed => {
             // The end-of-response trick: mirror the empty packet, then send
@@ -411,7 +428,8 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     let cwd = std::env::current_dir().map_err(StartError::Cwd)?;
     let server = Server::new(args, &cwd)?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&server.shutdown)).map_err(StartError::Signals)?;
+        signal_hook::flag::register(sig, Arc::clone(&server.shutdown))
+            .map_err(StartError::Signals)?;
     }
 
     let a = &server.args;
@@ -421,11 +439,15 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     console("Console initialized.");
     console("Game.dll loaded for \"Left 4 Dead 2\"");
     if !a.ignored.is_empty() {
-        console(&format!("srcds-sim: ignoring launch options {}", a.ignored.join(" ")));
+        console(&format!(
+            "srcds-sim: ignoring launch options {}",
+            a.ignored.join(" ")
+        ));
     }
     let addr = SocketAddr::new(IpAddr::V4(a.ip), a.port);
     let udp = UdpSocket::bind(addr).map_err(|e| StartError::BindUdp(addr, e))?;
-    udp.set_read_timeout(Some(POLL)).map_err(StartError::Socket)?;
+    udp.set_read_timeout(Some(POLL))
+        .map_err(StartError::Socket)?;
     let tcp = TcpListener::bind(addr).map_err(|e| StartError::BindTcp(addr, e))?;
     tcp.set_nonblocking(true).map_err(StartError::Socket)?;
     let log_sock = udp.try_clone().map_err(StartError::Socket)?;
@@ -444,18 +466,27 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
 
     let mut threads = Vec::new();
     for (name, job) in [
-        ("a2s", Box::new({
-            let s = Arc::clone(&server);
-            move || udp_loop(s, udp)
-        }) as Box<dyn FnOnce() + Send>),
-        ("rcon-accept", Box::new({
-            let s = Arc::clone(&server);
-            move || tcp_loop(s, tcp)
-        })),
-        ("players", Box::new({
-            let s = Arc::clone(&server);
-            move || simulation_loop(s)
-        })),
+        (
+            "a2s",
+            Box::new({
+                let s = Arc::clone(&server);
+                move || udp_loop(s, udp)
+            }) as Box<dyn FnOnce() + Send>,
+        ),
+        (
+            "rcon-accept",
+            Box::new({
+                let s = Arc::clone(&server);
+                move || tcp_loop(s, tcp)
+            }),
+        ),
+        (
+            "players",
+            Box::new({
+                let s = Arc::clone(&server);
+                move || simulation_loop(s)
+            }),
+        ),
     ] {
         let handle = thread::Builder::new()
             .name(name.into())

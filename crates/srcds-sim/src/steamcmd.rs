@@ -227,11 +227,17 @@ impl<W: Write> Session<'_, W> {
         }
         match self.install(&app) {
             Ok(()) => {
-                say(&mut self.out, &format!("Success! App '{app}' fully installed."));
+                say(
+                    &mut self.out,
+                    &format!("Success! App '{app}' fully installed."),
+                );
                 Ok(())
             }
             Err(e) => {
-                say(&mut self.out, &format!("ERROR! Failed to install app '{app}' ({e})"));
+                say(
+                    &mut self.out,
+                    &format!("ERROR! Failed to install app '{app}' ({e})"),
+                );
                 Err(EXIT_APP_UPDATE_FAILED)
             }
         }
@@ -243,7 +249,10 @@ impl<W: Write> Session<'_, W> {
         }
         // Without force_install_dir real steamcmd would use its own
         // steamapps/common; the simulator only installs where told to.
-        let dir = self.install_dir.clone().ok_or(InstallError::MissingConfiguration)?;
+        let dir = self
+            .install_dir
+            .clone()
+            .ok_or(InstallError::MissingConfiguration)?;
         let items = match self.platform.as_str() {
             "windows" => shared_depot(self.env.content_mb),
             "linux" => {
@@ -262,7 +271,10 @@ impl<W: Write> Session<'_, W> {
             other => return Err(InstallError::InvalidPlatform(other.to_string())),
         };
         let total: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
-        say(&mut self.out, &format!(" Update state (0x3) reconfiguring, progress: 0.00 (0 / {total})"));
+        say(
+            &mut self.out,
+            &format!(" Update state (0x3) reconfiguring, progress: 0.00 (0 / {total})"),
+        );
         fs::create_dir_all(&dir).map_err(|source| InstallError::DiskWrite {
             path: dir.clone(),
             source,
@@ -274,18 +286,29 @@ impl<W: Write> Session<'_, W> {
                 write_file(&path, &item.bytes, item.mode)?;
             }
             done += item.bytes.len() as u64;
-            let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+            let pct = if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            };
             say(
                 &mut self.out,
                 &format!(" Update state (0x61) downloading, progress: {pct:.2} ({done} / {total})"),
             );
         }
-        say(&mut self.out, &format!(" Update state (0x81) verifying update, progress: 100.00 ({total} / {total})"));
+        say(
+            &mut self.out,
+            &format!(" Update state (0x81) verifying update, progress: 100.00 ({total} / {total})"),
+        );
         let manifest = format!(
             "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"SizeOnDisk\"\t\t\"{total}\"\n\t\"UserConfig\"\n\t{{\n\t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
             self.platform
         );
-        write_file(&dir.join(format!("steamapps/appmanifest_{APP_ID}.acf")), manifest.as_bytes(), 0o644)?;
+        write_file(
+            &dir.join(format!("steamapps/appmanifest_{APP_ID}.acf")),
+            manifest.as_bytes(),
+            0o644,
+        )?;
         Ok(())
     }
 
@@ -304,20 +327,28 @@ impl<W: Write> Session<'_, W> {
                 }
                 None => say(&mut self.out, "Usage: force_install_dir <path>"),
             },
-            "login" => match args.first().map(String::as_str) {
-                Some("anonymous") => {
-                    say(&mut self.out, "Connecting anonymously to Steam Public...OK");
-                    say(&mut self.out, "Waiting for client config...OK");
-                    say(&mut self.out, "Waiting for user info...OK");
-                    self.logged_in = true;
+            "login" => {
+                match args.first().map(String::as_str) {
+                    Some("anonymous") => {
+                        say(&mut self.out, "Connecting anonymously to Steam Public...OK");
+                        say(&mut self.out, "Waiting for client config...OK");
+                        say(&mut self.out, "Waiting for user info...OK");
+                        self.logged_in = true;
+                    }
+                    Some(user) => {
+                        say(&mut self.out, &format!("Logging in user '{user}' to Steam Public...FAILED (Invalid Password)"));
+                        say(
+                            &mut self.out,
+                            "FAILED login with result code Invalid Password",
+                        );
+                        return Err(EXIT_LOGIN_FAILED);
+                    }
+                    None => say(
+                        &mut self.out,
+                        "Usage: login <username> [<password>] [<Steam guard code>]",
+                    ),
                 }
-                Some(user) => {
-                    say(&mut self.out, &format!("Logging in user '{user}' to Steam Public...FAILED (Invalid Password)"));
-                    say(&mut self.out, "FAILED login with result code Invalid Password");
-                    return Err(EXIT_LOGIN_FAILED);
-                }
-                None => say(&mut self.out, "Usage: login <username> [<password>] [<Steam guard code>]"),
-            },
+            }
             "@sSteamCmdForcePlatformType" => match args.first() {
                 Some(p) => self.platform = p.clone(),
                 None => say(&mut self.out, "\"@sSteamCmdForcePlatformType\" = \"\""),
@@ -343,7 +374,10 @@ pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, std
     };
     say(&mut s.out, "[  0%] Checking for available updates...");
     say(&mut s.out, "[----] Verifying installation...");
-    say(&mut s.out, "Steam Console Client (c) Valve Corporation - version 1731023958 (steamcmd-sim)");
+    say(
+        &mut s.out,
+        "Steam Console Client (c) Valve Corporation - version 1731023958 (steamcmd-sim)",
+    );
     say(&mut s.out, "-- type 'quit' to exit --");
     if let Err(e) = ensure_steamclient(&env.steam_dir) {
         say(&mut s.out, &format!("Loading Steam API...FAILED ({e})"));
@@ -396,7 +430,10 @@ pub fn ensure_steamclient(steam_dir: &Path) -> Result<(), InstallError> {
 /// Locates the srcds-sim binary: `$SRCDS_SIM_BIN` when set, else next to
 /// the running executable (canonicalized, so a symlinked steamcmd.sh still
 /// finds the build directory).
-pub fn find_sim_binary(env_override: Option<PathBuf>, current_exe: io::Result<PathBuf>) -> Result<PathBuf, String> {
+pub fn find_sim_binary(
+    env_override: Option<PathBuf>,
+    current_exe: io::Result<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(p) = env_override {
         return if p.is_file() {
             Ok(p)
@@ -404,7 +441,9 @@ pub fn find_sim_binary(env_override: Option<PathBuf>, current_exe: io::Result<Pa
             Err(format!("$SRCDS_SIM_BIN={}", p.display()))
         };
     }
-    let exe = current_exe.and_then(fs::canonicalize).map_err(|e| format!("current executable ({e})"))?;
+    let exe = current_exe
+        .and_then(fs::canonicalize)
+        .map_err(|e| format!("current executable ({e})"))?;
     let candidate = exe.with_file_name("srcds-sim");
     if candidate.is_file() {
         Ok(candidate)

@@ -21,7 +21,9 @@ fn main() -> ExitCode {
         Ok(v) => match v.trim().parse::<u64>() {
             Ok(n) => n,
             Err(_) => {
-                eprintln!("steamcmd-sim: STEAMCMD_SIM_CONTENT_MB={v:?} is not a whole number of MiB");
+                eprintln!(
+                    "steamcmd-sim: STEAMCMD_SIM_CONTENT_MB={v:?} is not a whole number of MiB"
+                );
                 return ExitCode::from(1);
             }
         },
@@ -35,6 +37,11 @@ fn main() -> ExitCode {
         ),
         content_mb,
     };
-    let code = steamcmd::run(&env, &args, std::io::stdout().lock(), std::io::stdin().lock());
+    let code = steamcmd::run(
+        &env,
+        &args,
+        std::io::stdout().lock(),
+        std::io::stdin().lock(),
+    );
     ExitCode::from(code)
 }

@@ -54,7 +54,11 @@ impl Root {
                 "validate",
                 "+quit",
             ]);
-            assert!(out.status.success(), "{platform} pass failed: {}", String::from_utf8_lossy(&out.stdout));
+            assert!(
+                out.status.success(),
+                "{platform} pass failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
     pub fn write_server_cfg(&self, text: &str) {
@@ -88,7 +92,14 @@ impl Sim {
     pub fn start(root: &Root, extra: &[&str]) -> Sim {
         let port = free_port();
         let port_s = port.to_string();
-        let mut args = vec!["-game", "left4dead2", "+ip", "127.0.0.1", "+hostport", &port_s];
+        let mut args = vec![
+            "-game",
+            "left4dead2",
+            "+ip",
+            "127.0.0.1",
+            "+hostport",
+            &port_s,
+        ];
         args.extend_from_slice(extra);
         let mut child = Command::new(root.installation().join("srcds_run"))
             .args(&args)
@@ -106,7 +117,11 @@ impl Sim {
                 sink.lock().unwrap().push(line);
             }
         });
-        let sim = Sim { child, port, console };
+        let sim = Sim {
+            child,
+            port,
+            console,
+        };
         sim.wait_for_a2s();
         sim
     }
@@ -118,7 +133,8 @@ impl Sim {
     fn wait_for_a2s(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut buf = [0u8; 1400];
         while Instant::now() < deadline {
             let _ = sock.send_to(&info_request(None), self.addr());
@@ -126,7 +142,11 @@ impl Sim {
                 return;
             }
         }
-        panic!("srcds-sim did not answer A2S on port {}; console: {:?}", self.port, self.console_text());
+        panic!(
+            "srcds-sim did not answer A2S on port {}; console: {:?}",
+            self.port,
+            self.console_text()
+        );
     }
 
     pub fn console_text(&self) -> String {
@@ -219,7 +239,11 @@ impl<'a> Cursor<'a> {
         v
     }
     pub fn string(&mut self) -> String {
-        let end = self.0.iter().position(|b| *b == 0).expect("NUL-terminated string");
+        let end = self
+            .0
+            .iter()
+            .position(|b| *b == 0)
+            .expect("NUL-terminated string");
         let s = String::from_utf8(self.0[..end].to_vec()).unwrap();
         self.0 = &self.0[end + 1..];
         s
@@ -249,7 +273,9 @@ pub struct Rcon {
 impl Rcon {
     pub fn connect(addr: SocketAddr) -> Rcon {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         Rcon { stream }
     }
     pub fn send(&mut self, id: i32, kind: i32, body: &[u8]) {
@@ -278,7 +304,11 @@ impl Rcon {
     pub fn auth(&mut self, password: &str) -> i32 {
         self.send(1, 3, password.as_bytes());
         let empty = self.read();
-        assert_eq!((empty.kind, empty.body()), (0, &b""[..]), "empty RESPONSE_VALUE before AUTH_RESPONSE");
+        assert_eq!(
+            (empty.kind, empty.body()),
+            (0, &b""[..]),
+            "empty RESPONSE_VALUE before AUTH_RESPONSE"
+        );
         let resp = self.read();
         assert_eq!(resp.kind, 2, "AUTH_RESPONSE");
         resp.id
@@ -296,7 +326,11 @@ impl Rcon {
                 let trailer = self.read();
                 assert_eq!(trailer.id, id + 1);
                 assert_eq!(trailer.kind, 0);
-                assert_eq!(trailer.body(), &[0x00, 0x01, 0x00, 0x00], "srcds's end marker body");
+                assert_eq!(
+                    trailer.body(),
+                    &[0x00, 0x01, 0x00, 0x00],
+                    "srcds's end marker body"
+                );
                 break;
             }
             assert_eq!((p.id, p.kind), (id, 0), "RESPONSE_VALUE for the command");
@@ -315,7 +349,8 @@ pub struct LogListener {
 impl LogListener {
     pub fn new() -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         LogListener { sock }
     }
     pub fn addr(&self) -> SocketAddr {
