@@ -161,7 +161,12 @@ impl LocalBackend {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
+        let spawned = cmd.spawn();
+        if spawned.is_err() && privileged {
+            // Leave nothing mounted behind a server that never ran.
+            let _ = overlay::umount(layout, name);
+        }
+        let child = spawned.map_err(|e| {
             let how = if privileged {
                 "spawning srcds_run"
             } else {
