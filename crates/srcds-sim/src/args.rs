@@ -83,7 +83,7 @@ fn parse_port(flag: &str, value: &str) -> Result<u16, ArgsError> {
 
 fn parse_secs(flag: &str, value: &str) -> Result<Duration, ArgsError> {
     let secs: f64 = parse_num(flag, value, "expected seconds")?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(ArgsError::InvalidValue {
             flag: flag.to_string(),
             value: value.to_string(),

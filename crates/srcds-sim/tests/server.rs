@@ -113,7 +113,7 @@ fn a2s_player_and_rules_need_the_challenge() {
         names.push(c.string());
         let _score = c.long();
         let duration = c.float();
-        assert!(duration >= 0.0 && duration < 3600.0);
+        assert!((0.0..3600.0).contains(&duration));
     }
     assert!(c.0.is_empty());
 

@@ -5,7 +5,7 @@ use srcds_sim::args::SrcdsArgs;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = match SrcdsArgs::parse(std::env::args().skip(1)) {
+    let mut args = match SrcdsArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("srcds-sim: {e}");
@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Same switch as -sim_log_loopback, for launchers that cannot add args.
+    if std::env::var("SRCDS_SIM_LOG_LOOPBACK").is_ok_and(|v| v == "1") {
+        args.sim_log_loopback = true;
+    }
     match srcds_sim::server::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
