@@ -550,7 +550,7 @@ fn crash_switches_exit_abnormally() {
     assert!(!status.success());
     assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
 
-    let mut sim = Sim::start(&root, &["+map", "c1m1_hotel", "-sim_crash_after", "0.5"]);
+    let mut sim = Sim::start(&root, &["+map", "c1m1_hotel", "-sim_crash_after", "2"]);
     let status = sim.wait_exit();
     assert!(!status.success(), "{status:?}");
 }
