@@ -183,7 +183,7 @@ async fn user_and_admin_access_rules() {
 async fn csrf_is_required_on_every_state_change() {
     let s = TestServer::start().await;
     let mut admin = s.login(ADMIN).await;
-    let mut other = s.login(USER).await;
+    let other = s.login(USER).await;
     let foreign = other.csrf.clone().unwrap();
     let bob = s.ids["bob"].to_string();
     let routes = [
