@@ -99,8 +99,16 @@ fn main() {
     summary("reset (delete+initialize+start) with 10 overlays", resets);
 
     let installation = root.path().join("installation");
-    let instance = tree_disk_usage(&root.path().join("instances/reset"))
-        + tree_disk_usage(&root.path().join("runtime/reset"));
+    // What the instance owns on disk: its definition and the upper/work
+    // layers. `merged` is the mounted view of everything below, not disk.
+    let instance: u64 = [
+        "instances/reset",
+        "runtime/reset/upper",
+        "runtime/reset/work",
+    ]
+    .iter()
+    .map(|p| tree_disk_usage(&root.path().join(p)))
+    .sum();
     let install_disk = tree_disk_usage(&installation);
     println!(
         "disk: installation {:.1} MiB ({:.1} MiB of file data); fresh running instance {:.1} KiB ({:.4}% of the installation)",
