@@ -7,6 +7,7 @@
 //!   through the real `l4d2ctl install` code path.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -20,7 +21,12 @@ pub fn require(available: bool, what: &str) -> bool {
     if std::env::var("LEFT4ME_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("LEFT4ME_REQUIRE_ALL=1 but this test cannot run here: {what}");
     }
-    eprintln!("\n!!!!! SKIPPED: {what} (set LEFT4ME_REQUIRE_ALL=1 to make this a failure) !!!!!\n");
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! SKIPPED: {what} (set LEFT4ME_REQUIRE_ALL=1 to make this a failure) !!!!!\n"
+    );
     false
 }
 
