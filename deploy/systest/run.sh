@@ -124,6 +124,7 @@ mkdir -p "$ROOTFS/root/deploy" "$ROOTFS/root/bin"
 cp -a "$REPO/deploy/." "$ROOTFS/root/deploy/"
 for bin in $NEEDED; do cp "$BIN_DIR/$bin" "$ROOTFS/root/bin/"; done
 echo left4me-systest >"$ROOTFS/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 left4me-systest\n' >"$ROOTFS/etc/hosts"
 : >"$ROOTFS/etc/machine-id"
 # Test-only drop-ins for what this environment cannot honour (see their comments).
 if [ -d "$REPO/deploy/systest/dropins" ]; then
@@ -153,7 +154,12 @@ boot() {
             mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts \$R/dev/pts
             ln -s pts/ptmx \$R/dev/ptmx
             hostname left4me-systest
-            exec chroot \$R /usr/bin/env -i container=left4me-systest /lib/systemd/systemd --log-target=console
+            # pivot_root rather than a bare chroot: the kernel refuses new user
+            # namespaces (idmapped mounts, PrivateUsers=) to chrooted processes.
+            mkdir -p \$R/.oldroot
+            cd \$R && pivot_root . .oldroot && cd /
+            umount -l /.oldroot && rmdir /.oldroot
+            exec /usr/bin/env -i container=left4me-systest /lib/systemd/systemd --log-target=console
         "' >"$log" 2>&1 &
     UNSHARE_PID=$!
     CPID=""
@@ -179,7 +185,7 @@ in_ct() { # run a command as root in the container
         PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
 }
 as_l4m() { # run a shell snippet as the left4me user with host.env loaded
-    in_ct runuser -u left4me -- /bin/bash -c "set -a; . /etc/left4me/host.env; set +a; cd /var/lib/left4me; $1"
+    in_ct runuser -u left4me -- /bin/bash -c "set -a; . /etc/left4me/host.env; set +a; PATH=/opt/left4me/bin:\$PATH; cd /var/lib/left4me; $1"
 }
 in_ct_net() { # run a host tool inside the container's network namespace only
     nsenter -t "$CPID" -n -- "$@"
