@@ -333,18 +333,15 @@ fn open_script(path: &Path) -> std::io::Result<File> {
 /// The installed path of this helper (what the wrapper unit runs).
 pub const HELPER_PATH: &str = "/usr/local/libexec/left4me/left4me-script-sandbox";
 
-/// True when this process already lives in PID 1's mount namespace.
-pub fn in_pid1_mount_namespace() -> Result<bool, SandboxError> {
-    let ns_id = |p: &'static str| {
-        std::fs::metadata(p)
-            .map(|m| (m.dev(), m.ino()))
-            .map_err(|source| SandboxError::Io {
-                what: "cannot stat mount namespace",
-                path: PathBuf::from(p),
-                source,
-            })
-    };
-    Ok(ns_id("/proc/self/ns/mnt")? == ns_id("/proc/1/ns/mnt")?)
+/// True when this process already lives in PID 1's mount namespace. When
+/// PID 1 is invisible (the caller's `ProtectProc=invisible` without
+/// CAP_SYS_PTRACE) we are certainly not in its namespace.
+pub fn in_pid1_mount_namespace() -> bool {
+    let ns_id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    match (ns_id("/proc/self/ns/mnt"), ns_id("/proc/1/ns/mnt")) {
+        (Some(ours), Some(init)) => ours == init,
+        _ => false,
+    }
 }
 
 /// How the helper leaves its caller's sandbox: the web service runs with a
