@@ -33,22 +33,16 @@ pub fn utf8<'a>(arg: &'a OsString, what: &'static str) -> Result<&'a str, Gramma
 
 /// `^[a-z0-9][a-z0-9_-]{0,63}$`: instance names and overlay ids. These end up
 /// in unit names and paths, so nothing else (no dots, slashes, `@`) passes.
+/// One rule for the whole project: `l4d2host`'s [`InstanceName`].
+///
+/// [`InstanceName`]: l4d2host::InstanceName
 pub fn validate_name(value: &str, what: &'static str) -> Result<(), GrammarError> {
-    let bytes = value.as_bytes();
-    let first_ok = bytes
-        .first()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let rest_ok = bytes
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-    if first_ok && rest_ok && bytes.len() <= 64 {
-        Ok(())
-    } else {
-        Err(GrammarError::BadName {
+    l4d2host::InstanceName::parse(value)
+        .map(drop)
+        .map_err(|_| GrammarError::BadName {
             what,
             value: value.to_string(),
         })
-    }
 }
 
 /// A line count: plain decimal digits only (no sign, no spaces), at most [`MAX_LINES`].
