@@ -74,13 +74,17 @@ pub fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            raise_open_file_limit();
             let config = config::from_process_env()?;
             let listener = tokio::net::TcpListener::bind(config.bind)
                 .await
                 .with_context(|| format!("cannot listen on {} (LEFT4ME_BIND)", config.bind))?;
             crate::serve(config, listener, shutdown_on_signal()?).await
         }
-        Command::Demo { bind } => crate::demo::run(bind, shutdown_on_signal()?).await,
+        Command::Demo { bind } => {
+            raise_open_file_limit();
+            crate::demo::run(bind, shutdown_on_signal()?).await
+        }
         Command::CreateUser { name, admin } => create_user(&name, admin).await,
         Command::Migrate => {
             let (_, url) = config::database_location(&EnvSource(|k| std::env::var(k).ok()))?;
@@ -130,6 +134,30 @@ async fn create_user(name: &str, admin: bool) -> anyhow::Result<()> {
         user.username
     );
     Ok(())
+}
+
+/// Every SSE viewer holds a socket: lift the soft open-file limit to the
+/// hard limit (like Go's runtime does), so thousands of viewers fit.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(
+                    "cannot raise the open-file limit; live viewers are limited to {}",
+                    lim.rlim_cur
+                );
+            }
+        }
+    }
 }
 
 /// A token cancelled on SIGTERM or SIGINT.
