@@ -11,16 +11,7 @@ use crate::config::{self, EnvSource};
 use crate::{accounts, db};
 
 pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let root = match std::env::var_os("LEFT4ME_ROOT").filter(|v| !v.is_empty()) {
-        Some(r) => PathBuf::from(r),
-        None => PathBuf::from("left4me-data"),
-    };
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create the demo data directory {}", root.display()))?;
-    let root = root
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", root.display()))?;
-
+    // Binaries first: a missing build changes nothing on disk.
     let exe_dir = std::env::current_exe()
         .context("cannot locate the left4me executable")?
         .parent()
@@ -43,6 +34,16 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
             l4d2ctl.display()
         );
     }
+    let root = match std::env::var_os("LEFT4ME_ROOT").filter(|v| !v.is_empty()) {
+        Some(r) => PathBuf::from(r),
+        None => PathBuf::from("left4me-data"),
+    };
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the demo data directory {}", root.display()))?;
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+
     let steamcmd = link_steamcmd(&root, &steamcmd_sim)?;
     let secret = demo_secret(&root)?;
 
@@ -99,7 +100,11 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {bind} (choose another with --bind)"))?;
     banner.push_str(&format!("  open http://{}/\n", listener.local_addr()?));
-    println!("{banner}");
+    // A closed stdout (e.g. piped into `head`) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, banner.as_bytes());
+    let _ = std::io::Write::flush(&mut out);
+    drop(out);
     crate::serve(config, listener, shutdown).await
 }
 
