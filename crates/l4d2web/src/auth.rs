@@ -167,11 +167,18 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    /// `per_ip` / `per_user` attempts per minute, each also the burst size.
-    pub fn new(per_ip: NonZeroU32, per_user: NonZeroU32) -> Self {
+    /// At most `per_ip` / `per_user` attempts per `window` (each also the
+    /// burst size; the allowance refills evenly over the window).
+    pub fn new(per_ip: NonZeroU32, per_user: NonZeroU32, window: Duration) -> Self {
+        let quota = |n: NonZeroU32| {
+            let period = (window / n.get()).max(Duration::from_millis(1));
+            Quota::with_period(period)
+                .unwrap_or(Quota::per_second(n))
+                .allow_burst(n)
+        };
         LoginLimiter {
-            per_ip: RateLimiter::keyed(Quota::per_minute(per_ip)),
-            per_user: RateLimiter::keyed(Quota::per_minute(per_user)),
+            per_ip: RateLimiter::keyed(quota(per_ip)),
+            per_user: RateLimiter::keyed(quota(per_user)),
         }
     }
 
@@ -255,7 +262,11 @@ mod tests {
 
     #[test]
     fn limiter_counts_ip_and_user_separately() {
-        let l = LoginLimiter::new(NonZeroU32::new(3).unwrap(), NonZeroU32::new(2).unwrap());
+        let l = LoginLimiter::new(
+            NonZeroU32::new(3).unwrap(),
+            NonZeroU32::new(2).unwrap(),
+            Duration::from_secs(3600),
+        );
         let a: IpAddr = "1.1.1.1".parse().unwrap();
         assert!(l.check(a, "bob").is_ok());
         assert!(l.check(a, "BOB").is_ok());

@@ -40,6 +40,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub login_limit_per_ip: NonZeroU32,
     pub login_limit_per_user: NonZeroU32,
+    /// The window both login limits count over (default 60 s).
+    pub login_limit_window_secs: u64,
     /// Explicit `l4d2ctl` path (LEFT4ME_L4D2CTL).
     pub l4d2ctl: Option<PathBuf>,
     /// Extra environment for `l4d2ctl` children (demo: backend, steamcmd).
@@ -230,13 +232,28 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
         login_limit_per_ip: env.parse(
             "LEFT4ME_LOGIN_LIMIT_PER_IP",
             NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
-            "a positive number of login attempts per minute",
+            "a positive number of login attempts per window",
         )?,
         login_limit_per_user: env.parse(
             "LEFT4ME_LOGIN_LIMIT_PER_USER",
             NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
-            "a positive number of login attempts per minute",
+            "a positive number of login attempts per window",
         )?,
+        login_limit_window_secs: {
+            let w: u64 = env.parse(
+                "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
+                60,
+                "a number of seconds (1-86400)",
+            )?;
+            if !(1..=86400).contains(&w) {
+                return Err(ConfigError::Invalid {
+                    var: "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
+                    value: w.to_string(),
+                    reason: "must be between 1 and 86400".into(),
+                });
+            }
+            w
+        },
         l4d2ctl,
         child_env: Vec::new(),
         shutdown_grace_secs: env.parse("LEFT4ME_SHUTDOWN_GRACE_SECS", 20, "a number of seconds")?,
@@ -310,6 +327,14 @@ mod tests {
                 "LEFT4ME_PORT_RANGE_END",
             ),
             (vec![KEY, ("LEFT4ME_BIND", "localhost")], "LEFT4ME_BIND"),
+            (
+                vec![KEY, ("LEFT4ME_LOGIN_LIMIT_PER_IP", "0")],
+                "LEFT4ME_LOGIN_LIMIT_PER_IP",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "0")],
+                "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
+            ),
             (
                 vec![KEY, ("LOG_LISTENER_ADDR", "1.2.3.4")],
                 "LOG_LISTENER_ADDR",

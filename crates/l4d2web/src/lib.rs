@@ -49,6 +49,7 @@ pub async fn serve(
     let limiter = Arc::new(LoginLimiter::new(
         config.login_limit_per_ip,
         config.login_limit_per_user,
+        Duration::from_secs(config.login_limit_window_secs),
     ));
     let workers_stop = CancellationToken::new();
     let mut workers = jobs.spawn_workers(config.job_workers, workers_stop.clone());

@@ -50,6 +50,9 @@ pub fn config_for(root: &Path, extra: &[(&str, &str)]) -> Config {
         "test-secret-key-0123456789abcdef-0123".into(),
     );
     map.insert("LEFT4ME_BIND".into(), "127.0.0.1:0".into());
+    // Limits must not refill during a slow (debug, loaded CI) test run.
+    map.insert("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS".into(), "3600".into());
+    map.insert("LEFT4ME_LOGIN_LIMIT_PER_USER".into(), "20".into());
     for (k, v) in extra {
         map.insert(k.to_string(), v.to_string());
     }
