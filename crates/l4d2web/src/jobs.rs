@@ -20,6 +20,15 @@ use crate::db::now_text;
 const MAX_LINE: usize = 8 * 1024;
 const RECOVERY_REASON: &str = "interrupted: the left4me process stopped while this job was running (crash or kill); it was not re-run, check the host and run the action again";
 
+/// Environment variables never passed to `l4d2ctl`.
+const SECRET_VARS: [&str; 5] = [
+    "SECRET_KEY",
+    "STEAM_WEB_API_KEY",
+    "DATABASE_URL",
+    "LEFT4ME_ADMIN_PASSWORD",
+    "NOTIFY_SOCKET",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("cannot find l4d2ctl: set LEFT4ME_L4D2CTL or install it next to the left4me binary (looked in {0})")]
@@ -407,6 +416,11 @@ impl Jobs {
             .kill_on_drop(true)
             // Own process group, so a shutdown can stop l4d2ctl's children too.
             .process_group(0);
+        // The web app's secrets stay here: l4d2ctl starts game servers, which
+        // run third-party plugins and must never see them (SPEC §9).
+        for var in SECRET_VARS {
+            cmd.env_remove(var);
+        }
         for (k, v) in self.child_env.iter() {
             cmd.env(k, v);
         }

@@ -423,3 +423,63 @@ async fn sigterm_hands_a_running_job_back() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn jobs_never_pass_secrets_to_l4d2ctl() {
+    let root = DataRoot::empty();
+    let out = left4me(root.path())
+        .args(["create-user", "admin", "--admin"])
+        .env("LEFT4ME_ADMIN_PASSWORD", ADMIN.1)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A stand-in l4d2ctl that prints its environment.
+    let ctl = root.path().join("env-l4d2ctl");
+    std::fs::write(&ctl, "#!/bin/sh\nenv\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Kept alive (and killed on drop) for the whole test.
+    let server = start_serve(
+        root.path(),
+        &[
+            ("LEFT4ME_L4D2CTL", ctl.to_str().unwrap()),
+            ("STEAM_WEB_API_KEY", "steam-api-secret"),
+            ("LEFT4ME_ADMIN_PASSWORD", "should-not-leak"),
+        ],
+    )
+    .await;
+    let base = server.base.clone();
+    let pool = l4d2web::db::connect(&format!("sqlite://{}/left4me.db", root.path().display()))
+        .await
+        .unwrap();
+    let mut admin = Client::new(&base);
+    admin.login(ADMIN.0, ADMIN.1).await;
+    let id: i64 = admin
+        .post("/admin/install", &[])
+        .await
+        .location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_state(&pool, id, "succeeded").await;
+    let lines: Vec<String> = sqlx::query_scalar("SELECT line FROM job_lines WHERE job_id = ?")
+        .bind(id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let all = lines.join("\n");
+    assert!(all.contains("LEFT4ME_ROOT="), "the env was printed: {all}");
+    for secret in [
+        SECRET,
+        "steam-api-secret",
+        "should-not-leak",
+        "SECRET_KEY",
+        "STEAM_WEB_API_KEY",
+    ] {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked into the job's environment"
+        );
+    }
+}
