@@ -49,6 +49,7 @@ pub struct Job {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    pub lock_key: Option<String>,
 }
 
 impl Job {
@@ -159,13 +160,25 @@ impl Jobs {
         args: &[&str],
         user_id: Option<i64>,
     ) -> Result<i64, sqlx::Error> {
+        self.enqueue_locked(kind, args, user_id, None).await
+    }
+
+    /// Like [`Jobs::enqueue`]; jobs sharing `lock_key` never run at the same
+    /// time and start in the order they were queued.
+    pub async fn enqueue_locked(
+        &self,
+        kind: &str,
+        args: &[&str],
+        user_id: Option<i64>,
+        lock_key: Option<&str>,
+    ) -> Result<i64, sqlx::Error> {
         let args_json = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
         let key = user_id.is_none().then(|| format!("{kind}:{args_json}"));
         // Two rounds: the queued twin may be claimed between our INSERT and
         // SELECT, after which a fresh insert succeeds.
         for _ in 0..2 {
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, args, user_id, coalesce_key, state) VALUES (?, ?, ?, ?, 'queued')
+                "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, state) VALUES (?, ?, ?, ?, ?, 'queued')
                  ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING
                  RETURNING id",
             )
@@ -173,6 +186,7 @@ impl Jobs {
             .bind(&args_json)
             .bind(user_id)
             .bind(&key)
+            .bind(lock_key)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(id) = inserted {
@@ -315,7 +329,13 @@ impl Jobs {
     async fn claim(&self) -> Result<Option<Job>, sqlx::Error> {
         sqlx::query_as(
             "UPDATE jobs SET state = 'running', started_at = ?, error = NULL
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1) AND state = 'queued'
+             WHERE id = (
+                 SELECT q.id FROM jobs q WHERE q.state = 'queued'
+                   AND (q.lock_key IS NULL OR NOT EXISTS (
+                         SELECT 1 FROM jobs r WHERE r.lock_key = q.lock_key
+                           AND (r.state = 'running' OR (r.state = 'queued' AND r.id < q.id))))
+                 ORDER BY q.id LIMIT 1)
+               AND state = 'queued'
              RETURNING *",
         )
         .bind(now_text())

@@ -247,3 +247,85 @@ async fn identical_queued_system_jobs_are_coalesced() {
         .unwrap();
     assert_eq!(n, 5);
 }
+
+#[tokio::test]
+async fn jobs_with_one_lock_key_run_one_at_a_time_in_order() {
+    let root = test_support::DataRoot::empty();
+    // A stand-in l4d2ctl that records when it ran (ordering, not speed).
+    let ctl = root.path().join("clock-l4d2ctl");
+    std::fs::write(
+        &ctl,
+        "#!/bin/sh\necho start $(date +%s%N)\nsleep 1\necho end $(date +%s%N)\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = config_for(root.path(), &[]);
+    config.l4d2ctl = Some(ctl);
+    let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
+    l4d2web::db::migrate(&pool).await.unwrap();
+    let jobs = Jobs::new(pool.clone(), None, vec![], Duration::from_secs(1));
+    // Queued before the workers start, so all three are eligible at once.
+    let a = jobs
+        .enqueue_locked("start", &["start", "x"], None, Some("server:x"))
+        .await
+        .unwrap();
+    let b = jobs
+        .enqueue_locked("stop", &["stop", "x"], None, Some("server:x"))
+        .await
+        .unwrap();
+    let c = jobs
+        .enqueue_locked("start", &["start", "y"], None, Some("server:y"))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(l4d2web::serve(config, listener, token.clone()));
+    let stamps = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            for _ in 0..300 {
+                let state: String = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                if state == "succeeded" {
+                    let lines: Vec<String> = sqlx::query_scalar(
+                        "SELECT line FROM job_lines WHERE job_id = ? ORDER BY seq",
+                    )
+                    .bind(id)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                    let stamp = |p: &str| -> u128 {
+                        lines
+                            .iter()
+                            .find_map(|l| l.strip_prefix(p))
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap()
+                    };
+                    return (stamp("start "), stamp("end "));
+                }
+                assert_ne!(state, "failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("job {id} did not finish");
+        }
+    };
+    let (a_start, a_end) = stamps(a).await;
+    let (b_start, _) = stamps(b).await;
+    let (c_start, _) = stamps(c).await;
+    assert!(
+        b_start >= a_end,
+        "b ({b_start}) waited for a ({a_end}) on the same server"
+    );
+    assert!(
+        c_start < a_end && a_start < c_start + 1_000_000_000,
+        "c ran alongside a (other server)"
+    );
+    token.cancel();
+    task.await.unwrap().unwrap();
+}
