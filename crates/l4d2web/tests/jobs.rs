@@ -140,6 +140,19 @@ async fn job_log_streams_live_to_several_viewers() {
     // A viewer of a finished job gets the log and the end at once.
     let late = read_sse(s.base.clone(), cookie.clone(), path.clone()).await;
     assert_eq!(line_texts(&late), db_lines);
+    // A reconnect with Last-Event-ID resumes after that line.
+    let res = reqwest::Client::new()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", format!("left4me_session={cookie}"))
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!res.contains("id: 3\n") && res.contains("id: 4\n"), "{res}");
+    assert_eq!(res.matches("event: line").count(), db_lines.len() - 3);
     // The finished job page renders the log server-side, no stream.
     let page = admin.get(&format!("/jobs/{id}")).await;
     assert!(!page.body.contains("sse-connect"));

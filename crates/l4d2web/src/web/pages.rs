@@ -318,19 +318,29 @@ fn end_event(state: &str) -> Event {
 
 /// SSE: the whole log so far, then new lines as they arrive; ends with an
 /// `end` event when the job ends. One task per viewer, no thread.
+///
+/// A reconnecting EventSource sends `Last-Event-ID` (the last line's seq);
+/// the stream then resumes after it instead of repeating the log.
 pub async fn job_stream(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let job = visible_job(&state, &a.user, &id).await?;
+    let resume_after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|seq| *seq >= 0)
+        .unwrap_or(0);
     let job_id = job.id;
     // Subscribe before reading the database, so no line falls in between.
     let mut rx = state.jobs.hub.subscribe(job_id);
     let jobs = state.jobs.clone();
     let shutdown = state.shutdown.clone();
     let stream = async_stream::stream! {
-        let mut last = 0i64;
+        let mut last = resume_after;
         // Catch up from the database in pages.
         macro_rules! catch_up {
             () => {
