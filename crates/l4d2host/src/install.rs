@@ -1,6 +1,7 @@
 //! `l4d2ctl install`: installs or updates the game with steamcmd (SPEC §3).
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -107,8 +108,8 @@ fn run_pass(
     layout: &Layout,
     out: &mut dyn Write,
 ) -> Result<(), InstallError> {
-    let mut child = Command::new(steamcmd)
-        .arg("+force_install_dir")
+    let mut cmd = Command::new(steamcmd);
+    cmd.arg("+force_install_dir")
         .arg(installation)
         .args([
             "+login",
@@ -120,12 +121,20 @@ fn run_pass(
         // steamcmd keeps its own state in $HOME/Steam.
         .env("HOME", layout.root())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|source| InstallError::Spawn {
-            path: steamcmd.to_owned(),
-            source,
-        })?;
+        .stdout(Stdio::piped());
+    // If l4d2ctl is killed (e.g. the web app's job is), steamcmd goes too
+    // instead of writing into a half-updated installation unobserved.
+    // SAFETY: only an async-signal-safe prctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| InstallError::Spawn {
+        path: steamcmd.to_owned(),
+        source,
+    })?;
     let success_line = format!("Success! App '{APP_ID}' fully installed.");
     let mut succeeded = false;
     let mut last = None;
