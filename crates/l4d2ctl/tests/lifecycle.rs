@@ -359,3 +359,85 @@ fn list_reports_every_instance() {
     assert!(a < b, "sorted by name: {list}");
     assert!(list.contains("\"port\":27002"));
 }
+
+/// 499 overlays + the installation = the kernel's 500-layer maximum. The
+/// option string would be ~40 KB, far past the one page `mount(2)` takes, so
+/// this only works through `fsconfig(lowerdir+)`.
+fn five_hundred_layers(as_uid: Option<u32>) {
+    let root = DataRoot::installed();
+    let mut overlays = Vec::new();
+    for i in 0..499 {
+        let dir =
+            format!("overlays/a-rather-long-overlay-directory-name-to-fill-the-option-page-{i:03}");
+        write(
+            &root
+                .path()
+                .join(&dir)
+                .join(format!("left4dead2/layer{i}.txt")),
+            &format!("{i}\n"),
+        );
+        overlays.push(dir);
+    }
+    write(
+        &root
+            .path()
+            .join(&overlays[0])
+            .join("left4dead2/layer498.txt"),
+        "top wins\n",
+    );
+    let port = free_port();
+    let spec = root.path().join("spec.yaml");
+    write(
+        &spec,
+        &format!(
+            "port: {port}\noverlays: [{}]\nargs: [+map, c1m1_hotel]\n",
+            overlays.join(", ")
+        ),
+    );
+    if let Some(uid) = as_uid {
+        std::fs::set_permissions(
+            root.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        chown_tree(root.path(), uid);
+    }
+    let ctl = Ctl {
+        root: &root,
+        as_uid,
+    };
+    ctl.ok(&["initialize", "deep", "-f", spec.to_str().unwrap()]);
+    ctl.ok(&["start", "deep"]);
+    let pid: u32 = ctl.status("deep").field("pid").parse().unwrap();
+    assert!(
+        wait_for_a2s(port, Duration::from_secs(20)).is_some(),
+        "server on 500 layers answers A2S"
+    );
+    let canonical = root.path().canonicalize().unwrap();
+    let merged = PathBuf::from(format!("/proc/{pid}/root"))
+        .join(canonical.strip_prefix("/").unwrap())
+        .join("runtime/deep/merged/left4dead2");
+    assert_eq!(
+        std::fs::read_to_string(merged.join("layer0.txt")).unwrap(),
+        "0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("layer250.txt")).unwrap(),
+        "250\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("layer498.txt")).unwrap(),
+        "top wins\n"
+    );
+    ctl.ok(&["delete", "deep"]);
+}
+
+#[test]
+fn five_hundred_layers_mount() {
+    five_hundred_layers(None);
+}
+
+#[test]
+fn five_hundred_layers_mount_unprivileged() {
+    five_hundred_layers(is_root().then_some(NOBODY));
+}
