@@ -249,13 +249,7 @@ fn udp_loop(server: Arc<Server>, sock: UdpSocket) {
                     let _ = sock.send_to(&reply, from);
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_poll_timeout(&e) => {}
             // e.g. ICMP port unreachable from an earlier reply: keep serving.
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
@@ -316,16 +310,7 @@ fn rcon_session(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
         match stream.read(&mut chunk) {
             Ok(0) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if is_poll_timeout(&e) => continue,
             Err(_) => return,
         }
         loop {
@@ -511,4 +496,15 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     }
     console("Server shutdown complete.");
     Ok(())
+}
+
+/// A socket read that ended because its poll timeout ran out (or a signal
+/// interrupted it): the loop just checks for shutdown and reads again.
+fn is_poll_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }

@@ -8,26 +8,10 @@ fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn pass(root: &Root, platform: &str, app: &str) -> std::process::Output {
-    let dir = root.installation();
-    root.steamcmd(&[
-        "+force_install_dir",
-        dir.to_str().unwrap(),
-        "+login",
-        "anonymous",
-        "+@sSteamCmdForcePlatformType",
-        platform,
-        "+app_update",
-        app,
-        "validate",
-        "+quit",
-    ])
-}
-
 #[test]
 fn two_passes_install_a_startable_tree() {
     let root = Root::new();
-    let win = pass(&root, "windows", "222860");
+    let win = root.pass("windows", "222860");
     assert!(win.status.success(), "{}", text(&win));
     let out = text(&win);
     assert!(out.contains("Loading Steam API...OK"), "{out}");
@@ -84,7 +68,7 @@ fn two_passes_install_a_startable_tree() {
         );
     }
 
-    let linux = pass(&root, "linux", "222860");
+    let linux = root.pass("linux", "222860");
     assert!(linux.status.success(), "{}", text(&linux));
     let run = inst.join("srcds_run");
     let script = std::fs::read_to_string(&run).unwrap();
@@ -109,7 +93,7 @@ fn two_passes_install_a_startable_tree() {
     // validate over an existing install succeeds and changes nothing.
     let before = std::fs::read(inst.join("left4dead2/pak01_dir.vpk")).unwrap();
     for platform in ["windows", "linux"] {
-        let again = pass(&root, platform, "222860");
+        let again = root.pass(platform, "222860");
         assert!(again.status.success(), "{}", text(&again));
     }
     assert_eq!(
@@ -121,7 +105,7 @@ fn two_passes_install_a_startable_tree() {
 #[test]
 fn wrong_app_id_is_no_subscription_exit_8() {
     let root = Root::new();
-    let out = pass(&root, "windows", "730");
+    let out = root.pass("windows", "730");
     assert_eq!(out.status.code(), Some(8));
     assert!(
         text(&out).contains("ERROR! Failed to install app '730' (No subscription)"),
@@ -134,7 +118,7 @@ fn wrong_app_id_is_no_subscription_exit_8() {
 #[test]
 fn linux_pass_alone_fails_like_the_real_depot() {
     let root = Root::new();
-    let out = pass(&root, "linux", "222860");
+    let out = root.pass("linux", "222860");
     assert_eq!(out.status.code(), Some(8));
     assert!(
         text(&out).contains("ERROR! Failed to install app '222860' (Missing configuration)"),
@@ -213,7 +197,7 @@ fn unwritable_install_dir_is_disk_write_failure() {
 #[test]
 fn missing_simulator_binary_is_a_clear_error() {
     let root = Root::new();
-    assert!(pass(&root, "windows", "222860").status.success());
+    assert!(root.pass("windows", "222860").status.success());
     let dir = root.installation();
     let out = std::process::Command::new(root.path().join("steam/steamcmd.sh"))
         .args([

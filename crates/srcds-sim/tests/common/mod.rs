@@ -38,22 +38,26 @@ impl Root {
             .output()
             .unwrap()
     }
+    /// One steamcmd pass, with the exact argv `l4d2ctl install` uses.
+    pub fn pass(&self, platform: &str, app: &str) -> std::process::Output {
+        let dir = self.installation();
+        self.steamcmd(&[
+            "+force_install_dir",
+            dir.to_str().unwrap(),
+            "+login",
+            "anonymous",
+            "+@sSteamCmdForcePlatformType",
+            platform,
+            "+app_update",
+            app,
+            "validate",
+            "+quit",
+        ])
+    }
     /// The two passes `l4d2ctl install` runs.
     pub fn install(&self) {
-        let dir = self.installation();
         for platform in ["windows", "linux"] {
-            let out = self.steamcmd(&[
-                "+force_install_dir",
-                dir.to_str().unwrap(),
-                "+login",
-                "anonymous",
-                "+@sSteamCmdForcePlatformType",
-                platform,
-                "+app_update",
-                "222860",
-                "validate",
-                "+quit",
-            ]);
+            let out = self.pass(platform, "222860");
             assert!(
                 out.status.success(),
                 "{platform} pass failed: {}",
