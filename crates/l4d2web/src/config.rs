@@ -48,6 +48,45 @@ pub struct Config {
     pub child_env: Vec<(String, String)>,
     /// How long SIGTERM waits for running jobs before handing them back.
     pub shutdown_grace_secs: u64,
+    /// Which service backend the host uses (decides how overlay builds are
+    /// sandboxed). Same rule as l4d2ctl: LEFT4ME_BACKEND, else systemd when
+    /// it is PID 1 and the helpers are installed, else local.
+    pub backend: HostBackend,
+    /// Steam Web API base URL (STEAM_API_BASE_URL; tests point it at a
+    /// local server).
+    pub steam_api_base_url: String,
+    /// Workshop downloads running at the same time (LEFT4ME_WORKSHOP_PARALLEL).
+    pub workshop_parallel: usize,
+}
+
+/// Where the privileged helpers live (fixed: sudoers names these paths).
+pub const HELPER_DIR: &str = "/usr/local/libexec/left4me";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostBackend {
+    Systemd,
+    Local,
+}
+
+impl HostBackend {
+    fn detect() -> HostBackend {
+        let systemd_is_pid1 = std::path::Path::new("/run/systemd/system").is_dir();
+        let helpers = std::path::Path::new(HELPER_DIR)
+            .join("left4me-systemctl")
+            .is_file();
+        if systemd_is_pid1 && helpers {
+            HostBackend::Systemd
+        } else {
+            HostBackend::Local
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HostBackend::Systemd => "systemd",
+            HostBackend::Local => "local",
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -257,6 +296,46 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
         l4d2ctl,
         child_env: Vec::new(),
         shutdown_grace_secs: env.parse("LEFT4ME_SHUTDOWN_GRACE_SECS", 20, "a number of seconds")?,
+        backend: match env.get("LEFT4ME_BACKEND").as_deref().map(str::trim) {
+            None | Some("") => HostBackend::detect(),
+            Some("systemd") => HostBackend::Systemd,
+            Some("local") => HostBackend::Local,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "LEFT4ME_BACKEND",
+                    value: other.to_string(),
+                    reason: "expected systemd or local".into(),
+                })
+            }
+        },
+        steam_api_base_url: {
+            let url = env
+                .get("STEAM_API_BASE_URL")
+                .unwrap_or_else(|| "https://api.steampowered.com".into());
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    var: "STEAM_API_BASE_URL",
+                    value: url,
+                    reason: "expected an http:// or https:// URL".into(),
+                });
+            }
+            url.trim_end_matches('/').to_string()
+        },
+        workshop_parallel: {
+            let n: usize = env.parse(
+                "LEFT4ME_WORKSHOP_PARALLEL",
+                4,
+                "a number of parallel downloads (1-32)",
+            )?;
+            if !(1..=32).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    var: "LEFT4ME_WORKSHOP_PARALLEL",
+                    value: n.to_string(),
+                    reason: "must be between 1 and 32".into(),
+                });
+            }
+            n
+        },
     })
 }
 
@@ -345,6 +424,15 @@ mod tests {
             ),
             (vec![KEY, ("DATABASE_URL", "postgres://x")], "DATABASE_URL"),
             (vec![KEY, ("LEFT4ME_ROOT", "relative/dir")], "LEFT4ME_ROOT"),
+            (vec![KEY, ("LEFT4ME_BACKEND", "docker")], "LEFT4ME_BACKEND"),
+            (
+                vec![KEY, ("STEAM_API_BASE_URL", "ftp://steam")],
+                "STEAM_API_BASE_URL",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_WORKSHOP_PARALLEL", "0")],
+                "LEFT4ME_WORKSHOP_PARALLEL",
+            ),
         ] {
             let err = load_map(&pairs).expect_err("must fail").to_string();
             assert!(err.starts_with(var), "{err:?} should name {var}");

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::process::Command;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::db::now_text;
 
 /// Longest stored output line; longer lines are cut (progress spam guard).
@@ -50,11 +52,19 @@ pub struct Job {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub lock_key: Option<String>,
+    pub title: Option<String>,
 }
 
 impl Job {
     pub fn is_finished(&self) -> bool {
         matches!(self.state.as_str(), "succeeded" | "failed")
+    }
+    /// What the job does, for lists: its title, else `l4d2ctl <argv>`.
+    pub fn summary(&self) -> String {
+        match &self.title {
+            Some(t) => t.clone(),
+            None => format!("l4d2ctl {}", self.argv().join(" ")),
+        }
     }
     /// The l4d2ctl argv stored with the job.
     pub fn argv(&self) -> Vec<String> {
@@ -130,25 +140,33 @@ pub struct Jobs {
     pub pool: SqlitePool,
     pub hub: Arc<Hub>,
     wake: Arc<Notify>,
-    l4d2ctl: Option<PathBuf>,
-    child_env: Arc<Vec<(String, String)>>,
+    config: Arc<Config>,
     grace: Duration,
 }
 
+/// A job to enqueue.
+pub struct NewJob<'a> {
+    /// Decides who runs it (see `execute`): an l4d2ctl verb, `server-*`,
+    /// `overlay-*` or `workshop-*`.
+    pub kind: &'a str,
+    /// The l4d2ctl argv for l4d2ctl kinds, else the kind's own payload.
+    pub payload: serde_json::Value,
+    /// None: a system job; identical queued system jobs coalesce.
+    pub user_id: Option<i64>,
+    /// Jobs sharing a lock key run one at a time, in queue order.
+    pub lock_key: Option<String>,
+    /// Shown in job lists instead of the raw payload.
+    pub title: Option<String>,
+}
+
 impl Jobs {
-    pub fn new(
-        pool: SqlitePool,
-        l4d2ctl: Option<PathBuf>,
-        child_env: Vec<(String, String)>,
-        grace: Duration,
-    ) -> Self {
+    pub fn new(pool: SqlitePool, config: Arc<Config>) -> Self {
         Jobs {
             pool,
             hub: Arc::new(Hub::default()),
             wake: Arc::new(Notify::new()),
-            l4d2ctl,
-            child_env: Arc::new(child_env),
-            grace,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+            config,
         }
     }
 
@@ -172,21 +190,38 @@ impl Jobs {
         user_id: Option<i64>,
         lock_key: Option<&str>,
     ) -> Result<i64, sqlx::Error> {
-        let args_json = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
-        let key = user_id.is_none().then(|| format!("{kind}:{args_json}"));
+        self.submit(NewJob {
+            kind,
+            payload: serde_json::json!(args),
+            user_id,
+            lock_key: lock_key.map(str::to_string),
+            title: None,
+        })
+        .await
+    }
+
+    /// Enqueues any job; returns its id (or the id of the queued system job
+    /// it coalesced into).
+    pub async fn submit(&self, new: NewJob<'_>) -> Result<i64, sqlx::Error> {
+        let args_json = new.payload.to_string();
+        let key = new
+            .user_id
+            .is_none()
+            .then(|| format!("{}:{args_json}", new.kind));
         // Two rounds: the queued twin may be claimed between our INSERT and
         // SELECT, after which a fresh insert succeeds.
         for _ in 0..2 {
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, state) VALUES (?, ?, ?, ?, ?, 'queued')
+                "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, title, state) VALUES (?, ?, ?, ?, ?, ?, 'queued')
                  ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING
                  RETURNING id",
             )
-            .bind(kind)
+            .bind(new.kind)
             .bind(&args_json)
-            .bind(user_id)
+            .bind(new.user_id)
             .bind(&key)
-            .bind(lock_key)
+            .bind(&new.lock_key)
+            .bind(&new.title)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(id) = inserted {
@@ -344,7 +379,7 @@ impl Jobs {
     }
 
     fn resolve_l4d2ctl(&self) -> Result<PathBuf, JobError> {
-        if let Some(p) = &self.l4d2ctl {
+        if let Some(p) = &self.config.l4d2ctl {
             return Ok(p.clone());
         }
         let dir = std::env::current_exe()
@@ -407,46 +442,213 @@ impl Jobs {
         Ok(())
     }
 
+    /// Runs one claimed job to its end: the job's work races the shutdown
+    /// grace period; a job still running when the grace period ends is
+    /// killed (its whole process group) and put back in the queue.
     async fn run(&self, job: Job, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
-        let tx = self.hub.sender(job.id);
-        let mut seq = self.next_seq(job.id).await?;
-        let argv = job.argv();
-        let program = match self.resolve_l4d2ctl() {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = e.to_string();
-                self.append(&tx, job.id, &mut seq, "system", msg.clone())
-                    .await?;
-                return self.finish(job.id, "failed", Some(msg)).await;
+        let job_id = job.id;
+        let mut ctx = JobCtx {
+            tx: self.hub.sender(job.id),
+            seq: self.next_seq(job.id).await?,
+            jobs: self.clone(),
+            job,
+            child_group: Arc::new(AtomicI32::new(0)),
+        };
+        let child_group = ctx.child_group.clone();
+        let outcome = {
+            let work = execute(&mut ctx);
+            tokio::pin!(work);
+            tokio::select! {
+                r = &mut work => Some(r),
+                _ = async {
+                    shutdown.cancelled().await;
+                    tracing::info!(job = job_id, grace = self.grace.as_secs(), "shutdown: waiting for the running job");
+                    tokio::time::sleep(self.grace).await;
+                } => None,
             }
         };
-        self.append(
-            &tx,
-            job.id,
-            &mut seq,
-            "system",
-            format!("$ l4d2ctl {}", argv.join(" ")),
-        )
-        .await?;
-        let mut cmd = Command::new(&program);
-        cmd.args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Own process group, so a shutdown can stop l4d2ctl's children too.
-            .process_group(0);
+        match outcome {
+            None => {
+                let group = child_group.load(Ordering::SeqCst);
+                if group > 0 {
+                    // SAFETY: plain kill(2) on the process group created for
+                    // this job's current child, which is not reaped yet.
+                    unsafe {
+                        libc::kill(-group, libc::SIGKILL);
+                    }
+                }
+                ctx.say(
+                    "shutdown grace period over: the job was stopped and put back in the queue",
+                )
+                .await?;
+                sqlx::query("UPDATE jobs SET state = 'queued', started_at = NULL WHERE id = ?")
+                    .bind(job_id)
+                    .execute(&self.pool)
+                    .await?;
+                self.hub.finish(job_id, "queued");
+                Ok(())
+            }
+            Some(Ok(())) => {
+                ctx.say("job succeeded").await?;
+                self.finish(job_id, "succeeded", None).await
+            }
+            Some(Err(JobFailure::Failed(msg))) => {
+                ctx.say(msg.clone()).await?;
+                self.finish(job_id, "failed", Some(msg)).await
+            }
+            Some(Err(JobFailure::Db(e))) => {
+                let msg = format!("database error while running the job: {e}");
+                let _ = ctx.say(msg.clone()).await;
+                self.finish(job_id, "failed", Some(msg)).await
+            }
+        }
+    }
+}
+
+/// Job kinds whose `args` are a plain `l4d2ctl` argv.
+const L4D2CTL_KINDS: [&str; 8] = [
+    "install",
+    "initialize",
+    "start",
+    "stop",
+    "delete",
+    "status",
+    "list",
+    "logs",
+];
+
+/// Routes a job to the code that knows its kind.
+async fn execute(ctx: &mut JobCtx) -> Result<(), JobFailure> {
+    let kind = ctx.job.kind.clone();
+    match kind.as_str() {
+        k if L4D2CTL_KINDS.contains(&k) => {
+            let argv = ctx.job.argv();
+            ctx.l4d2ctl(&argv).await
+        }
+        k if k.starts_with("server-") => crate::servers::run_job(ctx).await,
+        k if k.starts_with("overlay-") || k.starts_with("workshop-") => {
+            crate::overlays::run_job(ctx).await
+        }
+        other => Err(JobFailure::Failed(format!(
+            "unknown job kind {other:?}: this version of left4me cannot run it"
+        ))),
+    }
+}
+
+/// Why a job failed. `Failed` carries the one-line reason shown as the
+/// job's error.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    #[error("{0}")]
+    Failed(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl JobFailure {
+    pub fn msg(text: impl Into<String>) -> Self {
+        JobFailure::Failed(text.into())
+    }
+}
+
+/// The running job as its code sees it: its row, a log to write to, and
+/// a way to run child processes whose output lands in that log.
+pub struct JobCtx {
+    jobs: Jobs,
+    pub job: Job,
+    tx: broadcast::Sender<JobEvent>,
+    seq: i64,
+    /// Process group of the running child (0: none), killed when the
+    /// shutdown grace period runs out.
+    child_group: Arc<AtomicI32>,
+}
+
+impl JobCtx {
+    pub fn pool(&self) -> &SqlitePool {
+        &self.jobs.pool
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.jobs.config
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The job's JSON payload (its `args` column) as `T`.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobFailure> {
+        serde_json::from_str(&self.job.args).map_err(|e| {
+            JobFailure::msg(format!(
+                "job {} ({}) has an unreadable payload: {e}",
+                self.job.id, self.job.kind
+            ))
+        })
+    }
+
+    /// Appends a line of the app's own narration (stream `system`).
+    pub async fn say(&mut self, text: impl Into<String>) -> Result<(), sqlx::Error> {
+        self.append("system", text.into()).await
+    }
+
+    async fn append(&mut self, stream: &str, text: String) -> Result<(), sqlx::Error> {
+        self.jobs
+            .append(&self.tx, self.job.id, &mut self.seq, stream, text)
+            .await
+    }
+
+    /// A `Command` for `l4d2ctl` with the job environment: the web app's
+    /// secrets removed, the configured child environment added.
+    pub fn l4d2ctl_command(&self) -> Result<Command, JobFailure> {
+        let program = self
+            .jobs
+            .resolve_l4d2ctl()
+            .map_err(|e| JobFailure::msg(e.to_string()))?;
+        Ok(self.child_command(&program))
+    }
+
+    /// A `Command` for any helper program with the job environment (see
+    /// [`JobCtx::l4d2ctl_command`]).
+    pub fn child_command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         // The web app's secrets stay here: l4d2ctl starts game servers, which
         // run third-party plugins and must never see them (SPEC §9).
         for var in SECRET_VARS {
             cmd.env_remove(var);
         }
-        for (k, v) in self.child_env.iter() {
+        for (k, v) in self.jobs.config.child_env.iter() {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs `l4d2ctl <args>`; a non-zero exit fails the job with l4d2ctl's
+    /// last stderr line as the reason.
+    pub async fn l4d2ctl<S: AsRef<str>>(&mut self, args: &[S]) -> Result<(), JobFailure> {
+        let mut cmd = self.l4d2ctl_command()?;
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        cmd.args(&args);
+        self.say(format!("$ l4d2ctl {}", args.join(" "))).await?;
+        let run = self.run_command(cmd, "l4d2ctl").await?;
+        run.into_result("l4d2ctl")
+    }
+
+    /// Runs `cmd` to its end with stdout/stderr appended to the job log
+    /// line by line. `what` names the program in error messages.
+    pub async fn run_command(
+        &mut self,
+        mut cmd: Command,
+        what: &str,
+    ) -> Result<CommandRun, JobFailure> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Own process group, so a shutdown can stop the child's children too.
+            .process_group(0);
         // SAFETY: prctl is async-signal-safe; it only changes this child's
-        // parent-death signal, so a kill -9 of left4me takes l4d2ctl down too
-        // instead of leaving it running unsupervised.
+        // parent-death signal, so a kill -9 of left4me takes the child down
+        // too instead of leaving it running unsupervised.
         unsafe {
             cmd.pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
@@ -455,15 +657,13 @@ impl Jobs {
                 Ok(())
             });
         }
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!("cannot start {}: {e}", program.display());
-                self.append(&tx, job.id, &mut seq, "system", msg.clone())
-                    .await?;
-                return self.finish(job.id, "failed", Some(msg)).await;
-            }
-        };
+        let program = PathBuf::from(cmd.as_std().get_program());
+        let mut child = cmd.spawn().map_err(|e| {
+            JobFailure::msg(format!("cannot start {what} ({}): {e}", program.display()))
+        })?;
+        if let Some(pid) = child.id() {
+            self.child_group.store(pid as i32, Ordering::SeqCst);
+        }
         let (line_tx, mut line_rx) = mpsc::channel::<(&'static str, String)>(256);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump_lines(out, "stdout", line_tx.clone()));
@@ -474,21 +674,18 @@ impl Jobs {
         drop(line_tx);
 
         let mut last_stderr = String::new();
-        let mut grace_deadline: Option<tokio::time::Instant> = None;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let mut exit_status = None;
-        let mut handed_back = false;
         let mut pipes_open = true;
-        // Output is drained until both pipes close; if l4d2ctl exits while a
-        // detached grandchild still holds a pipe, draining stops shortly after.
+        // Output is drained until both pipes close; if the child exits while
+        // a detached grandchild still holds a pipe, draining stops shortly after.
         while pipes_open || exit_status.is_none() {
-            let grace = grace_deadline;
             let drain = drain_deadline;
             tokio::select! {
                 line = line_rx.recv(), if pipes_open => match line {
                     Some((stream, text)) => {
                         if stream == "stderr" { last_stderr.clone_from(&text); }
-                        self.append(&tx, job.id, &mut seq, stream, text).await?;
+                        self.append(stream, text).await?;
                     }
                     None => pipes_open = false,
                 },
@@ -497,70 +694,44 @@ impl Jobs {
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
                 }
                 _ = sleep_until_opt(drain) => break,
-                _ = shutdown.cancelled(), if grace_deadline.is_none() && !handed_back => {
-                    grace_deadline = Some(tokio::time::Instant::now() + self.grace);
-                    self.append(&tx, job.id, &mut seq, "system",
-                        format!("left4me is shutting down; waiting up to {}s for this job", self.grace.as_secs())).await?;
-                }
-                _ = sleep_until_opt(grace) => {
-                    if let Some(pid) = child.id() {
-                        // SAFETY: plain kill(2) on the process group we created
-                        // for this child (negative pid = group); it is still
-                        // our unreaped child, so the id cannot be reused yet.
-                        unsafe { libc::kill(-(pid as i32), libc::SIGKILL); }
-                    }
-                    handed_back = true;
-                    grace_deadline = None;
-                }
             }
         }
         let status = match exit_status {
             Some(s) => s,
             None => child.wait().await,
         };
-        if handed_back {
-            self.append(
-                &tx,
-                job.id,
-                &mut seq,
-                "system",
-                "shutdown grace period over: the job was stopped and put back in the queue".into(),
-            )
-            .await?;
-            sqlx::query("UPDATE jobs SET state = 'queued', started_at = NULL WHERE id = ?")
-                .bind(job.id)
-                .execute(&self.pool)
-                .await?;
-            self.hub.finish(job.id, "queued");
+        self.child_group.store(0, Ordering::SeqCst);
+        let status = status.map_err(|e| JobFailure::msg(format!("cannot wait for {what}: {e}")))?;
+        Ok(CommandRun {
+            status,
+            last_stderr,
+        })
+    }
+}
+
+/// How a child process ended.
+pub struct CommandRun {
+    pub status: std::process::ExitStatus,
+    /// Its last stderr line (the one-line reason, by l4d2ctl's contract).
+    pub last_stderr: String,
+}
+
+impl CommandRun {
+    /// Ok on exit 0, else a failure "`what` failed (exit code N): reason".
+    pub fn into_result(self, what: &str) -> Result<(), JobFailure> {
+        if self.status.success() {
             return Ok(());
         }
-        match status {
-            Ok(s) if s.success() => {
-                self.append(&tx, job.id, &mut seq, "system", "job succeeded".into())
-                    .await?;
-                self.finish(job.id, "succeeded", None).await
-            }
-            Ok(s) => {
-                let code = s
-                    .code()
-                    .map(|c| format!("exit code {c}"))
-                    .unwrap_or_else(|| format!("{s}"));
-                let msg = if last_stderr.is_empty() {
-                    format!("l4d2ctl failed ({code})")
-                } else {
-                    format!("l4d2ctl failed ({code}): {last_stderr}")
-                };
-                self.append(&tx, job.id, &mut seq, "system", msg.clone())
-                    .await?;
-                self.finish(job.id, "failed", Some(msg)).await
-            }
-            Err(e) => {
-                let msg = format!("cannot wait for l4d2ctl: {e}");
-                self.append(&tx, job.id, &mut seq, "system", msg.clone())
-                    .await?;
-                self.finish(job.id, "failed", Some(msg)).await
-            }
-        }
+        let code = self
+            .status
+            .code()
+            .map(|c| format!("exit code {c}"))
+            .unwrap_or_else(|| format!("{}", self.status));
+        Err(JobFailure::Failed(if self.last_stderr.is_empty() {
+            format!("{what} failed ({code})")
+        } else {
+            format!("{what} failed ({code}): {}", self.last_stderr)
+        }))
     }
 }
 

@@ -11,6 +11,8 @@ pub mod config;
 pub mod db;
 mod demo;
 pub mod jobs;
+pub mod overlays;
+pub mod servers;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -37,12 +39,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_url).await?;
     db::migrate(&pool).await?;
-    let jobs = Jobs::new(
-        pool.clone(),
-        config.l4d2ctl.clone(),
-        config.child_env.clone(),
-        Duration::from_secs(config.shutdown_grace_secs),
-    );
+    let config = Arc::new(config);
+    let jobs = Jobs::new(pool.clone(), config.clone());
     jobs.recover()
         .await
         .context("recovering interrupted jobs")?;
@@ -61,7 +59,7 @@ pub async fn serve(
 
     let state = AppState {
         pool: pool.clone(),
-        config: Arc::new(config),
+        config,
         limiter,
         jobs,
         shutdown: shutdown.clone(),

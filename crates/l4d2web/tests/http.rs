@@ -68,12 +68,7 @@ async fn anonymous_access_rules() {
 #[tokio::test]
 async fn user_and_admin_access_rules() {
     let s = TestServer::start().await;
-    let jobs = l4d2web::jobs::Jobs::new(
-        s.pool.clone(),
-        None,
-        vec![],
-        std::time::Duration::from_secs(1),
-    );
+    let jobs = common::enqueuer(s.pool.clone());
     let alice_job = jobs
         .enqueue(
             "status",

@@ -1,6 +1,8 @@
 //! HTTP layer: router, shared state, extractors, errors, security headers.
 
+mod overlays;
 mod pages;
+mod servers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub fn router(state: AppState) -> Router {
             get(pages::users_page).post(pages::user_create),
         )
         .route("/admin/users/{id}/{action}", post(pages::user_action))
+        .merge(overlays::routes())
+        .merge(servers::routes())
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))

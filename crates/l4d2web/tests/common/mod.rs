@@ -50,6 +50,7 @@ pub fn config_for(root: &Path, extra: &[(&str, &str)]) -> Config {
         "test-secret-key-0123456789abcdef-0123".into(),
     );
     map.insert("LEFT4ME_BIND".into(), "127.0.0.1:0".into());
+    map.insert("LEFT4ME_BACKEND".into(), "local".into());
     // Limits must not refill during a slow (debug, loaded CI) test run.
     map.insert("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS".into(), "3600".into());
     map.insert("LEFT4ME_LOGIN_LIMIT_PER_USER".into(), "20".into());
@@ -298,4 +299,11 @@ pub fn assert_security_headers(h: &HeaderMap) {
         Some(&HeaderValue::from_static("nosniff"))
     );
     assert!(h.get("referrer-policy").is_some());
+}
+
+/// A `Jobs` handle for enqueueing and reading jobs directly (its workers are
+/// never started; the server under test runs the jobs).
+pub fn enqueuer(pool: sqlx::SqlitePool) -> l4d2web::jobs::Jobs {
+    let config = config_for(Path::new("/nonexistent-left4me-root"), &[]);
+    l4d2web::jobs::Jobs::new(pool, std::sync::Arc::new(config))
 }
