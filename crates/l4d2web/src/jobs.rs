@@ -378,6 +378,31 @@ impl Jobs {
         .await
     }
 
+    /// A `Command` for `l4d2ctl` (e.g. a read-only `list --json` from a
+    /// page handler) with the job environment: the web app's secrets
+    /// removed, the configured child environment added.
+    pub fn l4d2ctl_command(&self) -> Result<Command, JobError> {
+        Ok(self.child_command(&self.resolve_l4d2ctl()?))
+    }
+
+    /// A `Command` for any program with the job environment.
+    pub fn child_command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        // The web app's secrets stay here: l4d2ctl starts game servers, which
+        // run third-party plugins and must never see them (SPEC §9).
+        for var in SECRET_VARS {
+            cmd.env_remove(var);
+        }
+        for (k, v) in self.config.child_env.iter() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     fn resolve_l4d2ctl(&self) -> Result<PathBuf, JobError> {
         if let Some(p) = &self.config.l4d2ctl {
             return Ok(p.clone());
@@ -597,29 +622,16 @@ impl JobCtx {
             .await
     }
 
-    /// A `Command` for `l4d2ctl` with the job environment: the web app's
-    /// secrets removed, the configured child environment added.
+    /// See [`Jobs::l4d2ctl_command`].
     pub fn l4d2ctl_command(&self) -> Result<Command, JobFailure> {
-        let program = self
-            .jobs
-            .resolve_l4d2ctl()
-            .map_err(|e| JobFailure::msg(e.to_string()))?;
-        Ok(self.child_command(&program))
+        self.jobs
+            .l4d2ctl_command()
+            .map_err(|e| JobFailure::msg(e.to_string()))
     }
 
-    /// A `Command` for any helper program with the job environment (see
-    /// [`JobCtx::l4d2ctl_command`]).
+    /// See [`Jobs::child_command`].
     pub fn child_command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        // The web app's secrets stay here: l4d2ctl starts game servers, which
-        // run third-party plugins and must never see them (SPEC §9).
-        for var in SECRET_VARS {
-            cmd.env_remove(var);
-        }
-        for (k, v) in self.jobs.config.child_env.iter() {
-            cmd.env(k, v);
-        }
-        cmd
+        self.jobs.child_command(program)
     }
 
     /// Runs `l4d2ctl <args>`; a non-zero exit fails the job with l4d2ctl's
