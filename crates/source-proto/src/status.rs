@@ -110,11 +110,12 @@ pub fn parse_connected(s: &str) -> Option<u64> {
     Some(h * 3600 + m * 60 + s)
 }
 
+/// humans, bots, max players, hibernating.
+type PlayerCounts = (Option<u32>, Option<u32>, Option<u32>, Option<bool>);
+
 /// `players : 2 humans, 1 bots (4 max) (not hibernating) (unreserved)`, or
 /// the older `players : 2 (4 max)`.
-fn parse_players_line(
-    value: &str,
-) -> Result<(Option<u32>, Option<u32>, Option<u32>, Option<bool>), &'static str> {
+fn parse_players_line(value: &str) -> Result<PlayerCounts, &'static str> {
     let mut humans = None;
     let mut bots = None;
     let mut max = None;
