@@ -42,11 +42,17 @@ pub enum SteamError {
 
     /// The response body exceeded the size limit for API responses.
     #[error("response from {endpoint} is larger than {limit} bytes; refusing to read it")]
-    ResponseTooLarge { endpoint: &'static str, limit: usize },
+    ResponseTooLarge {
+        endpoint: &'static str,
+        limit: usize,
+    },
 
     /// HTTP 200 but the body is not the JSON Steam documents (HTML error page, truncated JSON, ...).
     #[error("response from {endpoint} is not the expected JSON: {reason}")]
-    BadResponse { endpoint: &'static str, reason: String },
+    BadResponse {
+        endpoint: &'static str,
+        reason: String,
+    },
 
     /// One or more workshop items cannot be used; every problem is listed.
     #[error("{}", UnusableDisplay(.0))]

@@ -20,7 +20,7 @@ pub fn parse_workshop_ref(input: &str) -> Result<u64, SteamError> {
         return Err(fail("it is empty"));
     }
     if trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return parse_id(trimmed).map_err(|r| fail(r));
+        return parse_id(trimmed).map_err(&fail);
     }
     if !trimmed.contains("://") {
         return Err(fail(

@@ -8,7 +8,12 @@ use common::*;
 use steam_api::{resolve, ProblemKind, SteamApi, SteamError, MAX_COLLECTION_DEPTH};
 
 fn api(sim: &SteamSim) -> SteamApi {
-    SteamApi::new(&sim.base_url(), Some(KEY.to_string()), Duration::from_secs(5)).unwrap()
+    SteamApi::new(
+        &sim.base_url(),
+        Some(KEY.to_string()),
+        Duration::from_secs(5),
+    )
+    .unwrap()
 }
 
 fn problems(err: SteamError) -> Vec<(u64, ProblemKind)> {
@@ -41,7 +46,10 @@ async fn real_item_details_are_parsed() {
         forms[0],
         vec![
             ("itemcount".to_string(), "1".to_string()),
-            ("publishedfileids[0]".to_string(), REAL_L4D2_ITEM.to_string())
+            (
+                "publishedfileids[0]".to_string(),
+                REAL_L4D2_ITEM.to_string()
+            )
         ]
     );
 }
@@ -191,7 +199,10 @@ async fn unknown_ids_are_named_with_result_9() {
         ]
     );
     assert!(msg.contains("2 workshop items cannot be used"), "{msg}");
-    assert!(msg.contains("workshop item 111 is unavailable (Steam result 9"), "{msg}");
+    assert!(
+        msg.contains("workshop item 111 is unavailable (Steam result 9"),
+        "{msg}"
+    );
     assert!(msg.contains("222"), "{msg}");
 }
 
@@ -199,10 +210,18 @@ async fn unknown_ids_are_named_with_result_9() {
 async fn wrong_app_is_refused_with_the_real_space_engineers_record() {
     let sim = SteamSim::start().await;
     let err = resolve(&api(&sim), &[REAL_SE_ITEM]).await.unwrap_err();
-    assert_eq!(err.to_string(), "workshop item 294534489 is for app 244850, not Left 4 Dead 2 (550)");
+    assert_eq!(
+        err.to_string(),
+        "workshop item 294534489 is for app 244850, not Left 4 Dead 2 (550)"
+    );
     assert_eq!(
         problems(err),
-        vec![(REAL_SE_ITEM, ProblemKind::WrongApp { app_id: Some(244850) })]
+        vec![(
+            REAL_SE_ITEM,
+            ProblemKind::WrongApp {
+                app_id: Some(244850)
+            }
+        )]
     );
 }
 
@@ -230,16 +249,24 @@ async fn missing_file_url_bad_scheme_and_zero_size_are_refused() {
             (4003, ProblemKind::EmptyFile),
         ]
     );
-    assert!(msg.contains("workshop item 4001 has no direct download"), "{msg}");
+    assert!(
+        msg.contains("workshop item 4001 has no direct download"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn item_absent_from_answer_is_named() {
     let sim = SteamSim::start().await;
     // An envelope that lists nothing at all (what Steam sends when the request as a whole fails).
-    sim.set_api_mode(ApiMode::Json(serde_json::json!({"response": {"result": 1, "resultcount": 0}})));
+    sim.set_api_mode(ApiMode::Json(
+        serde_json::json!({"response": {"result": 1, "resultcount": 0}}),
+    ));
     let err = resolve(&api(&sim), &[REAL_L4D2_ITEM]).await.unwrap_err();
-    assert_eq!(err.to_string(), "workshop item 3434972877 is missing from Steam's answer");
+    assert_eq!(
+        err.to_string(),
+        "workshop item 3434972877 is missing from Steam's answer"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +275,12 @@ async fn json_of_the_wrong_shape_is_a_clear_error() {
     sim.set_api_mode(ApiMode::Json(serde_json::json!({"response": {"publishedfiledetails": [{"publishedfileid": "abc", "result": 1}]}})));
     let err = api(&sim).published_file_details(&[1]).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("response from ISteamRemoteStorage/GetPublishedFileDetails/v1 is not the expected JSON"), "{msg}");
+    assert!(
+        msg.starts_with(
+            "response from ISteamRemoteStorage/GetPublishedFileDetails/v1 is not the expected JSON"
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("\"abc\" is not an unsigned integer"), "{msg}");
 }
 
@@ -271,11 +303,19 @@ async fn more_than_100_items_are_batched() {
 async fn api_error(mode: ApiMode) -> String {
     let sim = SteamSim::start().await;
     sim.set_api_mode(mode);
-    let api = SteamApi::new(&sim.base_url(), Some(KEY.into()), Duration::from_millis(500)).unwrap();
+    let api = SteamApi::new(
+        &sim.base_url(),
+        Some(KEY.into()),
+        Duration::from_millis(500),
+    )
+    .unwrap();
     let err = resolve(&api, &[REAL_L4D2_ITEM]).await.unwrap_err();
     let msg = err.to_string();
     assert!(!msg.contains(KEY), "key leaked: {msg}");
-    assert!(!format!("{err:?}").contains(KEY), "key leaked in Debug: {err:?}");
+    assert!(
+        !format!("{err:?}").contains(KEY),
+        "key leaked in Debug: {err:?}"
+    );
     msg
 }
 
@@ -325,7 +365,10 @@ async fn oversized_body_is_refused() {
 #[tokio::test]
 async fn server_that_never_answers_times_out() {
     let msg = api_error(ApiMode::Hang).await;
-    assert_eq!(msg, "request to ISteamRemoteStorage/GetCollectionDetails/v1 timed out");
+    assert_eq!(
+        msg,
+        "request to ISteamRemoteStorage/GetCollectionDetails/v1 timed out"
+    );
 }
 
 #[tokio::test]
@@ -366,7 +409,11 @@ async fn bad_base_urls_are_refused() {
             "{bad}: {err}"
         );
     }
-    let api = SteamApi::new("https://api.steampowered.com/", Some("k".into()), Duration::from_secs(1))
-        .unwrap();
+    let api = SteamApi::new(
+        "https://api.steampowered.com/",
+        Some("k".into()),
+        Duration::from_secs(1),
+    )
+    .unwrap();
     assert!(!format!("{api:?}").contains("\"k\""));
 }

@@ -279,7 +279,10 @@ fn form_ids(form: &[(String, String)], count_field: &str) -> Vec<u64> {
         .collect()
 }
 
-async fn details(State(state): State<Arc<SimState>>, Form(form): Form<Vec<(String, String)>>) -> Response {
+async fn details(
+    State(state): State<Arc<SimState>>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     if let Some(r) = misbehave(&state).await {
         return r;
     }
@@ -299,7 +302,10 @@ async fn details(State(state): State<Arc<SimState>>, Form(form): Form<Vec<(Strin
         .into_response()
 }
 
-async fn collections(State(state): State<Arc<SimState>>, Form(form): Form<Vec<(String, String)>>) -> Response {
+async fn collections(
+    State(state): State<Arc<SimState>>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     if let Some(r) = misbehave(&state).await {
         return r;
     }
@@ -315,24 +321,35 @@ async fn collections(State(state): State<Arc<SimState>>, Form(form): Form<Vec<(S
         })
         .collect();
     let found = entries.iter().filter(|e| e["result"] == 1).count();
-    axum::Json(json!({"response": {"result": 1, "resultcount": found, "collectiondetails": entries}}))
-        .into_response()
+    axum::Json(
+        json!({"response": {"result": 1, "resultcount": found, "collectiondetails": entries}}),
+    )
+    .into_response()
 }
 
-async fn players(State(state): State<Arc<SimState>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn players(
+    State(state): State<Arc<SimState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Some(r) = misbehave(&state).await {
         return r;
     }
     if q.get("key").map(String::as_str) != Some(KEY) {
         return (StatusCode::FORBIDDEN, "<html><body>Forbidden</body></html>").into_response();
     }
-    let ids: Vec<u64> = q["steamids"].split(',').map(|s| s.parse().unwrap()).collect();
+    let ids: Vec<u64> = q["steamids"]
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     state.player_batches.lock().unwrap().push(ids.len());
     if ids.len() > 100 {
         return (StatusCode::BAD_REQUEST, "too many steamids").into_response();
     }
     let players = state.players.lock().unwrap();
-    let found: Vec<Value> = ids.iter().filter_map(|id| players.get(id).cloned()).collect();
+    let found: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| players.get(id).cloned())
+        .collect();
     axum::Json(json!({"response": {"players": found}})).into_response()
 }
 
@@ -371,10 +388,12 @@ async fn file(State(state): State<Arc<SimState>>, Path(id): Path<u64>) -> Respon
         }
         FileMode::CutOff => {
             let half = bytes[..bytes.len() / 2].to_vec();
-            let stream = futures_stream(vec![
-                Ok(half),
-                Err(std::io::Error::other("connection cut off by test")),
-            ]);
+            // The pause lets the headers and the first half reach the client before the abort.
+            use futures_util::StreamExt;
+            let stream = futures_stream(vec![Ok(half)]).chain(futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(std::io::Error::other("connection cut off by test"))
+            }));
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_LENGTH, bytes.len().into());
             (headers, Body::from_stream(stream)).into_response()
@@ -394,7 +413,8 @@ fn futures_stream(
     futures_util::stream::iter(parts)
 }
 
-fn async_stream_stall() -> impl futures_core_stream::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+fn async_stream_stall() -> impl futures_core_stream::Stream<Item = Result<Vec<u8>, std::io::Error>>
+{
     futures_util::stream::pending()
 }
 
