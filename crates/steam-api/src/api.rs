@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::SteamError;
-use crate::json::{flex_i64, flex_opt_u64, flex_u64, flex_u64_default};
+use crate::json::{flex_i64, flex_opt_u64, flex_u64};
 
 /// Where the real Steam Web API lives.
 pub const DEFAULT_BASE_URL: &str = "https://api.steampowered.com";
@@ -55,18 +55,14 @@ pub struct PublishedFile {
     pub filename: String,
     #[serde(default)]
     pub file_url: String,
-    #[serde(default, deserialize_with = "flex_u64_default")]
+    #[serde(default, deserialize_with = "flex_u64")]
     pub file_size: u64,
     #[serde(default, deserialize_with = "flex_opt_u64")]
     pub consumer_app_id: Option<u64>,
     #[serde(default, deserialize_with = "flex_opt_u64")]
     pub creator_app_id: Option<u64>,
-    #[serde(default, deserialize_with = "flex_i64_default")]
+    #[serde(default, deserialize_with = "flex_i64")]
     pub time_updated: i64,
-}
-
-fn flex_i64_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    flex_i64(d)
 }
 
 /// One entry of `GetCollectionDetails`. `children` is `None` when Steam sent none (a plain item, or
@@ -86,10 +82,10 @@ pub struct CollectionDetails {
 pub struct CollectionChild {
     #[serde(rename = "publishedfileid", deserialize_with = "flex_u64")]
     pub id: u64,
-    #[serde(default, deserialize_with = "flex_i64_default")]
+    #[serde(default, deserialize_with = "flex_i64")]
     pub sortorder: i64,
     /// `EWorkshopFileType`: 0 = a normal item, 2 = a collection.
-    #[serde(default, deserialize_with = "flex_i64_default")]
+    #[serde(default, deserialize_with = "flex_i64")]
     pub filetype: i64,
 }
 

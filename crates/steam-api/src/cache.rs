@@ -92,6 +92,15 @@ impl WorkshopCache {
         self.dir.join(format!("{item_id}.vpk"))
     }
 
+    /// Ids whose `<id>.vpk` is absent from the cache (a server whose overlay expects one must not start).
+    pub fn missing_files(&self, item_ids: &[u64]) -> Vec<u64> {
+        item_ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.path_of(id).is_file())
+            .collect()
+    }
+
     fn sidecar_of(&self, item_id: u64) -> PathBuf {
         self.dir.join(format!("{item_id}.json"))
     }

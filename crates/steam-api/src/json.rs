@@ -48,10 +48,6 @@ pub(crate) fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error>
     d.deserialize_any(U64Visitor)
 }
 
-pub(crate) fn flex_u64_default<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_any(U64Visitor)
-}
-
 pub(crate) fn flex_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(I64Visitor)
 }

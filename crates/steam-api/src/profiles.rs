@@ -8,6 +8,8 @@ use crate::api::{PlayerSummary, SteamApi};
 
 /// After a failed lookup, no request is sent for this long (a dead or rate-limiting API is not hammered).
 pub const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
+/// Above this many remembered ids, expired entries are dropped (keeps a long-running panel bounded).
+const PRUNE_ABOVE: usize = 10_000;
 
 /// TTL'd cache in front of `GetPlayerSummaries`. Failures fall back quietly to whatever is cached.
 pub struct ProfileCache {
@@ -82,6 +84,12 @@ impl ProfileCache {
                         found.into_iter().map(|p| (p.steam_id, p)).collect();
                     for id in missing {
                         state.entries.insert(id, (found.remove(&id), at));
+                    }
+                    if state.entries.len() > PRUNE_ABOVE {
+                        let ttl = self.ttl;
+                        state
+                            .entries
+                            .retain(|_, (_, t)| at.duration_since(*t) < ttl);
                     }
                 }
                 Err(e) => {

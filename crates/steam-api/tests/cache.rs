@@ -87,6 +87,10 @@ async fn resolved_items_download_once_and_are_current() {
         "{lines:?}"
     );
     assert!(leftovers(cache.dir()).is_empty());
+    assert_eq!(
+        cache.missing_files(&[REAL_L4D2_ITEM, 3400000102, 77]),
+        vec![77]
+    );
 
     // Second sync: nothing fetched.
     let before = sim.file_requests().len();
