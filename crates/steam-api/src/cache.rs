@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use crate::error::error_chain;
 use crate::resolve::{is_http_url, WorkshopItem};
 
 /// What one [`WorkshopCache::sync`] did, per item id.
@@ -322,17 +323,6 @@ fn describe_reqwest(e: reqwest::Error) -> String {
     } else {
         format!("download failed: {}", error_chain(&e.without_url()))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// `12.3 MiB`-style sizes for log lines.

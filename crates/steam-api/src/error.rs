@@ -24,12 +24,11 @@ pub enum SteamError {
     Timeout { endpoint: &'static str },
 
     /// Connection refused, reset, DNS failure, a body cut off midway, ...
-    #[error("request to {endpoint} failed: {source}")]
+    #[error("request to {endpoint} failed: {detail}")]
     Transport {
         endpoint: &'static str,
-        /// Always stored with `without_url()`: the URL may carry `?key=`.
-        #[source]
-        source: reqwest::Error,
+        /// reqwest's error chain, taken from the error after `without_url()` (the URL may carry `?key=`).
+        detail: String,
     },
 
     /// Steam answered with a non-success HTTP status.
@@ -149,7 +148,7 @@ impl SteamError {
         }
         SteamError::Transport {
             endpoint,
-            source: err.without_url(),
+            detail: error_chain(&err.without_url()),
         }
     }
 
@@ -168,4 +167,16 @@ impl SteamError {
             meaning,
         }
     }
+}
+
+/// `outer: inner: innermost`, because reqwest's own message ("error sending request") hides the cause.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
 }

@@ -186,3 +186,35 @@ async fn large_lookups_are_batched() {
     );
     assert_eq!(sim.api_requests(), 3);
 }
+
+#[tokio::test]
+async fn the_key_never_appears_in_any_error() {
+    let sim = SteamSim::start().await;
+    let modes = [
+        ApiMode::Status(400),
+        ApiMode::Status(403),
+        ApiMode::Status(429),
+        ApiMode::Status(500),
+        ApiMode::Status(503),
+        ApiMode::Html,
+        ApiMode::TruncatedJson,
+        ApiMode::Huge,
+        ApiMode::Hang,
+        ApiMode::Json(serde_json::json!({"response": {"players": [{"steamid": "x"}]}})),
+    ];
+    for mode in modes {
+        sim.set_api_mode(mode.clone());
+        let err = api(&sim, Some(KEY))
+            .player_summaries(&[ROBIN])
+            .await
+            .unwrap_err();
+        let mut all = format!("{err} {err:?}");
+        let mut cur = std::error::Error::source(&err);
+        while let Some(e) = cur {
+            all.push_str(&e.to_string());
+            cur = e.source();
+        }
+        assert!(!all.contains(KEY), "{mode:?}: {all}");
+        assert!(all.contains("GetPlayerSummaries"), "{mode:?}: {all}");
+    }
+}
