@@ -17,6 +17,10 @@ use tokio::sync::broadcast;
 
 /// Default capacity of the event channel.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+/// Receive buffer we ask the kernel for: bursts (map changes, many servers
+/// at once) must not overflow the default ~200 KiB. The kernel caps it at
+/// `net.core.rmem_max` (deploy/ raises that to 8 MiB).
+pub const RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Largest datagram read; longer ones are truncated by the kernel and then
 /// fail to parse only if the framing breaks.
 const MAX_DATAGRAM: usize = 65_535;
@@ -113,9 +117,23 @@ fn valid_secret(secret: &str) -> bool {
         && secret.bytes().any(|b| b != b'0')
 }
 
+/// A non-blocking UDP socket with a large receive buffer.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
+        // Not fatal: the default buffer works, it only drops more in bursts.
+        tracing::warn!(error = %e, "cannot enlarge the log listener's receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 impl LogListener {
     /// Binds the UDP socket (e.g. `0.0.0.0:28000`); call [`run`](Self::run)
-    /// (or [`spawn`](Self::spawn)) to start receiving.
+    /// (or [`spawn`](Self::spawn)) to start receiving. Must be called inside
+    /// a tokio runtime.
     pub async fn bind(addr: SocketAddr) -> Result<LogListener, ListenerError> {
         Self::bind_with_capacity(addr, DEFAULT_CHANNEL_CAPACITY).await
     }
@@ -125,9 +143,7 @@ impl LogListener {
         addr: SocketAddr,
         capacity: usize,
     ) -> Result<LogListener, ListenerError> {
-        let socket = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| ListenerError::Bind { addr, source })?;
+        let socket = bind_udp(addr).map_err(|source| ListenerError::Bind { addr, source })?;
         let (tx, _) = broadcast::channel(capacity.max(1));
         Ok(LogListener {
             inner: Arc::new(Inner {
