@@ -301,7 +301,7 @@ async fn stalled_download_times_out_and_cleans_up() {
 #[tokio::test]
 async fn parallel_downloads_are_bounded() {
     let sim = SteamSim::start().await;
-    *sim.state.file_delay.lock().unwrap() = Duration::from_millis(150);
+    *sim.state.file_delay.lock().unwrap() = Duration::from_millis(300);
     let dir = tempfile::tempdir().unwrap();
     let cache = WorkshopCache::new(dir.path().to_path_buf(), 3, MAX).unwrap();
     let items: Vec<WorkshopItem> = (0..10)
