@@ -198,12 +198,56 @@ pub async fn set_disabled(pool: &SqlitePool, id: i64, disabled: bool) -> Result<
     tx.commit().await
 }
 
-pub async fn delete(pool: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteUserError {
+    #[error("cannot delete user {username}: they still own the server(s) {servers}; those servers must be deleted first")]
+    OwnsServers { username: String, servers: String },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<DeleteUserError> for crate::web::AppError {
+    fn from(e: DeleteUserError) -> Self {
+        match e {
+            DeleteUserError::Db(e) => e.into(),
+            other => crate::web::AppError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Deletes a user with their blueprints and private overlays. Refused while
+/// they own servers (servers.owner_id is ON DELETE RESTRICT: a running game
+/// server must be deleted through its own job, not vanish with a row).
+pub async fn delete(pool: &SqlitePool, id: i64) -> Result<(), DeleteUserError> {
+    let mut tx = pool.begin().await?;
+    let servers: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM servers WHERE owner_id = ? ORDER BY name")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !servers.is_empty() {
+        let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or_else(|| format!("user {id}"));
+        return Err(DeleteUserError::OwnsServers {
+            username,
+            servers: servers.join(", "),
+        });
+    }
+    // Blueprints first: their stacks reference the user's overlays, which
+    // RESTRICT deletion while referenced.
+    sqlx::query("DELETE FROM blueprints WHERE owner_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM users WHERE id = ?")
         .bind(id)
-        .execute(pool)
-        .await
-        .map(|_| ())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

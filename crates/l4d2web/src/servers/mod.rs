@@ -1,12 +1,435 @@
 //! Blueprints and servers (SPEC §7): the recipe, the instances made from
 //! it, and the jobs that drive them through `l4d2ctl`.
+//!
+//! Every server action is a job with lock key `server:<name>`, so actions on
+//! one server run one at a time in the order they were requested. Start,
+//! restart and reset re-initialise the instance from a spec generated from
+//! the blueprint as it is *now*: that is how blueprint edits and blueprint
+//! switches reach a server on its next action.
 
-use crate::jobs::{JobCtx, JobFailure};
+pub mod blueprints;
+pub mod console;
+pub mod ports;
+pub mod spec;
+pub mod status;
+
+use std::collections::HashSet;
+
+use sqlx::SqlitePool;
+
+use crate::accounts::User;
+use crate::config::Config;
+use crate::jobs::{JobCtx, JobFailure, Jobs, NewJob};
+use crate::web::AppError;
+
+/// A server as pages see it (no secrets).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServerRow {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub blueprint_id: i64,
+    pub blueprint_name: String,
+    pub port: i64,
+    pub desired_state: String,
+    pub created_at: String,
+}
+
+const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.created_at";
+
+/// The server `id` if `user` owns it, else 404 (also for admins: servers
+/// are private to their owner, SPEC §9).
+pub async fn find_owned_server(
+    pool: &SqlitePool,
+    user: &User,
+    id: i64,
+) -> Result<ServerRow, AppError> {
+    sqlx::query_as(&format!(
+        "SELECT {SERVER_COLUMNS} FROM servers s JOIN blueprints b ON b.id = s.blueprint_id
+         WHERE s.id = ? AND s.owner_id = ?"
+    ))
+    .bind(id)
+    .bind(user.id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
+pub async fn list_owned(pool: &SqlitePool, owner: i64) -> Result<Vec<ServerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SERVER_COLUMNS} FROM servers s JOIN blueprints b ON b.id = s.blueprint_id
+         WHERE s.owner_id = ? ORDER BY s.name"
+    ))
+    .bind(owner)
+    .fetch_all(pool)
+    .await
+}
+
+/// Checks an instance name (the same rule as `l4d2ctl`).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if name.is_empty() {
+        return Err("enter a server name".into());
+    }
+    if !first_ok || !rest_ok || name.len() > 64 {
+        return Err(format!(
+            "server name {name:?} is invalid: use 1–64 characters a-z, 0-9, '_' or '-', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a server named {0:?} already exists (names are unique on this host)")]
+    NameTaken(String),
+    #[error("no free port left in the range {0}–{1}: delete a server or widen LEFT4ME_PORT_RANGE_START/_END")]
+    NoPort(u16, u16),
+    #[error("blueprint not found")]
+    NoBlueprint,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+fn random_hex(bytes: usize) -> Result<String, CreateError> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b)
+        .map_err(|e| CreateError::Invalid(format!("no randomness available: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+fn random_u32() -> Result<u32, CreateError> {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b)
+        .map_err(|e| CreateError::Invalid(format!("no randomness available: {e}")))?;
+    Ok(u32::from_le_bytes(b).max(1))
+}
+
+/// Creates a server row: validated unique name, the owner's blueprint, the
+/// lowest free port, fresh secrets. Nothing touches the host until the
+/// first start.
+pub async fn create_server(
+    pool: &SqlitePool,
+    config: &Config,
+    owner: i64,
+    name: &str,
+    blueprint_id: i64,
+) -> Result<ServerRow, CreateError> {
+    validate_name(name).map_err(CreateError::Invalid)?;
+    blueprints::find_owned(pool, owner, blueprint_id)
+        .await
+        .map_err(|e| match e {
+            blueprints::BlueprintError::Db(e) => CreateError::Db(e),
+            _ => CreateError::NoBlueprint,
+        })?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM servers WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    if exists.is_some() {
+        return Err(CreateError::NameTaken(name.into()));
+    }
+    // Retry: another request may take the same port (or log secret) between
+    // our look-up and INSERT; the UNIQUE constraints decide.
+    for _ in 0..20 {
+        let taken: HashSet<u16> = sqlx::query_scalar::<_, i64>("SELECT port FROM servers")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect();
+        let range = config.port_range;
+        let port = tokio::task::spawn_blocking(move || ports::lowest_free(range, &taken))
+            .await
+            .map_err(|e| CreateError::Invalid(format!("port probe failed: {e}")))?
+            .ok_or(CreateError::NoPort(range.0, range.1))?;
+        let rcon = random_hex(12)?;
+        let secret = random_u32()?.to_string();
+        let res: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO servers (name, owner_id, blueprint_id, port, rcon_password, log_secret)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(blueprint_id)
+        .bind(port as i64)
+        .bind(&rcon)
+        .bind(&secret)
+        .fetch_one(pool)
+        .await;
+        match res {
+            Ok(id) => {
+                return sqlx::query_as(&format!(
+                    "SELECT {SERVER_COLUMNS} FROM servers s JOIN blueprints b ON b.id = s.blueprint_id WHERE s.id = ?"
+                ))
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .map_err(CreateError::Db);
+            }
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                if d.message().contains("servers.name") {
+                    return Err(CreateError::NameTaken(name.into()));
+                }
+                continue;
+            }
+            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                return Err(CreateError::NoBlueprint)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CreateError::Invalid(
+        "could not allocate a port: too many concurrent requests, try again".into(),
+    ))
+}
+
+/// A server action a user can request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    Reset,
+    Delete,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            "restart" => Some(Action::Restart),
+            "reset" => Some(Action::Reset),
+            "delete" => Some(Action::Delete),
+            _ => None,
+        }
+    }
+    pub fn from_kind(kind: &str) -> Option<Action> {
+        Action::parse(kind.strip_prefix("server-")?)
+    }
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Reset => "reset",
+            Action::Delete => "delete",
+        }
+    }
+    /// The desired state this action expresses (None: unchanged).
+    fn desired(self) -> Option<&'static str> {
+        match self {
+            Action::Start | Action::Restart => Some("running"),
+            Action::Stop => Some("stopped"),
+            Action::Reset | Action::Delete => None,
+        }
+    }
+}
+
+/// Records the desired state and queues the action's job (after any job
+/// already queued or running for this server). Returns the job id.
+pub async fn request_action(
+    jobs: &Jobs,
+    server: &ServerRow,
+    action: Action,
+    user_id: i64,
+) -> Result<i64, sqlx::Error> {
+    if let Some(desired) = action.desired() {
+        sqlx::query("UPDATE servers SET desired_state = ? WHERE id = ?")
+            .bind(desired)
+            .bind(server.id)
+            .execute(&jobs.pool)
+            .await?;
+    }
+    jobs.submit(NewJob {
+        kind: &format!("server-{}", action.verb()),
+        payload: serde_json::json!({ "server_id": server.id }),
+        user_id: Some(user_id),
+        lock_key: Some(format!("server:{}", server.name)),
+        title: Some(format!("{} server {}", action.verb(), server.name)),
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct Payload {
+    server_id: i64,
+}
+
+/// The server as a job needs it, secrets included.
+#[derive(sqlx::FromRow)]
+struct JobServer {
+    name: String,
+    blueprint_id: i64,
+    port: i64,
+    rcon_password: String,
+    log_secret: String,
+    desired_state: String,
+}
 
 /// Runs a `server-*` job.
 pub async fn run_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
-    Err(JobFailure::msg(format!(
-        "job kind {:?} is not implemented yet (servers, issue 6)",
-        ctx.job.kind
-    )))
+    let action = Action::from_kind(&ctx.job.kind).ok_or_else(|| {
+        JobFailure::msg(format!(
+            "unknown server job kind {:?} (known: server-start, -stop, -restart, -reset, -delete)",
+            ctx.job.kind
+        ))
+    })?;
+    let Payload { server_id } = ctx.payload()?;
+    let server: Option<JobServer> = sqlx::query_as(
+        "SELECT name, blueprint_id, port, rcon_password, log_secret, desired_state FROM servers WHERE id = ?",
+    )
+    .bind(server_id)
+    .fetch_optional(ctx.pool())
+    .await?;
+    let Some(server) = server else {
+        return Err(JobFailure::msg(format!(
+            "server {server_id} no longer exists (deleted before this job ran)"
+        )));
+    };
+    let name = server.name.clone();
+    match action {
+        Action::Stop => l4d2ctl(ctx, "stop", &name).await,
+        Action::Delete => {
+            l4d2ctl(ctx, "delete", &name).await?;
+            sqlx::query("DELETE FROM servers WHERE id = ?")
+                .bind(server_id)
+                .execute(ctx.pool())
+                .await?;
+            ctx.say(format!("server {name} removed from the panel")).await?;
+            Ok(())
+        }
+        Action::Start => {
+            let spec = prepare_spec(ctx, &server).await?;
+            initialize(ctx, &name, &spec).await?;
+            l4d2ctl(ctx, "start", &name).await
+        }
+        Action::Restart => {
+            let spec = prepare_spec(ctx, &server).await?;
+            l4d2ctl(ctx, "stop", &name).await?;
+            initialize(ctx, &name, &spec).await?;
+            l4d2ctl(ctx, "start", &name).await
+        }
+        Action::Reset => {
+            let spec = prepare_spec(ctx, &server).await?;
+            l4d2ctl(ctx, "delete", &name).await?;
+            initialize(ctx, &name, &spec).await?;
+            if server.desired_state == "running" {
+                l4d2ctl(ctx, "start", &name).await
+            } else {
+                ctx.say("desired state is stopped: not starting").await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks every overlay of the blueprint and builds the spec YAML from the
+/// blueprint as it is now. Fails (changing nothing) when an overlay is not
+/// ready.
+async fn prepare_spec(ctx: &mut JobCtx, server: &JobServer) -> Result<String, JobFailure> {
+    let bp: Option<(String, String, String)> =
+        sqlx::query_as("SELECT name, args, config FROM blueprints WHERE id = ?")
+            .bind(server.blueprint_id)
+            .fetch_optional(ctx.pool())
+            .await?;
+    let Some((bp_name, args, config)) = bp else {
+        return Err(JobFailure::msg(format!(
+            "the blueprint of server {} no longer exists",
+            server.name
+        )));
+    };
+    let stack = blueprints::stack(ctx.pool(), server.blueprint_id).await?;
+    let root = ctx.config().root.clone();
+    for layer in &stack {
+        crate::overlays::check_ready(ctx.pool(), &root, layer.overlay_id)
+            .await
+            .map_err(|m| JobFailure::msg(format!("not starting {}: {m}", server.name)))?;
+    }
+    let args = blueprints::split_args(&args)
+        .map_err(|m| JobFailure::msg(format!("blueprint {bp_name:?}: {m}")))?;
+    let port = u16::try_from(server.port)
+        .map_err(|_| JobFailure::msg(format!("server {} has an invalid port {}", server.name, server.port)))?;
+    let cfg = spec::server_cfg(
+        &config,
+        &spec::Managed {
+            rcon_password: &server.rcon_password,
+            log_secret: &server.log_secret,
+            log_listener: ctx.config().log_listener_addr,
+        },
+    );
+    let spec = spec::InstanceSpec {
+        port,
+        overlays: stack
+            .iter()
+            .map(|l| format!("overlays/{}", l.overlay_id))
+            .collect(),
+        args,
+        config: cfg,
+    };
+    let overlays_text = if stack.is_empty() {
+        "no overlays".to_string()
+    } else {
+        stack
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" > ")
+    };
+    // The spec holds the rcon password: describe it, never print it.
+    ctx.say(format!(
+        "blueprint {bp_name:?}: port {port}, overlays (uppermost first): {overlays_text}, args: {}",
+        spec.args.join(" ")
+    ))
+    .await?;
+    spec.to_yaml().map_err(JobFailure::msg)
+}
+
+/// `l4d2ctl <verb> <name>` (owned argv: nothing borrowed lives across the await).
+async fn l4d2ctl(ctx: &mut JobCtx, verb: &str, name: &str) -> Result<(), JobFailure> {
+    let argv = vec![verb.to_string(), name.to_string()];
+    ctx.l4d2ctl(&argv).await
+}
+
+/// `l4d2ctl initialize <name> -f <spec file>`; the file is removed after.
+async fn initialize(ctx: &mut JobCtx, name: &str, spec_yaml: &str) -> Result<(), JobFailure> {
+    let root = ctx.config().root.clone();
+    let path = spec::write_spec_file(&root, name, spec_yaml).map_err(JobFailure::msg)?;
+    let path_text = path.display().to_string();
+    let argv = vec!["initialize".to_string(), name.to_string(), "-f".to_string(), path_text];
+    let result = ctx.l4d2ctl(&argv).await;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot remove a spec file");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "alpha", "0-x_y", &"a".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a b", "a/b", "ä", &"a".repeat(65), "a.b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn actions() {
+        assert_eq!(Action::from_kind("server-reset"), Some(Action::Reset));
+        assert_eq!(Action::from_kind("server-x"), None);
+        assert_eq!(Action::parse("reconcile"), None);
+    }
 }

@@ -27,7 +27,7 @@ static APP_CSS: &str = include_str!("../../assets/app.css");
 
 pub async fn index(MaybeSession(s): MaybeSession) -> Redirect {
     if s.is_some_and(|s| s.user.is_some()) {
-        Redirect::to("/jobs")
+        Redirect::to("/servers")
     } else {
         Redirect::to("/login")
     }

@@ -1,0 +1,405 @@
+//! Blueprints: a user's server recipe (ordered overlay stack, launch args,
+//! server.cfg). User-private; servers are live-linked to one.
+
+use sqlx::SqlitePool;
+
+/// Longest blueprint name.
+pub const MAX_NAME: usize = 64;
+/// Same limits `l4d2ctl` applies to a spec (l4d2host::spec), checked here
+/// so a bad blueprint is refused when saved, not when a server starts.
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_LEN: usize = 256;
+/// server.cfg limit of the spec (64 KiB) minus room for the managed lines.
+pub const MAX_CONFIG_BYTES: usize = 60 * 1024;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Blueprint {
+    pub id: i64,
+    pub owner_id: i64,
+    pub name: String,
+    pub args: String,
+    pub config: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One layer of a blueprint's stack (position 0 = uppermost).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StackEntry {
+    pub position: i64,
+    pub overlay_id: i64,
+    pub name: String,
+    pub kind: String,
+    /// None: a system overlay.
+    pub owner_id: Option<i64>,
+}
+
+/// An overlay a user may put into a blueprint: their own or a system one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UsableOverlay {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub owner_id: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlueprintError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("you already have a blueprint named {0:?}")]
+    Duplicate(String),
+    #[error("blueprint {name:?} is used by the server(s) {servers}; switch or delete them first")]
+    InUse { name: String, servers: String },
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Validated blueprint fields from a form.
+pub struct BlueprintInput {
+    pub name: String,
+    pub args: String,
+    pub config: String,
+}
+
+impl BlueprintInput {
+    pub fn validate(name: &str, args: &str, config: &str) -> Result<Self, BlueprintError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(BlueprintError::Invalid("enter a blueprint name".into()));
+        }
+        if name.chars().count() > MAX_NAME {
+            return Err(BlueprintError::Invalid(format!(
+                "blueprint name is longer than {MAX_NAME} characters"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(BlueprintError::Invalid(
+                "blueprint name contains control characters".into(),
+            ));
+        }
+        split_args(args).map_err(BlueprintError::Invalid)?;
+        // Browsers send CRLF line ends; server.cfg is stored with LF.
+        let config = config.replace("\r\n", "\n");
+        if config.len() > MAX_CONFIG_BYTES {
+            return Err(BlueprintError::Invalid(format!(
+                "server.cfg is {} bytes; at most {MAX_CONFIG_BYTES} are allowed",
+                config.len()
+            )));
+        }
+        if config.contains('\0') {
+            return Err(BlueprintError::Invalid(
+                "server.cfg contains a NUL byte".into(),
+            ));
+        }
+        Ok(BlueprintInput {
+            name: name.to_string(),
+            args: args.trim().to_string(),
+            config,
+        })
+    }
+}
+
+/// Splits launch arguments into argv words (shell-style quoting, never run
+/// by a shell) and checks each word against the rules `l4d2ctl` enforces
+/// (systemd re-splits `$L4D2_ARGS` on whitespace, so no word may hold
+/// whitespace, quotes, `\`, `$`, `` ` `` or `;`).
+pub fn split_args(text: &str) -> Result<Vec<String>, String> {
+    let words = shell_words::split(text)
+        .map_err(|e| format!("launch arguments cannot be split into words: {e}"))?;
+    if words.len() > MAX_ARGS {
+        return Err(format!(
+            "launch arguments: {} words; at most {MAX_ARGS} are allowed",
+            words.len()
+        ));
+    }
+    for w in &words {
+        if w.is_empty() {
+            return Err("launch arguments: an empty word (\"\") is not allowed".into());
+        }
+        if w.len() > MAX_ARG_LEN {
+            return Err(format!(
+                "launch argument {:?}… is longer than {MAX_ARG_LEN} characters",
+                w.chars().take(20).collect::<String>()
+            ));
+        }
+        if let Some(c) = w.chars().find(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`' | ';')
+        }) {
+            return Err(format!(
+                "launch argument {w:?} contains {c:?}, which launch arguments may not (set such values in server.cfg instead)"
+            ));
+        }
+    }
+    Ok(words)
+}
+
+fn map_unique(e: sqlx::Error, name: &str) -> BlueprintError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            BlueprintError::Duplicate(name.to_string())
+        }
+        _ => BlueprintError::Db(e),
+    }
+}
+
+pub async fn list(pool: &SqlitePool, owner: i64) -> Result<Vec<Blueprint>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM blueprints WHERE owner_id = ? ORDER BY name, id")
+        .bind(owner)
+        .fetch_all(pool)
+        .await
+}
+
+/// The blueprint if `owner` owns it; otherwise `NotFound` (others' blueprints
+/// do not exist for them, SPEC §9).
+pub async fn find_owned(pool: &SqlitePool, owner: i64, id: i64) -> Result<Blueprint, BlueprintError> {
+    sqlx::query_as("SELECT * FROM blueprints WHERE id = ? AND owner_id = ?")
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(BlueprintError::NotFound)
+}
+
+pub async fn create(
+    pool: &SqlitePool,
+    owner: i64,
+    input: &BlueprintInput,
+) -> Result<Blueprint, BlueprintError> {
+    sqlx::query_as(
+        "INSERT INTO blueprints (owner_id, name, args, config) VALUES (?, ?, ?, ?) RETURNING *",
+    )
+    .bind(owner)
+    .bind(&input.name)
+    .bind(&input.args)
+    .bind(&input.config)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| map_unique(e, &input.name))
+}
+
+pub async fn update(
+    pool: &SqlitePool,
+    owner: i64,
+    id: i64,
+    input: &BlueprintInput,
+) -> Result<(), BlueprintError> {
+    let done = sqlx::query(
+        "UPDATE blueprints SET name = ?, args = ?, config = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+         WHERE id = ? AND owner_id = ?",
+    )
+    .bind(&input.name)
+    .bind(&input.args)
+    .bind(&input.config)
+    .bind(id)
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map_err(|e| map_unique(e, &input.name))?;
+    if done.rows_affected() == 0 {
+        return Err(BlueprintError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deletes a blueprint no server uses; otherwise says which servers do.
+pub async fn delete(pool: &SqlitePool, owner: i64, id: i64) -> Result<String, BlueprintError> {
+    let bp = find_owned(pool, owner, id).await?;
+    let users: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM servers WHERE blueprint_id = ? ORDER BY name")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    if !users.is_empty() {
+        return Err(BlueprintError::InUse {
+            name: bp.name,
+            servers: users.join(", "),
+        });
+    }
+    match sqlx::query("DELETE FROM blueprints WHERE id = ? AND owner_id = ?")
+        .bind(id)
+        .bind(owner)
+        .execute(pool)
+        .await
+    {
+        Ok(_) => Ok(bp.name),
+        // A server linked between the check and the delete: the FK refuses.
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            Err(BlueprintError::InUse {
+                name: bp.name,
+                servers: "a server created just now".into(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn stack(pool: &SqlitePool, blueprint_id: i64) -> Result<Vec<StackEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT b.position, b.overlay_id, o.name, o.kind, o.owner_id
+         FROM blueprint_overlays b JOIN overlays o ON o.id = b.overlay_id
+         WHERE b.blueprint_id = ? ORDER BY b.position",
+    )
+    .bind(blueprint_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Overlays `user` may stack: their own and the system ones.
+pub async fn usable_overlays(pool: &SqlitePool, user: i64) -> Result<Vec<UsableOverlay>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, kind, owner_id FROM overlays
+         WHERE owner_id = ? OR owner_id IS NULL ORDER BY owner_id IS NOT NULL, name, id",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+}
+
+/// A change to a blueprint's overlay stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackOp {
+    /// Put at the bottom (just above the installation).
+    Add,
+    Up,
+    Down,
+    Remove,
+}
+
+impl StackOp {
+    pub fn parse(s: &str) -> Option<StackOp> {
+        match s {
+            "add" => Some(StackOp::Add),
+            "up" => Some(StackOp::Up),
+            "down" => Some(StackOp::Down),
+            "remove" => Some(StackOp::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// Applies `op` for `overlay_id` to the stack of `owner`'s blueprint `id`.
+/// The stack is rewritten in one transaction with dense positions.
+pub async fn change_stack(
+    pool: &SqlitePool,
+    owner: i64,
+    id: i64,
+    op: StackOp,
+    overlay_id: i64,
+) -> Result<(), BlueprintError> {
+    let mut tx = pool.begin().await?;
+    let owned: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM blueprints WHERE id = ? AND owner_id = ?")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if owned.is_none() {
+        return Err(BlueprintError::NotFound);
+    }
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT overlay_id FROM blueprint_overlays WHERE blueprint_id = ? ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let at = ids.iter().position(|o| *o == overlay_id);
+    match (op, at) {
+        (StackOp::Add, Some(_)) => {
+            return Err(BlueprintError::Invalid(
+                "that overlay is already in the stack".into(),
+            ))
+        }
+        (StackOp::Add, None) => {
+            let usable: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM overlays WHERE id = ? AND (owner_id = ? OR owner_id IS NULL)",
+            )
+            .bind(overlay_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if usable.is_none() {
+                return Err(BlueprintError::Invalid(format!(
+                    "overlay {overlay_id} does not exist or is not yours to use"
+                )));
+            }
+            if ids.len() >= 499 {
+                return Err(BlueprintError::Invalid(
+                    "a blueprint stacks at most 499 overlays".into(),
+                ));
+            }
+            ids.push(overlay_id);
+        }
+        (_, None) => {
+            return Err(BlueprintError::Invalid(format!(
+                "overlay {overlay_id} is not in this blueprint's stack"
+            )))
+        }
+        (StackOp::Up, Some(i)) => {
+            if i > 0 {
+                ids.swap(i, i - 1);
+            }
+        }
+        (StackOp::Down, Some(i)) => {
+            if i + 1 < ids.len() {
+                ids.swap(i, i + 1);
+            }
+        }
+        (StackOp::Remove, Some(i)) => {
+            ids.remove(i);
+        }
+    }
+    sqlx::query("DELETE FROM blueprint_overlays WHERE blueprint_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for (pos, ov) in ids.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO blueprint_overlays (blueprint_id, position, overlay_id) VALUES (?, ?, ?)",
+        )
+        .bind(id)
+        .bind(pos as i64)
+        .bind(ov)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE blueprints SET updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_like_a_shell_without_one() {
+        assert_eq!(
+            split_args("+map c1m1_hotel  -tickrate 60").unwrap(),
+            ["+map", "c1m1_hotel", "-tickrate", "60"]
+        );
+        assert_eq!(split_args("").unwrap(), Vec::<String>::new());
+        assert!(split_args("+map 'unterminated").unwrap_err().contains("cannot be split"));
+        assert!(split_args("+hostname \"two words\"").unwrap_err().contains("' '"));
+        assert!(split_args("-x $(reboot)").unwrap_err().contains("'$'"));
+        assert!(split_args("a;b").unwrap_err().contains("';'"));
+        assert!(split_args(&"a ".repeat(65)).unwrap_err().contains("at most 64"));
+    }
+
+    #[test]
+    fn blueprint_input_is_checked() {
+        assert!(BlueprintInput::validate("  ", "", "").is_err());
+        assert!(BlueprintInput::validate(&"x".repeat(65), "", "").is_err());
+        assert!(BlueprintInput::validate("ok", "", "a\0b").is_err());
+        let ok = BlueprintInput::validate(" coop ", "+map c1m1_hotel", "hostname \"x\"\r\n").unwrap();
+        assert_eq!(ok.name, "coop");
+        assert_eq!(ok.config, "hostname \"x\"\n");
+    }
+}

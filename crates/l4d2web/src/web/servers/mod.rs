@@ -1,0 +1,419 @@
+//! Dashboard, server pages and actions, console log SSE; blueprint pages in
+//! [`blueprints`].
+//!
+//! Access rule: blueprints and servers are private to their owner; every
+//! other user (administrators included) gets 404 for them.
+
+mod blueprints;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{render, AppError, AppState, Authed, Nav, Protected};
+use crate::auth::{self, Session};
+use crate::jobs::Job;
+use crate::servers::blueprints::{self as bp, Blueprint};
+use crate::servers::console::ConsoleHub;
+use crate::servers::status::{self, InstanceStatus};
+use crate::servers::{self, Action, CreateError, ServerRow};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/servers", get(dashboard).post(create))
+        .route("/servers/{id}", get(server_page))
+        .route("/servers/{id}/state", get(state_fragment))
+        .route("/servers/{id}/console", get(console))
+        .route("/servers/{id}/blueprint", post(switch_blueprint))
+        .route("/servers/{id}/{action}", post(action))
+        .merge(blueprints::routes())
+        // One console hub per router: one log follower per server.
+        .layer(Extension(Arc::new(ConsoleHub::default())))
+}
+
+/// Page navigation; consumes the flash message.
+pub(super) async fn nav(state: &AppState, session: &Session) -> Result<Nav, AppError> {
+    if session.flash.is_some() {
+        auth::clear_flash(&state.pool, &session.id).await?;
+    }
+    Ok(Nav::for_session(session))
+}
+
+/// Ids in paths: anything that is not a number names nothing (404).
+pub(super) fn parse_id(id: &str) -> Result<i64, AppError> {
+    id.parse().map_err(|_| AppError::NotFound)
+}
+
+/// A server with its actual state for pages.
+pub struct ServerView {
+    pub server: ServerRow,
+    /// None: state unknown (l4d2ctl failed, see the page's status error).
+    pub actual: Option<Option<InstanceStatus>>,
+    pub drift: Option<status::Drift>,
+}
+
+impl ServerView {
+    fn new(server: ServerRow, actual: Option<Option<InstanceStatus>>) -> Self {
+        let drift = actual
+            .as_ref()
+            .and_then(|a| status::drift(&server.desired_state, a.as_ref()));
+        ServerView {
+            server,
+            actual,
+            drift,
+        }
+    }
+    pub fn state_label(&self) -> String {
+        match &self.actual {
+            None => "unknown".into(),
+            Some(None) => "not initialized".into(),
+            Some(Some(s)) => s.label(),
+        }
+    }
+    /// CSS class of the state badge.
+    pub fn state_class(&self) -> &'static str {
+        match &self.actual {
+            Some(Some(s)) if s.is_up() => "state-succeeded",
+            Some(Some(s)) if s.active_state == "failed" => "state-failed",
+            _ => "",
+        }
+    }
+    pub fn drift_text(&self) -> String {
+        self.drift.as_ref().map(|d| d.message()).unwrap_or_default()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    nav: Nav,
+    csrf: String,
+    servers: Vec<ServerView>,
+    status_error: Option<String>,
+    blueprints: Vec<Blueprint>,
+    form_name: String,
+    form_blueprint: i64,
+    form_error: Option<String>,
+}
+
+async fn dashboard_with(
+    state: &AppState,
+    a: &Authed,
+    form: Option<(&CreateForm, String)>,
+) -> Result<Response, AppError> {
+    let rows = servers::list_owned(&state.pool, a.user.id).await?;
+    // ONE l4d2ctl call for every server on the page.
+    let (all, status_error) = if rows.is_empty() {
+        (Some(Default::default()), None)
+    } else {
+        match status::list_all(&state.jobs).await {
+            Ok(all) => (Some(all), None),
+            Err(e) => (None, Some(e)),
+        }
+    };
+    let servers = rows
+        .into_iter()
+        .map(|s| {
+            let actual = all.as_ref().map(|m: &std::collections::HashMap<String, InstanceStatus>| m.get(&s.name).cloned());
+            ServerView::new(s, actual)
+        })
+        .collect();
+    let blueprints = bp::list(&state.pool, a.user.id).await?;
+    let (status, form_name, form_blueprint, form_error) = match form {
+        Some((f, e)) => (
+            StatusCode::BAD_REQUEST,
+            f.name.clone(),
+            f.blueprint_id.parse().unwrap_or(0),
+            Some(e),
+        ),
+        None => (StatusCode::OK, String::new(), 0, None),
+    };
+    let page = DashboardPage {
+        nav: nav(state, &a.session).await?,
+        csrf: a.session.csrf_token.clone(),
+        servers,
+        status_error,
+        blueprints,
+        form_name,
+        form_blueprint,
+        form_error,
+    };
+    Ok((status, render(&page)?).into_response())
+}
+
+async fn dashboard(State(state): State<AppState>, a: Authed) -> Result<Response, AppError> {
+    dashboard_with(&state, &a, None).await
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    name: String,
+    /// Text, so a wrong value re-renders the form with a message.
+    blueprint_id: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    a: Authed,
+    Protected { form, .. }: Protected<CreateForm>,
+) -> Result<Response, AppError> {
+    let name = form.name.trim().to_string();
+    let Ok(blueprint_id) = form.blueprint_id.trim().parse::<i64>() else {
+        let msg = if form.blueprint_id.trim().is_empty() {
+            "choose a blueprint (create one under Blueprints first)".to_string()
+        } else {
+            format!("blueprint id {:?} is not a number", form.blueprint_id)
+        };
+        return dashboard_with(&state, &a, Some((&form, msg))).await;
+    };
+    match servers::create_server(&state.pool, &state.config, a.user.id, &name, blueprint_id).await
+    {
+        Ok(s) => {
+            auth::set_flash(
+                &state.pool,
+                &a.session.id,
+                &format!("Server {} created on port {}. Start it when ready.", s.name, s.port),
+            )
+            .await?;
+            Ok(Redirect::to(&format!("/servers/{}", s.id)).into_response())
+        }
+        Err(CreateError::Db(e)) => Err(e.into()),
+        Err(e) => dashboard_with(&state, &a, Some((&form, e.to_string()))).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "server.html")]
+struct ServerPage {
+    nav: Nav,
+    csrf: String,
+    view: ServerView,
+    status_error: Option<String>,
+    blueprints: Vec<Blueprint>,
+    jobs: Vec<Job>,
+}
+
+async fn actual_one(state: &AppState, name: &str) -> (Option<Option<InstanceStatus>>, Option<String>) {
+    match status::one(&state.jobs, name).await {
+        Ok(s) if s.exists => (Some(Some(s)), None),
+        Ok(_) => (Some(None), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
+async fn server_page(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let (actual, status_error) = actual_one(&state, &server.name).await;
+    let jobs: Vec<Job> = sqlx::query_as(
+        "SELECT * FROM jobs WHERE kind LIKE 'server-%' AND json_extract(args, '$.server_id') = ?
+         ORDER BY id DESC LIMIT 10",
+    )
+    .bind(server.id)
+    .fetch_all(&state.pool)
+    .await?;
+    let page = ServerPage {
+        nav: nav(&state, &a.session).await?,
+        csrf: a.session.csrf_token.clone(),
+        blueprints: bp::list(&state.pool, a.user.id).await?,
+        view: ServerView::new(server, actual),
+        status_error,
+        jobs,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+#[derive(Template)]
+#[template(path = "server_state.html")]
+struct StateFragment {
+    csrf: String,
+    view: ServerView,
+    status_error: Option<String>,
+}
+
+/// The state block of the server page (HTMX polls it).
+async fn state_fragment(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let (actual, status_error) = actual_one(&state, &server.name).await;
+    render(&StateFragment {
+        csrf: a.session.csrf_token.clone(),
+        view: ServerView::new(server, actual),
+        status_error,
+    })
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    /// "dashboard": go back there instead of the server page.
+    next: Option<String>,
+}
+
+async fn action(
+    State(state): State<AppState>,
+    a: Authed,
+    Path((id, action)): Path<(String, String)>,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let action = if action == "reconcile" {
+        let (actual, err) = actual_one(&state, &server.name).await;
+        let Some(actual) = actual else {
+            return Err(AppError::BadRequest(format!(
+                "cannot reconcile {}: its state is unknown ({})",
+                server.name,
+                err.unwrap_or_default()
+            )));
+        };
+        match status::drift(&server.desired_state, actual.as_ref()) {
+            Some(d) => Action::from_kind(d.fix_kind()).ok_or(AppError::NotFound)?,
+            None => {
+                auth::set_flash(
+                    &state.pool,
+                    &a.session.id,
+                    &format!("Server {} is already in its desired state; nothing to do.", server.name),
+                )
+                .await?;
+                return Ok(back(&server, &form).into_response());
+            }
+        }
+    } else {
+        Action::parse(&action).ok_or(AppError::NotFound)?
+    };
+    let job = servers::request_action(&state.jobs, &server, action, a.user.id).await?;
+    auth::set_flash(
+        &state.pool,
+        &a.session.id,
+        &format!("{} of server {} queued (job #{job}).", capitalised(action.verb()), server.name),
+    )
+    .await?;
+    if action == Action::Delete {
+        return Ok(Redirect::to("/servers").into_response());
+    }
+    Ok(back(&server, &form).into_response())
+}
+
+fn back(server: &ServerRow, form: &ActionForm) -> Redirect {
+    if form.next.as_deref() == Some("dashboard") {
+        Redirect::to("/servers")
+    } else {
+        Redirect::to(&format!("/servers/{}", server.id))
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    blueprint_id: String,
+}
+
+/// Links the server to another of the owner's blueprints; it applies on the
+/// server's next start/restart/reset.
+async fn switch_blueprint(
+    State(state): State<AppState>,
+    a: Authed,
+    Path(id): Path<String>,
+    Protected { form, .. }: Protected<SwitchForm>,
+) -> Result<Response, AppError> {
+    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let bad = || {
+        AppError::BadRequest(format!(
+            "blueprint {:?} does not exist or is not yours; server {} unchanged",
+            form.blueprint_id, server.name
+        ))
+    };
+    let bp_id: i64 = form.blueprint_id.trim().parse().map_err(|_| bad())?;
+    let target = bp::find_owned(&state.pool, a.user.id, bp_id)
+        .await
+        .map_err(|e| match e {
+            bp::BlueprintError::Db(e) => e.into(),
+            _ => bad(),
+        })?;
+    sqlx::query("UPDATE servers SET blueprint_id = ? WHERE id = ? AND owner_id = ?")
+        .bind(target.id)
+        .bind(server.id)
+        .bind(a.user.id)
+        .execute(&state.pool)
+        .await?;
+    auth::set_flash(
+        &state.pool,
+        &a.session.id,
+        &format!(
+            "Server {} now uses blueprint {}; it applies on the next start, restart or reset.",
+            server.name, target.name
+        ),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/servers/{}", server.id)).into_response())
+}
+
+fn console_line(text: &str) -> Event {
+    #[derive(Template)]
+    #[template(source = "<div class=\"l\">{{ line }}</div>", ext = "html")]
+    struct LineHtml<'a> {
+        line: &'a str,
+    }
+    Event::default()
+        .event("line")
+        .data(LineHtml { line: text }.render().unwrap_or_default())
+}
+
+/// SSE: the last 200 console lines, then new ones as the server prints them.
+/// Every viewer of a server shares one `l4d2ctl logs --follow` child.
+async fn console(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<ConsoleHub>>,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let sub = hub
+        .subscribe(&state.jobs, &server.name, &state.shutdown)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let shutdown = state.shutdown.clone();
+    let stream = async_stream::stream! {
+        let mut rx = sub.rx;
+        for l in &sub.backlog {
+            yield Ok(console_line(l));
+        }
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = rx.recv() => n,
+            };
+            match next {
+                Ok(l) => yield Ok(console_line(&l)),
+                Err(RecvError::Lagged(n)) => yield Ok(console_line(&format!("[left4me: {n} lines skipped, the viewer was too slow]"))),
+                Err(RecvError::Closed) => {
+                    yield Ok(Event::default().event("end").data("console log ended"));
+                    return;
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
