@@ -93,13 +93,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("database {url} is up to date");
             Ok(())
         }
-        Command::SeedScriptOverlays { dir } => bail!(
-            "seed-script-overlays {}: not implemented yet (issue 5: overlays); nothing was changed",
-            dir.display()
-        ),
-        Command::WorkshopRefresh => {
-            bail!("workshop-refresh: not implemented yet (issue 5: workshop overlays); nothing was changed")
-        }
+        Command::SeedScriptOverlays { dir } => crate::overlays::seed::run_cli(&dir).await,
+        Command::WorkshopRefresh => crate::overlays::workshop::refresh_cli().await,
     }
 }
 
