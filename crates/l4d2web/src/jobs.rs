@@ -481,8 +481,13 @@ impl Jobs {
         };
         let child_group = ctx.child_group.clone();
         let outcome = {
-            let work = execute(&mut ctx);
-            tokio::pin!(work);
+            // Boxed as `dyn Future + Send`: the job modules' futures are then
+            // checked for Send here, with concrete lifetimes, instead of in
+            // the worker's spawn, where rustc's higher-ranked Send inference
+            // fails ("Send is not general enough").
+            let mut work: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), JobFailure>> + Send + '_>,
+            > = Box::pin(execute(&mut ctx));
             tokio::select! {
                 r = &mut work => Some(r),
                 _ = async {

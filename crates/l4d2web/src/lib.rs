@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 mod demo;
 pub mod jobs;
+pub mod live;
 pub mod overlays;
 pub mod servers;
 pub mod web;
@@ -49,6 +50,10 @@ pub async fn serve(
         config.login_limit_per_user,
         Duration::from_secs(config.login_limit_window_secs),
     ));
+    let live = live::LiveHub::new(pool.clone(), &config)
+        .await
+        .context("starting live state")?;
+    live.spawn(shutdown.clone());
     let workers_stop = CancellationToken::new();
     let mut workers = jobs.spawn_workers(config.job_workers, workers_stop.clone());
     let housekeeping = tokio::spawn(housekeeping(
@@ -62,6 +67,7 @@ pub async fn serve(
         config,
         limiter,
         jobs,
+        live,
         shutdown: shutdown.clone(),
     };
     let addr = listener.local_addr()?;

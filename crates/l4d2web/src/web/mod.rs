@@ -1,5 +1,6 @@
 //! HTTP layer: router, shared state, extractors, errors, security headers.
 
+mod live;
 mod overlays;
 mod pages;
 mod servers;
@@ -25,6 +26,7 @@ use crate::accounts::User;
 use crate::auth::{self, LoginLimiter, Session, SESSION_COOKIE};
 use crate::config::Config;
 use crate::jobs::Jobs;
+use crate::live::LiveHub;
 
 /// Largest accepted request body (all forms are small).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub limiter: Arc<LoginLimiter>,
     pub jobs: Jobs,
+    pub live: LiveHub,
     /// Fired on shutdown: ends SSE streams so graceful shutdown can finish.
     pub shutdown: CancellationToken,
 }
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/{action}", post(pages::user_action))
         .merge(overlays::routes())
         .merge(servers::routes())
+        .merge(live::routes())
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))
@@ -70,7 +74,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Content-Security-Policy without inline script; framing forbidden.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https://avatars.steamstatic.com https://avatars.akamai.steamstatic.com https://avatars.cloudflare.steamstatic.com https://steamcdn-a.akamaihd.net; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;

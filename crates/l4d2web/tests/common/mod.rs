@@ -308,6 +308,101 @@ pub fn enqueuer(pool: sqlx::SqlitePool) -> l4d2web::jobs::Jobs {
     l4d2web::jobs::Jobs::new(pool, std::sync::Arc::new(config))
 }
 
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseFrame {
+    pub event: String,
+    pub data: String,
+}
+
+/// An open SSE stream read frame by frame (comments/keep-alives skipped).
+pub struct SseStream {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
+    >,
+    buf: String,
+}
+
+impl SseStream {
+    /// Opens `path` with the session cookie of `client`; asserts 200 + SSE.
+    pub async fn open(client: &Client, path: &str) -> SseStream {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", client.base))
+            .header(
+                COOKIE,
+                format!(
+                    "left4me_session={}",
+                    client.cookie.clone().unwrap_or_default()
+                ),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "SSE {path}");
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        SseStream {
+            body: Box::pin(res.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next frame, or None when the stream ends or `timeout` passes.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseFrame> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let mut frame = SseFrame {
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut is_comment = true;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        frame.event = v.trim().to_string();
+                        is_comment = false;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !frame.data.is_empty() {
+                            frame.data.push('\n');
+                        }
+                        frame.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        is_comment = false;
+                    }
+                }
+                if !is_comment {
+                    return Some(frame);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await;
+            match chunk {
+                Ok(Some(Ok(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads frames until one satisfies `pred`; panics with what was seen
+    /// when `timeout` passes first.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&SseFrame) -> bool,
+    ) -> SseFrame {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(f) if pred(&f) => return f,
+                Some(f) => seen.push(f),
+                None => panic!("no SSE frame with {what} within {timeout:?}; saw {seen:#?}"),
+            }
+        }
+    }
+}
+
 impl TestServer {
     /// Like [`TestServer::start_with`], but on a data root with the simulated
     /// game INSTALLED (`DataRoot::installed()`: real `l4d2ctl install` through

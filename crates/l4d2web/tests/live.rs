@@ -1,0 +1,312 @@
+//! Live state end to end: a real srcds-sim feeding the real UDP log
+//! listener, RCON `status` and A2S polled by the app, Steam profiles from a
+//! local server replaying a recorded GetPlayerSummaries answer, the panel
+//! over SSE, and the admin RCON console.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use test_support::DataRoot;
+
+const RCON_PASSWORD: &str = "live-rcon-pw-0123";
+const LOG_SECRET: &str = "424242";
+const STEAM_KEY: &str = "TESTKEY0123456789ABCDEF";
+
+fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Game {
+    child: Child,
+}
+
+impl Drop for Game {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// srcds-sim from a real (simulated) install, logging to `log_port` with
+/// the server's secret; two simulated players on c1m1_hotel.
+fn start_game(root: &DataRoot, port: u16, log_port: u16) -> Game {
+    let installation = root.path().join("installation");
+    let cfg = installation.join("left4dead2/cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("server.cfg"),
+        format!(
+            "hostname \"Live Test\"\nrcon_password \"{RCON_PASSWORD}\"\nsv_logsecret {LOG_SECRET}\nlog on\nlogaddress_add 127.0.0.1:{log_port}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(installation.join("srcds_run"))
+        .args(["-game", "left4dead2", "+ip", "0.0.0.0", "+hostport"])
+        .arg(port.to_string())
+        .args([
+            "+map",
+            "c1m1_hotel",
+            "-sim_players",
+            "2",
+            "-sim_churn",
+            "0",
+            "-sim_log_loopback",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Game { child }
+}
+
+/// A local stand-in for api.steampowered.com answering GetPlayerSummaries
+/// with the recorded real answer (crates/steam-api/tests/fixtures), one
+/// player record per requested id (steamid and personaname changed).
+async fn fake_steam(requests: Arc<AtomicUsize>) -> String {
+    use axum::extract::Query;
+    use axum::routing::get;
+    let recorded: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../steam-api/tests/fixtures/player_summaries.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let template = recorded["response"]["players"][0].clone();
+    let app = axum::Router::new().route(
+        "/ISteamUser/GetPlayerSummaries/v2/",
+        get(
+            move |Query(q): Query<std::collections::HashMap<String, String>>| {
+                let requests = requests.clone();
+                let template = template.clone();
+                async move {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(q.get("key").map(String::as_str), Some(STEAM_KEY));
+                    let players: Vec<serde_json::Value> = q["steamids"]
+                        .split(',')
+                        .map(|id| {
+                            let mut p = template.clone();
+                            p["steamid"] = id.into();
+                            p["personaname"] = format!("Persona-{id}").into();
+                            p
+                        })
+                        .collect();
+                    axum::Json(serde_json::json!({"response": {"players": players}}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn insert_server(s: &TestServer, owner: i64, port: u16) -> i64 {
+    let blueprint: i64 = sqlx::query_scalar(
+        "INSERT INTO blueprints (owner_id, name) VALUES (?, 'live') RETURNING id",
+    )
+    .bind(owner)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    sqlx::query_scalar(
+        "INSERT INTO servers (name, owner_id, blueprint_id, port, rcon_password, log_secret, desired_state)
+         VALUES ('live', ?, ?, ?, ?, ?, 'running') RETURNING id",
+    )
+    .bind(owner)
+    .bind(blueprint)
+    .bind(port)
+    .bind(RCON_PASSWORD)
+    .bind(LOG_SECRET)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn live_panel_follows_the_game_and_admins_use_the_console() {
+    if !test_support::require(
+        test_support::workspace_bin("srcds-sim").is_file(),
+        "srcds-sim is not built (cargo build --workspace)",
+    ) {
+        return;
+    }
+    let log_port = free_udp_port();
+    let steam_requests = Arc::new(AtomicUsize::new(0));
+    let steam = fake_steam(steam_requests.clone()).await;
+    let bind = format!("127.0.0.1:{log_port}");
+    let s = TestServer::start_with(&[
+        ("LOG_LISTENER_BIND", bind.as_str()),
+        ("LOG_LISTENER_ADDR", bind.as_str()),
+        ("STEAM_WEB_API_KEY", STEAM_KEY),
+        ("STEAM_API_BASE_URL", steam.as_str()),
+    ])
+    .await;
+    let game_root = DataRoot::installed();
+    let port = free_port();
+    let _game = start_game(&game_root, port, log_port);
+    let id = insert_server(&s, s.ids["alice"], port).await;
+
+    let mut alice = s.login(USER).await;
+    let mut bob = s.login(USER2).await;
+    let mut admin = s.login(ADMIN).await;
+
+    // Access: the owner and admins see the panel; others get 404.
+    let panel = alice.get(&format!("/servers/{id}/live")).await;
+    assert_eq!(panel.status, StatusCode::OK);
+    assert!(panel
+        .body
+        .contains(&format!("sse-connect=\"/servers/{id}/live/stream\"")));
+    assert!(
+        !panel.body.contains("RCON console"),
+        "console link is for admins"
+    );
+    assert_eq!(
+        admin.get(&format!("/servers/{id}/live")).await.status,
+        StatusCode::OK
+    );
+    for path in [
+        format!("/servers/{id}/live"),
+        format!("/servers/{id}/live/stream"),
+        "/servers/abc/live".to_string(),
+        "/servers/99999/live".to_string(),
+    ] {
+        assert_eq!(bob.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+
+    // The panel: map, both simulated players with Steam personas and avatars.
+    let mut stream = SseStream::open(&alice, &format!("/servers/{id}/live/stream")).await;
+    let frame = stream
+        .wait_for(Duration::from_secs(30), "two enriched players", |f| {
+            f.event == "panel"
+                && f.data.contains("c1m1_hotel")
+                && f.data.matches("Persona-7656").count() == 2
+        })
+        .await;
+    assert!(frame.data.contains("2/"), "{}", frame.data);
+    assert!(
+        frame.data.contains("steamcdn-a.akamaihd.net"),
+        "avatar: {}",
+        frame.data
+    );
+    assert!(frame.data.contains("STEAM_1:"), "{}", frame.data);
+    assert!(steam_requests.load(Ordering::SeqCst) >= 1);
+    assert!(!frame.data.contains(STEAM_KEY) && !frame.data.contains(RCON_PASSWORD));
+
+    // The console: admins only.
+    let console = format!("/servers/{id}/rcon");
+    assert_eq!(alice.get(&console).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        alice.post(&console, &[("command", "quit")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        bob.post(&console, &[("command", "quit")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let page = admin.get(&console).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(RCON_PASSWORD));
+    // Bad commands change nothing.
+    for bad in ["", "say a\nquit", &"x".repeat(600)] {
+        let res = admin.post(&console, &[("command", bad)]).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_history")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // A command's output lands in the history; its chat line in the panel.
+    let res = admin
+        .post(&console, &[("command", "say hello from the admin")])
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let frame = stream
+        .wait_for(Duration::from_secs(15), "the chat event", |f| {
+            f.event == "event" && f.data.contains("hello from the admin")
+        })
+        .await;
+    assert!(frame.data.contains("ev-chat"), "{}", frame.data);
+    let res = admin.post(&console, &[("command", "status")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let page = admin.get(&console).await;
+    assert!(page.body.contains("say hello from the admin"));
+    assert!(
+        page.body.contains("c1m1_hotel"),
+        "status output in the history"
+    );
+
+    // A player joins: a connect event, then the panel lists three players.
+    admin.post(&console, &[("command", "sim_join Zoey")]).await;
+    stream
+        .wait_for(Duration::from_secs(15), "Zoey's connect event", |f| {
+            f.event == "event" && f.data.contains("Zoey") && f.data.contains("ev-connect")
+        })
+        .await;
+    stream
+        .wait_for(Duration::from_secs(15), "three players", |f| {
+            f.event == "panel" && f.data.matches("Persona-7656").count() == 3
+        })
+        .await;
+
+    // A map change reaches the panel from the log listener.
+    admin
+        .post(&console, &[("command", "changelevel c2m1_highway")])
+        .await;
+    stream
+        .wait_for(Duration::from_secs(15), "the new map", |f| {
+            f.event == "panel" && f.data.contains("c2m1_highway")
+        })
+        .await;
+
+    // A log packet with a wrong secret is dropped: nothing new appears.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut forged = vec![0xFF, 0xFF, 0xFF, 0xFF, b'S'];
+    forged.extend_from_slice(
+        b"999999L 01/01/2026 - 00:00:00: \"Mallory<9><STEAM_1:0:1><>\" say \"forged\"\n\0",
+    );
+    sock.send_to(&forged, ("127.0.0.1", log_port)).unwrap();
+    let mut plain = vec![0xFF, 0xFF, 0xFF, 0xFF, b'R'];
+    plain.extend_from_slice(
+        b"L 01/01/2026 - 00:00:00: \"Mallory<9><STEAM_1:0:1><>\" say \"plain\"\n\0",
+    );
+    sock.send_to(&plain, ("127.0.0.1", log_port)).unwrap();
+    admin
+        .post(&console, &[("command", "say after the forgeries")])
+        .await;
+    let mut saw_forged = false;
+    loop {
+        let f = stream
+            .next(Duration::from_secs(15))
+            .await
+            .expect("the genuine chat line must arrive");
+        saw_forged |= f.data.contains("forged") || f.data.contains("plain");
+        if f.event == "event" && f.data.contains("after the forgeries") {
+            break;
+        }
+    }
+    assert!(!saw_forged, "unauthenticated log packets reached the panel");
+    s.stop().await;
+}
