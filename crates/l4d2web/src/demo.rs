@@ -68,10 +68,14 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
     let mut banner = format!("left4me demo\n  data directory: {root_text}\n");
     if first_run {
         let password = accounts::generate_password()?;
-        accounts::create_user(&pool, "admin", &password, true).await?;
+        let admin = accounts::create_user(&pool, "admin", &password, true).await?;
+        example_blueprint(&pool, admin.id).await?;
         banner.push_str(&format!(
             "  administrator: admin / {password}   (shown only this once)\n"
         ));
+        banner.push_str(
+            "  example blueprint \"example\": create a server from it under Servers, then start it\n",
+        );
     } else {
         banner.push_str("  existing data directory reused; log in with your admin account\n");
     }
@@ -106,6 +110,22 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
     let _ = std::io::Write::flush(&mut out);
     drop(out);
     crate::serve(config, listener, shutdown).await
+}
+
+/// The demo admin's example blueprint: ready to start once the install job
+/// is done (no overlays needed: the plain simulated installation).
+async fn example_blueprint(pool: &sqlx::SqlitePool, owner: i64) -> anyhow::Result<()> {
+    use crate::servers::blueprints;
+    let input = blueprints::BlueprintInput::validate(
+        "example",
+        "+map c1m1_hotel -tickrate 30 -sim_players 3",
+        "hostname \"left4me demo server\"\nsv_region 255\nsv_allow_lobby_connect_only 0\nmp_gamemode coop\n",
+    )
+    .map_err(|e| anyhow::anyhow!("example blueprint: {e}"))?;
+    blueprints::create(pool, owner, &input)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the example blueprint: {e}"))?;
+    Ok(())
 }
 
 /// `<root>/steam/steamcmd.sh` → the steamcmd-sim binary (replaced if it
