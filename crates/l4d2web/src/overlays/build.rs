@@ -63,10 +63,7 @@ pub fn find_bwrap() -> Option<PathBuf> {
 }
 
 fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 /// Files a local build sees besides `/overlay`.
@@ -105,11 +102,7 @@ pub fn bwrap_args(overlay: &Path, files: &LocalBuildFiles) -> Vec<String> {
     for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
         let p = Path::new(top);
         match std::fs::read_link(p) {
-            Ok(target) => a.extend([
-                "--symlink".into(),
-                target.display().to_string(),
-                top.into(),
-            ]),
+            Ok(target) => a.extend(["--symlink".into(), target.display().to_string(), top.into()]),
             Err(_) if p.is_dir() => a.extend(["--ro-bind".into(), top.into(), top.into()]),
             Err(_) => {}
         }
@@ -215,8 +208,10 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
         ctx.say("clean build: the overlay directory was emptied first")
             .await?;
     } else {
-        ctx.say("in-place build: files of the previous build are kept unless the script removes them")
-            .await?;
+        ctx.say(
+            "in-place build: files of the previous build are kept unless the script removes them",
+        )
+        .await?;
     }
 
     let tmp = root.join("tmp");
@@ -428,7 +423,10 @@ mod tests {
     #[test]
     fn timeout_values_are_validated() {
         assert_eq!(parse_timeout(None).unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_timeout(Some(" 15 ")).unwrap(), Duration::from_secs(15));
+        assert_eq!(
+            parse_timeout(Some(" 15 ")).unwrap(),
+            Duration::from_secs(15)
+        );
         for bad in ["0", "-1", "abc", "86401"] {
             let e = parse_timeout(Some(bad)).unwrap_err();
             assert!(e.starts_with(BUILD_TIMEOUT_VAR), "{e}");

@@ -265,9 +265,15 @@ mod tests {
         let cfg = list(&ov, "left4dead2/cfg").unwrap();
         assert_eq!(cfg[0].size(), Some(5));
         assert!(matches!(list(&ov, "rootlink"), Err(FileError::Escapes(_))));
-        assert!(matches!(list(&ov, "rootlink/etc"), Err(FileError::Escapes(_))));
+        assert!(matches!(
+            list(&ov, "rootlink/etc"),
+            Err(FileError::Escapes(_))
+        ));
         assert!(matches!(list(&ov, "nope"), Err(FileError::NotFound(_))));
-        assert!(matches!(list(&ov, "left4dead2/cfg/a.cfg"), Err(FileError::NotADirectory(_))));
+        assert!(matches!(
+            list(&ov, "left4dead2/cfg/a.cfg"),
+            Err(FileError::NotADirectory(_))
+        ));
     }
 
     #[test]
@@ -277,14 +283,20 @@ mod tests {
         let mut dl = open_download(&ov, "left4dead2/cfg/a.cfg", none).unwrap();
         let mut s = String::new();
         std::io::Read::read_to_string(&mut dl.file, &mut s).unwrap();
-        assert_eq!((s.as_str(), dl.size, dl.name.as_str()), ("hello", 5, "a.cfg"));
+        assert_eq!(
+            (s.as_str(), dl.size, dl.name.as_str()),
+            ("hello", 5, "a.cfg")
+        );
         for bad in ["abs-out", "rel-out", "inside", "rootlink/etc/passwd"] {
             assert!(
                 matches!(open_download(&ov, bad, none), Err(FileError::Escapes(_))),
                 "{bad}"
             );
         }
-        assert!(matches!(open_download(&ov, "left4dead2", none), Err(FileError::NotAFile(_))));
+        assert!(matches!(
+            open_download(&ov, "left4dead2", none),
+            Err(FileError::NotAFile(_))
+        ));
         assert!(open_download(&ov, "../secret", none).is_err());
     }
 }

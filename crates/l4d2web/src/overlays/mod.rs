@@ -148,7 +148,11 @@ pub fn validate_name(name: &str) -> Result<(), OverlayError> {
     if name.chars().count() > MAX_NAME {
         return bad(&format!("at most {MAX_NAME} characters"));
     }
-    if !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+    {
         return bad("it must start with a letter or a digit");
     }
     if !name
@@ -632,7 +636,12 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "Maps 2024", "metamod-sourcemod_1.12", "x".repeat(64).as_str()] {
+        for ok in [
+            "a",
+            "Maps 2024",
+            "metamod-sourcemod_1.12",
+            "x".repeat(64).as_str(),
+        ] {
             validate_name(ok).unwrap();
         }
         for bad in [
@@ -669,8 +678,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids, vec![123, 456, 789]);
-        let err = parse_refs("12, abc, https://example.com/?id=5").unwrap_err().to_string();
-        assert!(err.contains("\"abc\"") && err.contains("example.com"), "{err}");
+        let err = parse_refs("12, abc, https://example.com/?id=5")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"abc\"") && err.contains("example.com"),
+            "{err}"
+        );
         assert!(parse_refs(" \n, ").is_err());
         assert!(parse_refs("0").is_err());
     }

@@ -75,15 +75,24 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SeedScript>, SeedError> {
         }
         let meta = std::fs::symlink_metadata(&path).map_err(|e| bad(&path, e.to_string()))?;
         if !meta.is_file() {
-            return Err(bad(&path, "not a regular file (only *.sh scripts belong here)"));
+            return Err(bad(
+                &path,
+                "not a regular file (only *.sh scripts belong here)",
+            ));
         }
         let Some(stem) = file_name.strip_suffix(".sh") else {
-            return Err(bad(&path, "not a .sh script (only *.sh scripts and a README belong here)"));
+            return Err(bad(
+                &path,
+                "not a .sh script (only *.sh scripts and a README belong here)",
+            ));
         };
         if meta.len() > MAX_SCRIPT_BYTES as u64 {
             return Err(bad(
                 &path,
-                format!("{} bytes; the limit is {MAX_SCRIPT_BYTES} bytes", meta.len()),
+                format!(
+                    "{} bytes; the limit is {MAX_SCRIPT_BYTES} bytes",
+                    meta.len()
+                ),
             ));
         }
         let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
@@ -263,7 +272,9 @@ mod tests {
 
     #[test]
     fn header_lines() {
-        let (n, d) = header("#!/bin/bash\n# name: Metamod\n# description: MM:S + SM\nset -e\n# name: late\n");
+        let (n, d) = header(
+            "#!/bin/bash\n# name: Metamod\n# description: MM:S + SM\nset -e\n# name: late\n",
+        );
         assert_eq!(n.as_deref(), Some("Metamod"));
         assert_eq!(d.as_deref(), Some("MM:S + SM"));
         assert_eq!(header("echo hi\n# name: x\n"), (None, None));

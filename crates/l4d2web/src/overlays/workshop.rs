@@ -36,7 +36,9 @@ fn env_u64(var: &str, default: u64, max: u64) -> Result<u64, String> {
         Ok(v) if v.trim().is_empty() => Ok(default),
         Ok(v) => match v.trim().parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!("{var}: expected a number between 1 and {max} (got {v:?})")),
+            _ => Err(format!(
+                "{var}: expected a number between 1 and {max} (got {v:?})"
+            )),
         },
     }
 }
@@ -48,8 +50,10 @@ struct Steam {
 }
 
 fn steam_for(ctx: &JobCtx) -> Result<Steam, JobFailure> {
-    let timeout = env_u64(API_TIMEOUT_VAR, DEFAULT_API_TIMEOUT_SECS, 3600).map_err(JobFailure::msg)?;
-    let max_file = env_u64(MAX_FILE_VAR, DEFAULT_MAX_FILE_BYTES, u64::MAX).map_err(JobFailure::msg)?;
+    let timeout =
+        env_u64(API_TIMEOUT_VAR, DEFAULT_API_TIMEOUT_SECS, 3600).map_err(JobFailure::msg)?;
+    let max_file =
+        env_u64(MAX_FILE_VAR, DEFAULT_MAX_FILE_BYTES, u64::MAX).map_err(JobFailure::msg)?;
     let config = ctx.config();
     let api = SteamApi::new(
         &config.steam_api_base_url,
@@ -331,12 +335,11 @@ pub async fn enqueue_refresh(pool: &sqlx::SqlitePool) -> Result<(i64, bool), sql
         if let Some(id) = inserted {
             return Ok((id, true));
         }
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued'",
-        )
-        .bind(&key)
-        .fetch_optional(pool)
-        .await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued'")
+                .bind(&key)
+                .fetch_optional(pool)
+                .await?;
         if let Some(id) = existing {
             return Ok((id, false));
         }
