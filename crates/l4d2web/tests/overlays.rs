@@ -107,7 +107,10 @@ async fn crud_and_validation() {
         ("ok", "docker", "unknown"),
     ] {
         let res = alice
-            .post("/overlays", &[("name", name), ("kind", kind), ("script", "true")])
+            .post(
+                "/overlays",
+                &[("name", name), ("kind", kind), ("script", "true")],
+            )
             .await;
         assert!(
             res.status == StatusCode::UNPROCESSABLE_ENTITY || res.status == StatusCode::BAD_REQUEST,
@@ -118,7 +121,10 @@ async fn crud_and_validation() {
     }
     let big = "#".repeat(1024 * 1024 + 1);
     let res = alice
-        .post("/overlays", &[("name", "big"), ("kind", "script"), ("script", &big)])
+        .post(
+            "/overlays",
+            &[("name", "big"), ("kind", "script"), ("script", &big)],
+        )
         .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.body.contains("limit is 1048576 bytes"), "{}", res.body);
@@ -158,7 +164,10 @@ async fn crud_and_validation() {
             .fetch_one(&s.pool)
             .await
             .unwrap();
-    assert_eq!((name.as_str(), script.as_str()), ("Configs 2", "echo two\n"));
+    assert_eq!(
+        (name.as_str(), script.as_str()),
+        ("Configs 2", "echo two\n")
+    );
 
     // Workshop overlay: ids and URLs, bad entries listed.
     let res = alice
@@ -226,7 +235,9 @@ async fn private_overlays_are_invisible_to_others_and_system_ones_admin_only() {
         format!("/overlays/{private}/build"),
         format!("/overlays/{private}/delete"),
     ] {
-        let res = bob.post(&path, &[("name", "stolen"), ("script", "x")]).await;
+        let res = bob
+            .post(&path, &[("name", "stolen"), ("script", "x")])
+            .await;
         assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
     }
     // Private means private, also for administrators.
@@ -235,7 +246,11 @@ async fn private_overlays_are_invisible_to_others_and_system_ones_admin_only() {
         StatusCode::NOT_FOUND
     );
     for path in ["/overlays/abc", "/overlays/999999", "/overlays/-1/files"] {
-        assert_eq!(alice.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            alice.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
         .fetch_one(&s.pool)
@@ -263,7 +278,12 @@ async fn private_overlays_are_invisible_to_others_and_system_ones_admin_only() {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
-    let sys: i64 = res.location().strip_prefix("/overlays/").unwrap().parse().unwrap();
+    let sys: i64 = res
+        .location()
+        .strip_prefix("/overlays/")
+        .unwrap()
+        .parse()
+        .unwrap();
     let owner: Option<i64> = sqlx::query_scalar("SELECT owner_id FROM overlays WHERE id = ?")
         .bind(sys)
         .fetch_one(&s.pool)
@@ -311,12 +331,14 @@ async fn delete_is_refused_while_a_blueprint_uses_the_overlay() {
     .fetch_one(&s.pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO blueprint_overlays (blueprint_id, position, overlay_id) VALUES (?, 0, ?)")
-        .bind(bp)
-        .bind(id)
-        .execute(&s.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO blueprint_overlays (blueprint_id, position, overlay_id) VALUES (?, 0, ?)",
+    )
+    .bind(bp)
+    .bind(id)
+    .execute(&s.pool)
+    .await
+    .unwrap();
     let res = alice.post(&format!("/overlays/{id}/delete"), &[]).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert!(
@@ -335,16 +357,27 @@ async fn delete_is_refused_while_a_blueprint_uses_the_overlay() {
             &[("name", "sys"), ("kind", "script"), ("system", "on")],
         )
         .await;
-    let sys: i64 = res.location().strip_prefix("/overlays/").unwrap().parse().unwrap();
-    sqlx::query("INSERT INTO blueprint_overlays (blueprint_id, position, overlay_id) VALUES (?, 1, ?)")
-        .bind(bp)
-        .bind(sys)
-        .execute(&s.pool)
-        .await
+    let sys: i64 = res
+        .location()
+        .strip_prefix("/overlays/")
+        .unwrap()
+        .parse()
         .unwrap();
+    sqlx::query(
+        "INSERT INTO blueprint_overlays (blueprint_id, position, overlay_id) VALUES (?, 1, ?)",
+    )
+    .bind(bp)
+    .bind(sys)
+    .execute(&s.pool)
+    .await
+    .unwrap();
     let res = admin.post(&format!("/overlays/{sys}/delete"), &[]).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
-    assert!(res.body.contains("1 blueprint of other users"), "{}", res.body);
+    assert!(
+        res.body.contains("1 blueprint of other users"),
+        "{}",
+        res.body
+    );
     assert!(!res.body.contains("coop-bp"));
 
     // Once unused, it goes.
@@ -368,14 +401,24 @@ async fn script_build_writes_files_in_the_sandbox() {
     let script = "set -euo pipefail\nmkdir -p left4dead2/cfg\necho 'sv_cheats 0' > left4dead2/cfg/test.cfg\necho \"built by $(id -u) in $PWD home=$HOME\"\necho to-stderr >&2\n";
     let id = create_script(&mut alice, "cfgpack", script).await;
     let job = build(&mut alice, id, false).await;
-    assert_eq!(s.wait_job(job).await, "succeeded", "{:?}", s.job_lines(job).await);
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
     let lines = s.job_lines(job).await;
     assert!(
         lines[0].starts_with("sandbox: bubblewrap (user+mount+pid+net"),
         "first line states the isolation: {lines:?}"
     );
     assert!(lines.iter().any(|l| l.contains("no network")), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "built by 1000 in /overlay home=/tmp"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "built by 1000 in /overlay home=/tmp"),
+        "{lines:?}"
+    );
     let streams: Vec<(String, String)> =
         sqlx::query_as("SELECT stream, line FROM job_lines WHERE job_id = ? ORDER BY seq")
             .bind(job)
@@ -400,7 +443,10 @@ async fn script_build_writes_files_in_the_sandbox() {
             .fetch_one(&s.pool)
             .await
             .unwrap();
-    assert_eq!((title.as_str(), lock), ("build overlay cfgpack", format!("overlay:{id}")));
+    assert_eq!(
+        (title.as_str(), lock),
+        ("build overlay cfgpack", format!("overlay:{id}"))
+    );
     // The temporary script copy is gone.
     let leftovers: Vec<_> = std::fs::read_dir(s.root.path().join("tmp"))
         .unwrap()
@@ -426,12 +472,23 @@ async fn failing_script_fails_the_job_with_its_exit_code() {
     }
     let s = server().await;
     let mut alice = s.login(USER).await;
-    let id = create_script(&mut alice, "broken", "echo about to fail\necho 'no such map' >&2\nexit 3\n").await;
+    let id = create_script(
+        &mut alice,
+        "broken",
+        "echo about to fail\necho 'no such map' >&2\nexit 3\n",
+    )
+    .await;
     let job = build(&mut alice, id, false).await;
     assert_eq!(s.wait_job(job).await, "failed");
     let err = job_error(&s, job).await;
-    assert!(err.contains("exit code 3") && err.contains("no such map"), "{err}");
-    assert!(s.job_lines(job).await.contains(&"about to fail".to_string()));
+    assert!(
+        err.contains("exit code 3") && err.contains("no such map"),
+        "{err}"
+    );
+    assert!(s
+        .job_lines(job)
+        .await
+        .contains(&"about to fail".to_string()));
     let built: Option<String> = sqlx::query_scalar("SELECT built_at FROM overlays WHERE id = ?")
         .bind(id)
         .fetch_one(&s.pool)
@@ -486,14 +543,22 @@ async fn build_timeout_kills_the_sandbox() {
     }
     let s = server().await;
     let mut alice = s.login(USER).await;
-    let id = create_script(&mut alice, "forever", "echo sleeping\nsleep 600\necho woke\n").await;
+    let id = create_script(
+        &mut alice,
+        "forever",
+        "echo sleeping\nsleep 600\necho woke\n",
+    )
+    .await;
     let job = build(&mut alice, id, false).await;
     assert_eq!(s.wait_job(job).await, "failed");
     let err = job_error(&s, job).await;
     assert!(err.contains("timed out after 15 s"), "{err}");
     assert!(!s.job_lines(job).await.contains(&"woke".to_string()));
     // No sandboxed sleep survives.
-    let out = Command::new("pgrep").args(["-f", "sleep 600"]).output().unwrap();
+    let out = Command::new("pgrep")
+        .args(["-f", "sleep 600"])
+        .output()
+        .unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).trim().is_empty(),
         "sandbox processes left behind"
@@ -513,7 +578,12 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
                   ln -s left4dead2/cfg/server.cfg inside-link\nln -s / rootlink\n";
     let id = create_script(&mut alice, "browse", script).await;
     let job = build(&mut alice, id, false).await;
-    assert_eq!(s.wait_job(job).await, "succeeded", "{:?}", s.job_lines(job).await);
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
 
     let root = alice.get(&format!("/overlays/{id}/files")).await;
     assert_eq!(root.status, StatusCode::OK);
@@ -521,13 +591,23 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
     let cfg = alice
         .get(&format!("/overlays/{id}/files?path=left4dead2/cfg"))
         .await;
-    assert!(cfg.body.contains("server.cfg") && cfg.body.contains("<td>7</td>"), "{}", cfg.body);
+    assert!(
+        cfg.body.contains("server.cfg") && cfg.body.contains("<td>7</td>"),
+        "{}",
+        cfg.body
+    );
     let odd = alice
         .get(&format!("/overlays/{id}/files?path=left4dead2/odd%20dir"))
         .await;
-    assert!(odd.body.contains("path=left4dead2/odd%20dir/a%26b.txt"), "{}", odd.body);
+    assert!(
+        odd.body.contains("path=left4dead2/odd%20dir/a%26b.txt"),
+        "{}",
+        odd.body
+    );
     let dl = alice
-        .get(&format!("/overlays/{id}/download?path=left4dead2/cfg/server.cfg"))
+        .get(&format!(
+            "/overlays/{id}/download?path=left4dead2/cfg/server.cfg"
+        ))
         .await;
     assert_eq!(dl.status, StatusCode::OK);
     assert_eq!(dl.body, "exec x\n");
@@ -536,7 +616,9 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
         .unwrap()
         .contains("filename=\"server.cfg\""));
     let dl = alice
-        .get(&format!("/overlays/{id}/download?path=left4dead2/odd%20dir/a%26b.txt"))
+        .get(&format!(
+            "/overlays/{id}/download?path=left4dead2/odd%20dir/a%26b.txt"
+        ))
         .await;
     assert_eq!(dl.body, "hi\n");
 
@@ -576,7 +658,9 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
     }
     let mut bob = s.login(USER2).await;
     let res = bob
-        .get(&format!("/overlays/{id}/download?path=left4dead2/cfg/server.cfg"))
+        .get(&format!(
+            "/overlays/{id}/download?path=left4dead2/cfg/server.cfg"
+        ))
         .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     s.stop().await;
@@ -603,11 +687,24 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     .unwrap();
     std::fs::write(seeds.path().join("tick.sh"), "echo tick\r\n").unwrap();
     std::fs::write(seeds.path().join("README.md"), "docs").unwrap();
-    let out = left4me(s.root.path(), &["seed-script-overlays", seeds.path().to_str().unwrap()]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", seeds.path().to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("created system overlay \"Competitive configs\""), "{stdout}");
-    assert!(stdout.contains("created system overlay \"tick\""), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("created system overlay \"Competitive configs\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("created system overlay \"tick\""),
+        "{stdout}"
+    );
     let rows: Vec<(i64, String, Option<i64>, String, String)> = sqlx::query_as(
         "SELECT id, name, owner_id, description, script FROM overlays ORDER BY name",
     )
@@ -624,11 +721,20 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
 
     // Again, with one body changed: ids kept, body refreshed.
     std::fs::write(seeds.path().join("tick.sh"), "echo tick v2\n").unwrap();
-    let out = left4me(s.root.path(), &["seed-script-overlays", seeds.path().to_str().unwrap()]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", seeds.path().to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(stdout.contains("unchanged system overlay \"Competitive configs\""), "{stdout}");
-    assert!(stdout.contains("updated system overlay \"tick\""), "{stdout}");
+    assert!(
+        stdout.contains("unchanged system overlay \"Competitive configs\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("updated system overlay \"tick\""),
+        "{stdout}"
+    );
     let again: Vec<(i64, String)> = sqlx::query_as("SELECT id, script FROM overlays ORDER BY name")
         .fetch_all(&s.pool)
         .await
@@ -639,25 +745,50 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     // Bad inputs: clear error, nothing changed.
     std::fs::write(seeds.path().join("new.sh"), "echo new\n").unwrap();
     std::fs::write(seeds.path().join("latin1.sh"), [b'e', b'c', 0xe9, b'\n']).unwrap();
-    let out = left4me(s.root.path(), &["seed-script-overlays", seeds.path().to_str().unwrap()]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", seeds.path().to_str().unwrap()],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("latin1.sh") && stderr.contains("UTF-8") && stderr.contains("nothing was changed"), "{stderr}");
+    assert!(
+        stderr.contains("latin1.sh")
+            && stderr.contains("UTF-8")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
     std::fs::remove_file(seeds.path().join("latin1.sh")).unwrap();
     std::fs::write(seeds.path().join("notes.txt"), "x").unwrap();
-    let out = left4me(s.root.path(), &["seed-script-overlays", seeds.path().to_str().unwrap()]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", seeds.path().to_str().unwrap()],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
     std::fs::remove_file(seeds.path().join("notes.txt")).unwrap();
     std::fs::write(seeds.path().join("huge.sh"), vec![b'#'; 1024 * 1024 + 1]).unwrap();
-    let out = left4me(s.root.path(), &["seed-script-overlays", seeds.path().to_str().unwrap()]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", seeds.path().to_str().unwrap()],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("huge.sh"));
-    let out = left4me(s.root.path(), &["seed-script-overlays", "/nonexistent-seed-dir"]);
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", "/nonexistent-seed-dir"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-seed-dir"));
-    assert_eq!(overlay_count(&s).await, 2, "new.sh was not seeded by the failed runs");
+    assert_eq!(
+        overlay_count(&s).await,
+        2,
+        "new.sh was not seeded by the failed runs"
+    );
 
     // The shipped examples seed cleanly.
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/script-overlays");
-    let out = left4me(s.root.path(), &["seed-script-overlays", examples.to_str().unwrap()]);
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/script-overlays");
+    let out = left4me(
+        s.root.path(),
+        &["seed-script-overlays", examples.to_str().unwrap()],
+    );
     assert!(
         out.status.success(),
         "{}",

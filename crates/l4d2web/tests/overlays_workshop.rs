@@ -73,7 +73,12 @@ fn fixture(name: &str) -> Value {
 
 fn content(id: u64, size: usize, version: u8) -> Vec<u8> {
     (0..size)
-        .map(|i| ((i as u64).wrapping_mul(31).wrapping_add(id + version as u64) % 251) as u8)
+        .map(|i| {
+            ((i as u64)
+                .wrapping_mul(31)
+                .wrapping_add(id + version as u64)
+                % 251) as u8
+        })
         .collect()
 }
 
@@ -81,8 +86,14 @@ impl SteamSim {
     async fn start() -> SteamSim {
         let sim = Arc::new(Sim::default());
         let app = Router::new()
-            .route("/ISteamRemoteStorage/GetPublishedFileDetails/v1/", post(details))
-            .route("/ISteamRemoteStorage/GetCollectionDetails/v1/", post(collections))
+            .route(
+                "/ISteamRemoteStorage/GetPublishedFileDetails/v1/",
+                post(details),
+            )
+            .route(
+                "/ISteamRemoteStorage/GetCollectionDetails/v1/",
+                post(collections),
+            )
             .route("/files/{id}", get(file))
             .with_state(sim.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -95,7 +106,10 @@ impl SteamSim {
             "published_file_details_l4d2.json",
             "published_file_details_space_engineers.json",
         ] {
-            for e in fixture(name)["response"]["publishedfiledetails"].as_array().unwrap() {
+            for e in fixture(name)["response"]["publishedfiledetails"]
+                .as_array()
+                .unwrap()
+            {
                 let id: u64 = e["publishedfileid"].as_str().unwrap().parse().unwrap();
                 let mut e = e.clone();
                 e["file_url"] = json!(s.file_url(id));
@@ -195,7 +209,12 @@ fn form_ids(form: &[(String, String)], count_field: &str) -> Vec<u64> {
     (0..count)
         .map(|i| {
             let key = format!("publishedfileids[{i}]");
-            form.iter().find(|(k, _)| *k == key).unwrap().1.parse().unwrap()
+            form.iter()
+                .find(|(k, _)| *k == key)
+                .unwrap()
+                .1
+                .parse()
+                .unwrap()
         })
         .collect()
 }
@@ -218,7 +237,10 @@ async fn details(State(sim): State<Arc<Sim>>, Form(form): Form<Vec<(String, Stri
         .into_response()
 }
 
-async fn collections(State(sim): State<Arc<Sim>>, Form(form): Form<Vec<(String, String)>>) -> Response {
+async fn collections(
+    State(sim): State<Arc<Sim>>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     if let Some(r) = misbehave(&sim).await {
         return r;
     }
@@ -295,7 +317,12 @@ async fn create_workshop(c: &mut common::Client, name: &str, refs: &str) -> i64 
 async fn sync(s: &TestServer, c: &mut common::Client, id: i64) -> (i64, String) {
     let res = c.post(&format!("/overlays/{id}/build"), &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let job: i64 = res.location().strip_prefix("/jobs/").unwrap().parse().unwrap();
+    let job: i64 = res
+        .location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap();
     let state = s.wait_job(job).await;
     (job, state)
 }
@@ -343,18 +370,27 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     let (steam, s) = setup().await;
     let root = s.root.path().to_path_buf();
     let mut alice = s.login(USER).await;
-    let refs = format!(
-        "https://steamcommunity.com/sharedfiles/filedetails/?id={COLLECTION}\n{REAL_ITEM}"
-    );
+    let refs =
+        format!("https://steamcommunity.com/sharedfiles/filedetails/?id={COLLECTION}\n{REAL_ITEM}");
     let id = create_workshop(&mut alice, "campaigns", &refs).await;
     let (job, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "succeeded", "{:?}", s.job_lines(job).await);
     let log = s.job_lines(job).await.join("\n");
-    assert!(log.contains("3 downloaded, 0 up to date, 0 failed"), "{log}");
-    assert!(log.contains("usada pekora safe room loading music"), "{log}");
+    assert!(
+        log.contains("3 downloaded, 0 up to date, 0 failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("usada pekora safe room loading music"),
+        "{log}"
+    );
     assert_eq!(
         listing(&addons(&root, id)),
-        [format!("{SECOND}.vpk"), format!("{THIRD}.vpk"), format!("{REAL_ITEM}.vpk")]
+        [
+            format!("{SECOND}.vpk"),
+            format!("{THIRD}.vpk"),
+            format!("{REAL_ITEM}.vpk")
+        ]
     );
     for item in [REAL_ITEM, SECOND, THIRD] {
         let link = addons(&root, id).join(format!("{item}.vpk"));
@@ -370,12 +406,16 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     .await
     .unwrap();
     assert_eq!(rows.len(), 3);
-    l4d2web::overlays::check_ready(&s.pool, &root, id).await.unwrap();
+    l4d2web::overlays::check_ready(&s.pool, &root, id)
+        .await
+        .unwrap();
 
     // The addon link is downloadable through the file browser (the one
     // symlink it serves); a foreign link planted next to it is not.
     let dl = alice
-        .get(&format!("/overlays/{id}/download?path=left4dead2/addons/{SECOND}.vpk"))
+        .get(&format!(
+            "/overlays/{id}/download?path=left4dead2/addons/{SECOND}.vpk"
+        ))
         .await;
     assert_eq!(dl.status, StatusCode::OK);
     // (The test client reads bodies as text; the length header is exact.)
@@ -383,7 +423,9 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     assert_eq!(dl.headers["content-type"], "application/octet-stream");
     std::os::unix::fs::symlink("/etc/passwd", addons(&root, id).join("1.vpk")).unwrap();
     let res = alice
-        .get(&format!("/overlays/{id}/download?path=left4dead2/addons/1.vpk"))
+        .get(&format!(
+            "/overlays/{id}/download?path=left4dead2/addons/1.vpk"
+        ))
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert!(!res.body.contains("root:x:0"));
@@ -392,7 +434,11 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     let other = create_workshop(&mut alice, "one map", &SECOND.to_string()).await;
     let (job, state) = sync(&s, &mut alice, other).await;
     assert_eq!(state, "succeeded");
-    assert!(s.job_lines(job).await.join("\n").contains("0 downloaded, 1 up to date"));
+    assert!(s
+        .job_lines(job)
+        .await
+        .join("\n")
+        .contains("0 downloaded, 1 up to date"));
     assert_eq!(steam.requests_for(SECOND), 1);
 
     // An item changes on the Workshop; the refresh (enqueued by the CLI,
@@ -401,14 +447,23 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     steam.set_file(THIRD, 25_000, 1, Some(1_800_000_000));
     let out = left4me(&root, &["workshop-refresh"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let job: i64 = stdout
         .split('#')
         .nth(1)
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no job id in {stdout:?}"));
-    assert_eq!(s.wait_job(job).await, "succeeded", "{:?}", s.job_lines(job).await);
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
     let (user, kind): (Option<i64>, String) =
         sqlx::query_as("SELECT user_id, kind FROM jobs WHERE id = ?")
             .bind(job)
@@ -418,9 +473,14 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     assert_eq!((user, kind.as_str()), (None, "workshop-refresh"));
     assert_eq!(steam.requests_for(THIRD), 2);
     assert_eq!(steam.requests_for(REAL_ITEM), 1);
-    assert_eq!(std::fs::read(cache(&root, THIRD)).unwrap(), steam.bytes(THIRD));
+    assert_eq!(
+        std::fs::read(cache(&root, THIRD)).unwrap(),
+        steam.bytes(THIRD)
+    );
     assert!(!addons(&root, id).join("1.vpk").exists());
-    l4d2web::overlays::check_ready(&s.pool, &root, id).await.unwrap();
+    l4d2web::overlays::check_ready(&s.pool, &root, id)
+        .await
+        .unwrap();
 
     // A cache file vanishes: the overlay is not ready and says why.
     std::fs::remove_file(cache(&root, SECOND)).unwrap();
@@ -443,7 +503,10 @@ async fn unknown_and_foreign_items_fail_clearly() {
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
     assert!(err.contains("workshop item 999 is unavailable"), "{err}");
-    assert!(err.contains(&format!("workshop item {SE_ITEM} is for app")), "{err}");
+    assert!(
+        err.contains(&format!("workshop item {SE_ITEM} is for app")),
+        "{err}"
+    );
     assert!(listing(&addons(s.root.path(), id)).is_empty());
     assert!(l4d2web::overlays::check_ready(&s.pool, s.root.path(), id)
         .await
@@ -498,7 +561,10 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
     let res = alice
         .post(
             &format!("/overlays/{id}"),
-            &[("name", "maps"), ("refs", &format!("{REAL_ITEM},{SECOND},{THIRD}"))],
+            &[
+                ("name", "maps"),
+                ("refs", &format!("{REAL_ITEM},{SECOND},{THIRD}")),
+            ],
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
@@ -506,7 +572,10 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
     assert!(err.contains("2 of 3 workshop item(s) failed"), "{err}");
-    assert!(err.contains(&REAL_ITEM.to_string()) && err.contains(&THIRD.to_string()), "{err}");
+    assert!(
+        err.contains(&REAL_ITEM.to_string()) && err.contains(&THIRD.to_string()),
+        "{err}"
+    );
     // The old complete file is untouched, no partial files remain.
     assert_eq!(std::fs::read(cache(&root, REAL_ITEM)).unwrap(), old);
     assert!(!cache(&root, THIRD).exists());
@@ -528,8 +597,13 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
     steam.file_mode(THIRD, FileMode::Normal);
     let (_, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "succeeded");
-    assert_eq!(std::fs::read(cache(&root, REAL_ITEM)).unwrap(), steam.bytes(REAL_ITEM));
-    l4d2web::overlays::check_ready(&s.pool, &root, id).await.unwrap();
+    assert_eq!(
+        std::fs::read(cache(&root, REAL_ITEM)).unwrap(),
+        steam.bytes(REAL_ITEM)
+    );
+    l4d2web::overlays::check_ready(&s.pool, &root, id)
+        .await
+        .unwrap();
     s.stop().await;
 }
 
@@ -537,7 +611,11 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
 async fn workshop_refresh_cli_coalesces_queued_jobs() {
     let root = test_support::DataRoot::empty();
     let first = left4me(root.path(), &["workshop-refresh"]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let second = left4me(root.path(), &["workshop-refresh"]);
     let out = String::from_utf8_lossy(&second.stdout);
     assert!(out.contains("already queued"), "{out}");
@@ -548,5 +626,8 @@ async fn workshop_refresh_cli_coalesces_queued_jobs() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(rows, [("workshop-refresh".to_string(), None, "queued".to_string())]);
+    assert_eq!(
+        rows,
+        [("workshop-refresh".to_string(), None, "queued".to_string())]
+    );
 }

@@ -552,7 +552,8 @@ async fn download(
                 return None;
             }
             let cache_file = overlays::workshop_cache_file(&root, item);
-            (text == cache_file).then(|| (root.join("workshop_cache"), format!("{item}.vpk").into()))
+            (text == cache_file)
+                .then(|| (root.join("workshop_cache"), format!("{item}.vpk").into()))
         })
     })
     .await
@@ -630,7 +631,10 @@ mod tests {
     #[test]
     fn dispositions_are_safe() {
         let d = content_disposition("a \"b\";c\nd.cfg");
-        assert!(d.starts_with("attachment; filename=\"a__b__c_d.cfg\""), "{d}");
+        assert!(
+            d.starts_with("attachment; filename=\"a__b__c_d.cfg\""),
+            "{d}"
+        );
         assert!(!d.contains('\n'));
         assert_eq!(query_escape("a b/c&d"), "a%20b/c%26d");
     }
