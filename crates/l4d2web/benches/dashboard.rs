@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 const RANGE_START: u16 = 27600;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn stats(label: &str, mut samples: Vec<Duration>) {
@@ -72,7 +75,10 @@ async fn main() {
     let end = (RANGE_START as usize + n + 50).min(27999).to_string();
     let mut map: HashMap<&str, String> = HashMap::new();
     map.insert("LEFT4ME_ROOT", rp.clone());
-    map.insert("SECRET_KEY", "bench-secret-key-0123456789abcdef-0123".into());
+    map.insert(
+        "SECRET_KEY",
+        "bench-secret-key-0123456789abcdef-0123".into(),
+    );
     map.insert("LEFT4ME_BIND", "127.0.0.1:0".into());
     map.insert("LEFT4ME_BACKEND", "local".into());
     map.insert("LEFT4ME_PORT_RANGE_START", RANGE_START.to_string());
@@ -82,7 +88,10 @@ async fn main() {
     config.child_env = vec![
         ("LEFT4ME_ROOT".into(), rp.clone()),
         ("LEFT4ME_BACKEND".into(), "local".into()),
-        ("LEFT4ME_STEAMCMD".into(), root.steamcmd().display().to_string()),
+        (
+            "LEFT4ME_STEAMCMD".into(),
+            root.steamcmd().display().to_string(),
+        ),
     ];
     let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
     l4d2web::db::migrate(&pool).await.unwrap();
@@ -103,16 +112,31 @@ async fn main() {
     let t = Instant::now();
     let mut servers = Vec::new();
     for i in 0..n {
-        let s = l4d2web::servers::create_server(&pool, &config, user.id, &format!("b{i:03}"), bp.id)
-            .await
-            .unwrap();
+        let s =
+            l4d2web::servers::create_server(&pool, &config, user.id, &format!("b{i:03}"), bp.id)
+                .await
+                .unwrap();
         let spec = root.path().join("tmp-spec.yaml");
-        std::fs::write(&spec, format!("port: {}\nargs: [+map, c1m1_hotel]\nconfig: 'hostname \"b\"'\n", s.port)).unwrap();
+        std::fs::write(
+            &spec,
+            format!(
+                "port: {}\nargs: [+map, c1m1_hotel]\nconfig: 'hostname \"b\"'\n",
+                s.port
+            ),
+        )
+        .unwrap();
         let out = root.l4d2ctl(["initialize", &s.name, "-f", spec.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         servers.push(s);
     }
-    println!("setup: {n} servers created and initialized in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "setup: {n} servers created and initialized in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let (token, session) =
         l4d2web::auth::create_session(&pool, &config.secret_key, Some(user.clone()))
@@ -138,20 +162,36 @@ async fn main() {
 
     // A few running, through the web app.
     for s in servers.iter().take(running) {
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id),0) FROM jobs").fetch_one(&pool).await.unwrap();
-        assert_eq!(post(format!("/servers/{}/start", s.id)).await.unwrap().status(), 303);
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id),0) FROM jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            post(format!("/servers/{}/start", s.id))
+                .await
+                .unwrap()
+                .status(),
+            303
+        );
         let (_, state) = wait_job(&pool, last).await;
         assert_eq!(state, "succeeded");
     }
     for s in servers.iter().take(running) {
         let port = s.port as u16;
-        tokio::task::spawn_blocking(move || a2s_wait(port)).await.unwrap();
+        tokio::task::spawn_blocking(move || a2s_wait(port))
+            .await
+            .unwrap();
     }
 
     let mut samples = Vec::new();
     for i in 0..rounds + 3 {
         let t = Instant::now();
-        let res = http.get(format!("{base}/servers")).header("cookie", &cookie).send().await.unwrap();
+        let res = http
+            .get(format!("{base}/servers"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         let body = res.text().await.unwrap();
         let elapsed = t.elapsed();
@@ -160,20 +200,34 @@ async fn main() {
             samples.push(elapsed);
         }
     }
-    stats(&format!("GET /servers ({n} servers, {running} running)"), samples);
+    stats(
+        &format!("GET /servers ({n} servers, {running} running)"),
+        samples,
+    );
 
     let target = servers[0].clone();
     let port = target.port as u16;
     let mut resets = Vec::new();
     let mut job_only = Vec::new();
     for _ in 0..rounds.min(20) {
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id),0) FROM jobs").fetch_one(&pool).await.unwrap();
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id),0) FROM jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         let t = Instant::now();
-        assert_eq!(post(format!("/servers/{}/reset", target.id)).await.unwrap().status(), 303);
+        assert_eq!(
+            post(format!("/servers/{}/reset", target.id))
+                .await
+                .unwrap()
+                .status(),
+            303
+        );
         let (_, state) = wait_job(&pool, last).await;
         job_only.push(t.elapsed());
         assert_eq!(state, "succeeded");
-        tokio::task::spawn_blocking(move || a2s_wait(port)).await.unwrap();
+        tokio::task::spawn_blocking(move || a2s_wait(port))
+            .await
+            .unwrap();
         resets.push(t.elapsed());
     }
     stats("reset: POST → job succeeded", job_only);

@@ -147,8 +147,20 @@ async fn job_error(s: &TestServer, id: i64) -> String {
 async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     let s = start_installed(27400).await;
     let alice = s.ids[USER.0];
-    let maps = mk_overlay(&s, Some(alice), "maps", &[("left4dead2/addons/maps.txt", "maps")]).await;
-    let plugins = mk_overlay(&s, None, "plugins", &[("left4dead2/addons/plugins.txt", "p")]).await;
+    let maps = mk_overlay(
+        &s,
+        Some(alice),
+        "maps",
+        &[("left4dead2/addons/maps.txt", "maps")],
+    )
+    .await;
+    let plugins = mk_overlay(
+        &s,
+        None,
+        "plugins",
+        &[("left4dead2/addons/plugins.txt", "p")],
+    )
+    .await;
     let mut c = s.login(USER).await;
 
     // Blueprint with two overlays; reorder so "plugins" is uppermost.
@@ -177,8 +189,14 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = c.get(&format!("/blueprints/{bp}")).await;
     assert_eq!(page.status, StatusCode::OK);
-    let (p_at, m_at) = (page.body.find(">plugins<").unwrap(), page.body.find(">maps<").unwrap());
-    assert!(p_at < m_at, "plugins is listed above maps after moving it up");
+    let (p_at, m_at) = (
+        page.body.find(">plugins<").unwrap(),
+        page.body.find(">maps<").unwrap(),
+    );
+    assert!(
+        p_at < m_at,
+        "plugins is listed above maps after moving it up"
+    );
 
     // Server: lowest port of the range, secrets never on a page.
     let id = create_server(&mut c, "alpha", bp).await;
@@ -191,10 +209,17 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
             .await
             .unwrap();
     assert_eq!(rcon.len(), 24);
-    assert!(secret.parse::<u32>().is_ok(), "sv_logsecret is numeric: {secret}");
+    assert!(
+        secret.parse::<u32>().is_ok(),
+        "sv_logsecret is numeric: {secret}"
+    );
     let page = c.get(&format!("/servers/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("<section id=\"live-panel\" data-server-id=\"{id}\"></section>".replace("{id}", &id.to_string()).as_str()));
+    assert!(page.body.contains(
+        "<section id=\"live-panel\" data-server-id=\"{id}\"></section>"
+            .replace("{id}", &id.to_string())
+            .as_str()
+    ));
     assert!(!page.body.contains(&rcon) && !page.body.contains(&secret));
 
     // Start → A2S answers with the blueprint's hostname.
@@ -202,23 +227,38 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     assert_eq!(state, "succeeded", "{:?}", s.job_lines(job).await);
     wait_hostname(port, "Alpha One").await;
     let lines = s.job_lines(job).await.join("\n");
-    assert!(!lines.contains(&rcon), "the rcon password never reaches a job log");
+    assert!(
+        !lines.contains(&rcon),
+        "the rcon password never reaches a job log"
+    );
     let env = read_env(s.root.path(), "alpha");
-    let lower = env.lines().find(|l| l.starts_with("L4D2_LOWERDIRS")).unwrap().to_string();
+    let lower = env
+        .lines()
+        .find(|l| l.starts_with("L4D2_LOWERDIRS"))
+        .unwrap()
+        .to_string();
     let (pi, mi, ii) = (
         lower.find(&format!("overlays/{plugins}")).unwrap(),
         lower.find(&format!("overlays/{maps}")).unwrap(),
         lower.find("installation").unwrap(),
     );
-    assert!(pi < mi && mi < ii, "blueprint order, uppermost first: {lower}");
+    assert!(
+        pi < mi && mi < ii,
+        "blueprint order, uppermost first: {lower}"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(s.root.path().join("tmp"))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("spec-"))
         .collect();
-    assert!(leftovers.is_empty(), "spec files are removed: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "spec files are removed: {leftovers:?}"
+    );
     // The managed rcon_password is live (RCON auth with the row's password).
-    let status = tokio::task::spawn_blocking(move || rcon_status(port, &rcon)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || rcon_status(port, &rcon))
+        .await
+        .unwrap();
     assert!(status.contains("Alpha One"), "{status}");
     let dash = c.get("/servers").await;
     assert!(dash.body.contains("active (running)"), "{}", dash.body);
@@ -242,7 +282,10 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     wait_hostname(port, "Alpha Two").await;
 
     // Reset wipes the upper layer and brings it back (desired: running).
-    let marker = s.root.path().join("runtime/alpha/upper/left4dead2/marker.txt");
+    let marker = s
+        .root
+        .path()
+        .join("runtime/alpha/upper/left4dead2/marker.txt");
     std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
     std::fs::write(&marker, "written by the game").unwrap();
     let (job, state) = act(&s, &mut c, id, "reset").await;
@@ -262,27 +305,45 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
             format!("/servers/{id}/console"),
             format!("/blueprints/{bp}"),
         ] {
-            assert_eq!(other.get(&path).await.status, StatusCode::NOT_FOUND, "GET {path}");
+            assert_eq!(
+                other.get(&path).await.status,
+                StatusCode::NOT_FOUND,
+                "GET {path}"
+            );
         }
         for action in ["start", "stop", "restart", "reset", "delete", "reconcile"] {
             let r = other.post(&format!("/servers/{id}/{action}"), &[]).await;
             assert_eq!(r.status, StatusCode::NOT_FOUND, "POST {action}");
         }
         let bid = bob_bp.to_string();
-        let r = other.post(&format!("/servers/{id}/blueprint"), &[("blueprint_id", &bid)]).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND);
         let r = other
-            .post(&format!("/blueprints/{bp}"), &[("name", "x"), ("args", ""), ("config", "")])
+            .post(
+                &format!("/servers/{id}/blueprint"),
+                &[("blueprint_id", &bid)],
+            )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         let r = other
-            .post(&format!("/blueprints/{bp}/stack"), &[("op", "remove"), ("overlay_id", &maps.to_string())])
+            .post(
+                &format!("/blueprints/{bp}"),
+                &[("name", "x"), ("args", ""), ("config", "")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = other
+            .post(
+                &format!("/blueprints/{bp}/stack"),
+                &[("op", "remove"), ("overlay_id", &maps.to_string())],
+            )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         let r = other.post(&format!("/blueprints/{bp}/delete"), &[]).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         let dash = other.get("/servers").await;
-        assert!(!dash.body.contains("alpha"), "others' dashboards do not list alpha");
+        assert!(
+            !dash.body.contains("alpha"),
+            "others' dashboards do not list alpha"
+        );
     }
     assert_eq!(latest_job(&s).await, jobs_before, "no job was queued");
     let (name, config, desired, bp_now): (String, String, String, i64) = sqlx::query_as(
@@ -292,14 +353,23 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     .fetch_one(&s.pool)
     .await
     .unwrap();
-    assert_eq!((name.as_str(), config.as_str(), desired.as_str(), bp_now), ("coop", "hostname \"Alpha Two\"\n", "running", bp));
+    assert_eq!(
+        (name.as_str(), config.as_str(), desired.as_str(), bp_now),
+        ("coop", "hostname \"Alpha Two\"\n", "running", bp)
+    );
     assert_eq!(bp::stack_len(&s, bp).await, 2);
     wait_hostname(port, "Alpha Two").await;
 
     // A user who owns servers cannot be deleted (clear message).
-    let r = admin.post(&format!("/admin/users/{alice}/delete"), &[]).await;
+    let r = admin
+        .post(&format!("/admin/users/{alice}/delete"), &[])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("alpha") && r.body.contains("must be deleted first"), "{}", r.body);
+    assert!(
+        r.body.contains("alpha") && r.body.contains("must be deleted first"),
+        "{}",
+        r.body
+    );
 
     // Delete: the job stops it, removes the instance, then the row.
     let (job, state) = act(&s, &mut c, id, "delete").await;
@@ -311,8 +381,13 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
         .await
         .unwrap();
     assert_eq!(rows, 0);
-    assert!(tokio::task::spawn_blocking(move || a2s_silent(port)).await.unwrap());
-    assert_eq!(c.get(&format!("/servers/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert!(tokio::task::spawn_blocking(move || a2s_silent(port))
+        .await
+        .unwrap());
+    assert_eq!(
+        c.get(&format!("/servers/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     s.stop().await;
 }
 
@@ -331,7 +406,9 @@ mod bp {
 fn rcon_status(port: u16, password: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let send = |s: &mut std::net::TcpStream, id: i32, kind: i32, body: &str| {
         let mut packet = Vec::new();
         packet.extend_from_slice(&id.to_le_bytes());
@@ -349,7 +426,11 @@ fn rcon_status(port: u16, password: &str) -> String {
         s.read_exact(&mut body).unwrap();
         let id = i32::from_le_bytes(body[0..4].try_into().unwrap());
         let kind = i32::from_le_bytes(body[4..8].try_into().unwrap());
-        (id, kind, String::from_utf8_lossy(&body[8..body.len() - 2]).into_owned())
+        (
+            id,
+            kind,
+            String::from_utf8_lossy(&body[8..body.len() - 2]).into_owned(),
+        )
     };
     send(&mut stream, 1, 3, password);
     loop {
@@ -367,28 +448,59 @@ fn rcon_status(port: u16, password: &str) -> String {
 async fn live_link_rules_delete_refused_switch_applies_on_next_action() {
     let s = start_installed(27410).await;
     let mut c = s.login(USER).await;
-    let one = create_blueprint(&mut c, "one", "+map c1m1_hotel", "hostname \"Blueprint One\"").await;
-    let two = create_blueprint(&mut c, "two", "+map c1m1_hotel", "hostname \"Blueprint Two\"").await;
+    let one = create_blueprint(
+        &mut c,
+        "one",
+        "+map c1m1_hotel",
+        "hostname \"Blueprint One\"",
+    )
+    .await;
+    let two = create_blueprint(
+        &mut c,
+        "two",
+        "+map c1m1_hotel",
+        "hostname \"Blueprint Two\"",
+    )
+    .await;
     let id = create_server(&mut c, "linked", one).await;
     let port = server_port(&s, id).await;
 
     // Delete refused while a server uses it; the message names the server.
     let r = c.post(&format!("/blueprints/{one}/delete"), &[]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("linked") && r.body.contains("used by"), "{}", r.body);
+    assert!(
+        r.body.contains("linked") && r.body.contains("used by"),
+        "{}",
+        r.body
+    );
     assert!(bp_exists(&s, one).await);
 
     // Switch to another of my blueprints: applies on the next start.
     let mut bob = s.login(USER2).await;
     let bobs = create_blueprint(&mut bob, "bobs", "", "").await;
     let r = c
-        .post(&format!("/servers/{id}/blueprint"), &[("blueprint_id", &bobs.to_string())])
+        .post(
+            &format!("/servers/{id}/blueprint"),
+            &[("blueprint_id", &bobs.to_string())],
+        )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "someone else's blueprint is refused");
-    let r = c.post(&format!("/servers/{id}/blueprint"), &[("blueprint_id", "nope")]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "someone else's blueprint is refused"
+    );
+    let r = c
+        .post(
+            &format!("/servers/{id}/blueprint"),
+            &[("blueprint_id", "nope")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = c
-        .post(&format!("/servers/{id}/blueprint"), &[("blueprint_id", &two.to_string())])
+        .post(
+            &format!("/servers/{id}/blueprint"),
+            &[("blueprint_id", &two.to_string())],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (job, state) = act(&s, &mut c, id, "start").await;
@@ -403,9 +515,18 @@ async fn live_link_rules_delete_refused_switch_applies_on_next_action() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Switch back while running, edit nothing else: only a restart applies it.
-    let three = create_blueprint(&mut c, "three", "+map c1m1_hotel", "hostname \"Blueprint Three\"").await;
+    let three = create_blueprint(
+        &mut c,
+        "three",
+        "+map c1m1_hotel",
+        "hostname \"Blueprint Three\"",
+    )
+    .await;
     let r = c
-        .post(&format!("/servers/{id}/blueprint"), &[("blueprint_id", &three.to_string())])
+        .post(
+            &format!("/servers/{id}/blueprint"),
+            &[("blueprint_id", &three.to_string())],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     wait_hostname(port, "Blueprint Two").await;
@@ -416,7 +537,9 @@ async fn live_link_rules_delete_refused_switch_applies_on_next_action() {
     // Stop → drift when it runs anyway; the console streams its log.
     let (_, state) = act(&s, &mut c, id, "stop").await;
     assert_eq!(state, "succeeded");
-    assert!(tokio::task::spawn_blocking(move || a2s_silent(port)).await.unwrap());
+    assert!(tokio::task::spawn_blocking(move || a2s_silent(port))
+        .await
+        .unwrap());
     let (_, state) = act(&s, &mut c, id, "delete").await;
     assert_eq!(state, "succeeded");
     s.stop().await;
@@ -459,7 +582,10 @@ async fn sse_until(res: &mut reqwest::Response, seen: &mut String, needle: &str)
 async fn open_console(c: &Client, id: i64) -> reqwest::Response {
     let res = reqwest::Client::new()
         .get(format!("{}/servers/{id}/console", c.base))
-        .header("cookie", format!("left4me_session={}", c.cookie.clone().unwrap()))
+        .header(
+            "cookie",
+            format!("left4me_session={}", c.cookie.clone().unwrap()),
+        )
         .send()
         .await
         .unwrap();
@@ -483,7 +609,12 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
         .await
         .unwrap();
     let dash = c.get("/servers").await;
-    assert!(dash.body.contains("should be running, but is not initialized"), "{}", dash.body);
+    assert!(
+        dash.body
+            .contains("should be running, but is not initialized"),
+        "{}",
+        dash.body
+    );
     let (job, state) = act(&s, &mut c, id, "reconcile").await;
     assert_eq!(state, "succeeded", "{:?}", s.job_lines(job).await);
     let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = ?")
@@ -499,7 +630,11 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
     let out = s.root.l4d2ctl(["stop", "drifter"]);
     assert!(out.status.success());
     let page = c.get(&format!("/servers/{id}")).await;
-    assert!(page.body.contains("should be running, but is inactive"), "{}", page.body);
+    assert!(
+        page.body.contains("should be running, but is inactive"),
+        "{}",
+        page.body
+    );
     let (_, state) = act(&s, &mut c, id, "reconcile").await;
     assert_eq!(state, "succeeded");
     wait_hostname(port, "Drifter").await;
@@ -511,7 +646,11 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
         .await
         .unwrap();
     let state_html = c.get(&format!("/servers/{id}/state")).await;
-    assert!(state_html.body.contains("should be stopped, but is active"), "{}", state_html.body);
+    assert!(
+        state_html.body.contains("should be stopped, but is active"),
+        "{}",
+        state_html.body
+    );
     let (job, _) = act(&s, &mut c, id, "reconcile").await;
     let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = ?")
         .bind(job)
@@ -519,7 +658,9 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
         .await
         .unwrap();
     assert_eq!(kind, "server-stop");
-    assert!(tokio::task::spawn_blocking(move || a2s_silent(port)).await.unwrap());
+    assert!(tokio::task::spawn_blocking(move || a2s_silent(port))
+        .await
+        .unwrap());
     // No drift: reconcile queues nothing.
     let before = latest_job(&s).await;
     let r = c.post(&format!("/servers/{id}/reconcile"), &[]).await;
@@ -541,7 +682,10 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
     drop(v2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while log_followers("drifter") != 0 {
-        assert!(Instant::now() < deadline, "the follower outlived its last viewer");
+        assert!(
+            Instant::now() < deadline,
+            "the follower outlived its last viewer"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, state) = act(&s, &mut c, id, "delete").await;
@@ -558,19 +702,31 @@ async fn overlay_not_ready_fails_start_and_actions_queue_in_order() {
     std::fs::remove_dir(s.root.path().join("overlays").join(ghost.to_string())).unwrap();
     let bp = create_blueprint(&mut c, "g", "+map c1m1_hotel", "hostname \"Q\"").await;
     let r = c
-        .post(&format!("/blueprints/{bp}/stack"), &[("op", "add"), ("overlay_id", &ghost.to_string())])
+        .post(
+            &format!("/blueprints/{bp}/stack"),
+            &[("op", "add"), ("overlay_id", &ghost.to_string())],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let id = create_server(&mut c, "queued", bp).await;
     let (job, state) = act(&s, &mut c, id, "start").await;
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
-    assert!(err.contains("ghost") && err.contains("build it first"), "{err}");
-    assert!(!s.root.path().join("instances/queued").exists(), "nothing initialized");
+    assert!(
+        err.contains("ghost") && err.contains("build it first"),
+        "{err}"
+    );
+    assert!(
+        !s.root.path().join("instances/queued").exists(),
+        "nothing initialized"
+    );
 
     // Fix the stack; three actions requested at once run one at a time, in order.
     let r = c
-        .post(&format!("/blueprints/{bp}/stack"), &[("op", "remove"), ("overlay_id", &ghost.to_string())])
+        .post(
+            &format!("/blueprints/{bp}/stack"),
+            &[("op", "remove"), ("overlay_id", &ghost.to_string())],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let first = latest_job(&s).await + 1;
@@ -581,7 +737,12 @@ async fn overlay_not_ready_fails_start_and_actions_queue_in_order() {
     let last = latest_job(&s).await;
     assert_eq!(last - first, 2);
     for j in first..=last {
-        assert_eq!(s.wait_job(j).await, "succeeded", "{:?}", s.job_lines(j).await);
+        assert_eq!(
+            s.wait_job(j).await,
+            "succeeded",
+            "{:?}",
+            s.job_lines(j).await
+        );
     }
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT kind, lock_key, started_at, finished_at FROM jobs WHERE id >= ? ORDER BY id",
@@ -594,7 +755,10 @@ async fn overlay_not_ready_fails_start_and_actions_queue_in_order() {
     assert_eq!(kinds, ["server-start", "server-restart", "server-stop"]);
     for w in rows.windows(2) {
         assert_eq!(w[0].1, "server:queued");
-        assert!(w[1].2 >= w[0].3, "job started before the previous one finished: {rows:?}");
+        assert!(
+            w[1].2 >= w[0].3,
+            "job started before the previous one finished: {rows:?}"
+        );
     }
     let desired: String = sqlx::query_scalar("SELECT desired_state FROM servers WHERE id = ?")
         .bind(id)

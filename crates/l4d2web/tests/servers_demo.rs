@@ -36,7 +36,10 @@ async fn demo_example_blueprint_starts_a_server() {
     let (mut password, mut banner) = (String::new(), Vec::new());
     let base = loop {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "demo exited: {banner:?}");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "demo exited: {banner:?}"
+        );
         if let Some(rest) = line.trim().strip_prefix("administrator: admin / ") {
             password = rest.split_whitespace().next().unwrap().to_string();
         }
@@ -45,22 +48,39 @@ async fn demo_example_blueprint_starts_a_server() {
             break url.trim_end_matches('/').to_string();
         }
     };
-    assert!(banner.iter().any(|l| l.contains("example blueprint")), "{banner:?}");
+    assert!(
+        banner.iter().any(|l| l.contains("example blueprint")),
+        "{banner:?}"
+    );
     let mut c = Client::new(&base);
     let r = c.login("admin", &password).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(c.get("/").await.location(), "/servers");
 
     let page = c.get("/blueprints").await;
-    let i = page.body.find("href=\"/blueprints/").expect("the example blueprint is listed") + 18;
-    let bp: String = page.body[i..].chars().take_while(char::is_ascii_digit).collect();
+    let i = page
+        .body
+        .find("href=\"/blueprints/")
+        .expect("the example blueprint is listed")
+        + 18;
+    let bp: String = page.body[i..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     assert!(page.body.contains(">example<"), "{}", page.body);
-    let r = c.post("/servers", &[("name", "demo1"), ("blueprint_id", &bp)]).await;
+    let r = c
+        .post("/servers", &[("name", "demo1"), ("blueprint_id", &bp)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let server = r.location().to_string();
     let page = c.get(&server).await;
     let i = page.body.find("Port ").unwrap() + 5;
-    let port: u16 = page.body[i..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+    let port: u16 = page.body[i..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap();
 
     // The install job may still run: start is queued behind nothing, so retry
     // until the game is installed and the server answers.
@@ -85,7 +105,10 @@ async fn demo_example_blueprint_starts_a_server() {
         if let Some(n) = found {
             break n;
         }
-        assert!(Instant::now() < deadline, "the example server never answered A2S");
+        assert!(
+            Instant::now() < deadline,
+            "the example server never answered A2S"
+        );
     };
     assert_eq!(name, "left4me demo server");
 

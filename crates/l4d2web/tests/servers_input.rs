@@ -27,13 +27,29 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     .await;
     let mut c = s.login(USER).await;
     let r = c
-        .post("/blueprints", &[("name", "base"), ("args", "+map c1m1_hotel"), ("config", "")])
+        .post(
+            "/blueprints",
+            &[
+                ("name", "base"),
+                ("args", "+map c1m1_hotel"),
+                ("config", ""),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let bp: i64 = r.location().trim_start_matches("/blueprints/").parse().unwrap();
+    let bp: i64 = r
+        .location()
+        .trim_start_matches("/blueprints/")
+        .parse()
+        .unwrap();
     let bps = bp.to_string();
     let mut bob = s.login(USER2).await;
-    let r = bob.post("/blueprints", &[("name", "bobs"), ("args", ""), ("config", "")]).await;
+    let r = bob
+        .post(
+            "/blueprints",
+            &[("name", "bobs"), ("args", ""), ("config", "")],
+        )
+        .await;
     let bob_bp = r.location().trim_start_matches("/blueprints/").to_string();
     let before = counts(&s).await;
 
@@ -46,17 +62,23 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
         ("../etc", "is invalid"),
         (&"a".repeat(65), "is invalid"),
     ] {
-        let r = c.post("/servers", &[("name", name), ("blueprint_id", &bps)]).await;
+        let r = c
+            .post("/servers", &[("name", name), ("blueprint_id", &bps)])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?}");
         assert!(r.body.contains(needle), "{name:?}: {}", r.body);
     }
     // Someone else's / unknown / malformed blueprint.
     for b in [bob_bp.as_str(), "999999"] {
-        let r = c.post("/servers", &[("name", "alpha"), ("blueprint_id", b)]).await;
+        let r = c
+            .post("/servers", &[("name", "alpha"), ("blueprint_id", b)])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert!(r.body.contains("blueprint not found"), "{}", r.body);
     }
-    let r = c.post("/servers", &[("name", "alpha"), ("blueprint_id", "x")]).await;
+    let r = c
+        .post("/servers", &[("name", "alpha"), ("blueprint_id", "x")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("not a number"));
     let r = c.post("/servers", &[("name", "alpha")]).await;
@@ -65,16 +87,35 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     assert_eq!(counts(&s).await, before);
 
     // One server takes the only port; then: duplicate name, range exhausted.
-    let r = c.post("/servers", &[("name", "alpha"), ("blueprint_id", &bps)]).await;
+    let r = c
+        .post("/servers", &[("name", "alpha"), ("blueprint_id", &bps)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let id: i64 = r.location().trim_start_matches("/servers/").parse().unwrap();
+    let id: i64 = r
+        .location()
+        .trim_start_matches("/servers/")
+        .parse()
+        .unwrap();
     let after_one = counts(&s).await;
-    let r = bob.post("/servers", &[("name", "alpha"), ("blueprint_id", &bob_bp)]).await;
+    let r = bob
+        .post("/servers", &[("name", "alpha"), ("blueprint_id", &bob_bp)])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("already exists"), "names are unique on the host: {}", r.body);
-    let r = c.post("/servers", &[("name", "beta"), ("blueprint_id", &bps)]).await;
+    assert!(
+        r.body.contains("already exists"),
+        "names are unique on the host: {}",
+        r.body
+    );
+    let r = c
+        .post("/servers", &[("name", "beta"), ("blueprint_id", &bps)])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("no free port left in the range 27450–27450"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("no free port left in the range 27450–27450"),
+        "{}",
+        r.body
+    );
     assert_eq!(counts(&s).await, after_one);
 
     // A port another process holds is skipped (range = just that port).
@@ -85,13 +126,22 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     ])
     .await;
     let mut c2 = s.login(USER).await;
-    let r = c2.post("/blueprints", &[("name", "b"), ("args", ""), ("config", "")]).await;
+    let r = c2
+        .post(
+            "/blueprints",
+            &[("name", "b"), ("args", ""), ("config", "")],
+        )
+        .await;
     let b2 = r.location().trim_start_matches("/blueprints/").to_string();
-    let r = c2.post("/servers", &[("name", "held"), ("blueprint_id", &b2)]).await;
+    let r = c2
+        .post("/servers", &[("name", "held"), ("blueprint_id", &b2)])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("no free port"), "{}", r.body);
     drop(held);
-    let r = c2.post("/servers", &[("name", "held"), ("blueprint_id", &b2)]).await;
+    let r = c2
+        .post("/servers", &[("name", "held"), ("blueprint_id", &b2)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "free again: {}", r.body);
     s.stop().await;
     let _ = id;
@@ -106,11 +156,27 @@ async fn unknown_ids_actions_and_bad_blueprints() {
     .await;
     let mut c = s.login(USER).await;
     let r = c
-        .post("/blueprints", &[("name", "base"), ("args", ""), ("config", "hostname x")])
+        .post(
+            "/blueprints",
+            &[("name", "base"), ("args", ""), ("config", "hostname x")],
+        )
         .await;
-    let bp: i64 = r.location().trim_start_matches("/blueprints/").parse().unwrap();
-    let r = c.post("/servers", &[("name", "alpha"), ("blueprint_id", &bp.to_string())]).await;
-    let id: i64 = r.location().trim_start_matches("/servers/").parse().unwrap();
+    let bp: i64 = r
+        .location()
+        .trim_start_matches("/blueprints/")
+        .parse()
+        .unwrap();
+    let r = c
+        .post(
+            "/servers",
+            &[("name", "alpha"), ("blueprint_id", &bp.to_string())],
+        )
+        .await;
+    let id: i64 = r
+        .location()
+        .trim_start_matches("/servers/")
+        .parse()
+        .unwrap();
     let bob_overlay: i64 = sqlx::query_scalar(
         "INSERT INTO overlays (name, kind, owner_id) VALUES ('private', 'script', ?) RETURNING id",
     )
@@ -120,14 +186,30 @@ async fn unknown_ids_actions_and_bad_blueprints() {
     .unwrap();
     let before = counts(&s).await;
 
-    for path in ["/servers/999999", "/servers/abc", "/blueprints/999999", "/blueprints/-1", "/servers/999999/console"] {
+    for path in [
+        "/servers/999999",
+        "/servers/abc",
+        "/blueprints/999999",
+        "/blueprints/-1",
+        "/servers/999999/console",
+    ] {
         assert_eq!(c.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
     }
-    for path in ["/servers/999999/start", "/blueprints/999999/delete", &format!("/servers/{id}/explode")] {
-        assert_eq!(c.post(path, &[]).await.status, StatusCode::NOT_FOUND, "{path}");
+    for path in [
+        "/servers/999999/start",
+        "/blueprints/999999/delete",
+        &format!("/servers/{id}/explode"),
+    ] {
+        assert_eq!(
+            c.post(path, &[]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     // Without a CSRF token nothing happens.
-    let r = c.post(&format!("/servers/{id}/start"), &[("csrf_token", "wrong")]).await;
+    let r = c
+        .post(&format!("/servers/{id}/start"), &[("csrf_token", "wrong")])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Blueprint fields.
@@ -138,25 +220,44 @@ async fn unknown_ids_actions_and_bad_blueprints() {
         ("x", "+hostname \"two words\"", "two words"),
         ("x", "-x $(reboot)", "which launch arguments may not"),
     ] {
-        let r = c.post("/blueprints", &[("name", name), ("args", args), ("config", "")]).await;
+        let r = c
+            .post(
+                "/blueprints",
+                &[("name", name), ("args", args), ("config", "")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?} {args:?}");
         assert!(r.body.contains(needle), "{needle}: {}", r.body);
     }
     let r = c
-        .post(&format!("/blueprints/{bp}"), &[("name", "base"), ("args", "a;b"), ("config", "")])
+        .post(
+            &format!("/blueprints/{bp}"),
+            &[("name", "base"), ("args", "a;b"), ("config", "")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("which launch arguments may not"), "{}", r.body);
+    assert!(
+        r.body.contains("which launch arguments may not"),
+        "{}",
+        r.body
+    );
     // Stack: someone else's overlay, unknown op, not a number, not in stack.
     for (op, ov, needle) in [
         ("add", bob_overlay.to_string(), "not yours to use"),
         ("add", "424242".to_string(), "does not exist"),
-        ("sideways", bob_overlay.to_string(), "unknown stack operation"),
+        (
+            "sideways",
+            bob_overlay.to_string(),
+            "unknown stack operation",
+        ),
         ("add", "x".to_string(), "not a number"),
         ("up", bob_overlay.to_string(), "not in this blueprint"),
     ] {
         let r = c
-            .post(&format!("/blueprints/{bp}/stack"), &[("op", op), ("overlay_id", &ov)])
+            .post(
+                &format!("/blueprints/{bp}/stack"),
+                &[("op", op), ("overlay_id", &ov)],
+            )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{op} {ov}");
         assert!(r.body.contains(needle), "{needle}: {}", r.body);

@@ -154,7 +154,11 @@ pub async fn list(pool: &SqlitePool, owner: i64) -> Result<Vec<Blueprint>, sqlx:
 
 /// The blueprint if `owner` owns it; otherwise `NotFound` (others' blueprints
 /// do not exist for them, SPEC §9).
-pub async fn find_owned(pool: &SqlitePool, owner: i64, id: i64) -> Result<Blueprint, BlueprintError> {
+pub async fn find_owned(
+    pool: &SqlitePool,
+    owner: i64,
+    id: i64,
+) -> Result<Blueprint, BlueprintError> {
     sqlx::query_as("SELECT * FROM blueprints WHERE id = ? AND owner_id = ?")
         .bind(id)
         .bind(owner)
@@ -248,7 +252,10 @@ pub async fn stack(pool: &SqlitePool, blueprint_id: i64) -> Result<Vec<StackEntr
 }
 
 /// Overlays `user` may stack: their own and the system ones.
-pub async fn usable_overlays(pool: &SqlitePool, user: i64) -> Result<Vec<UsableOverlay>, sqlx::Error> {
+pub async fn usable_overlays(
+    pool: &SqlitePool,
+    user: i64,
+) -> Result<Vec<UsableOverlay>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, kind, owner_id FROM overlays
          WHERE owner_id = ? OR owner_id IS NULL ORDER BY owner_id IS NOT NULL, name, id",
@@ -386,11 +393,17 @@ mod tests {
             ["+map", "c1m1_hotel", "-tickrate", "60"]
         );
         assert_eq!(split_args("").unwrap(), Vec::<String>::new());
-        assert!(split_args("+map 'unterminated").unwrap_err().contains("cannot be split"));
-        assert!(split_args("+hostname \"two words\"").unwrap_err().contains("' '"));
+        assert!(split_args("+map 'unterminated")
+            .unwrap_err()
+            .contains("cannot be split"));
+        assert!(split_args("+hostname \"two words\"")
+            .unwrap_err()
+            .contains("' '"));
         assert!(split_args("-x $(reboot)").unwrap_err().contains("'$'"));
         assert!(split_args("a;b").unwrap_err().contains("';'"));
-        assert!(split_args(&"a ".repeat(65)).unwrap_err().contains("at most 64"));
+        assert!(split_args(&"a ".repeat(65))
+            .unwrap_err()
+            .contains("at most 64"));
     }
 
     #[test]
@@ -398,7 +411,8 @@ mod tests {
         assert!(BlueprintInput::validate("  ", "", "").is_err());
         assert!(BlueprintInput::validate(&"x".repeat(65), "", "").is_err());
         assert!(BlueprintInput::validate("ok", "", "a\0b").is_err());
-        let ok = BlueprintInput::validate(" coop ", "+map c1m1_hotel", "hostname \"x\"\r\n").unwrap();
+        let ok =
+            BlueprintInput::validate(" coop ", "+map c1m1_hotel", "hostname \"x\"\r\n").unwrap();
         assert_eq!(ok.name, "coop");
         assert_eq!(ok.config, "hostname \"x\"\n");
     }

@@ -127,8 +127,14 @@ async fn pump(
 ) {
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
     for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
     ]
     .into_iter()
     .flatten()
@@ -146,7 +152,11 @@ async fn pump(
                             buf.pop();
                         }
                         buf.truncate(MAX_LINE);
-                        if out.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
+                        if out
+                            .send(String::from_utf8_lossy(&buf).into_owned())
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }

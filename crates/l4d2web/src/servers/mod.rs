@@ -304,7 +304,8 @@ pub async fn run_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
                 .bind(server_id)
                 .execute(ctx.pool())
                 .await?;
-            ctx.say(format!("server {name} removed from the panel")).await?;
+            ctx.say(format!("server {name} removed from the panel"))
+                .await?;
             Ok(())
         }
         Action::Start => {
@@ -356,8 +357,12 @@ async fn prepare_spec(ctx: &mut JobCtx, server: &JobServer) -> Result<String, Jo
     }
     let args = blueprints::split_args(&args)
         .map_err(|m| JobFailure::msg(format!("blueprint {bp_name:?}: {m}")))?;
-    let port = u16::try_from(server.port)
-        .map_err(|_| JobFailure::msg(format!("server {} has an invalid port {}", server.name, server.port)))?;
+    let port = u16::try_from(server.port).map_err(|_| {
+        JobFailure::msg(format!(
+            "server {} has an invalid port {}",
+            server.name, server.port
+        ))
+    })?;
     let cfg = spec::server_cfg(
         &config,
         &spec::Managed {
@@ -404,7 +409,12 @@ async fn initialize(ctx: &mut JobCtx, name: &str, spec_yaml: &str) -> Result<(),
     let root = ctx.config().root.clone();
     let path = spec::write_spec_file(&root, name, spec_yaml).map_err(JobFailure::msg)?;
     let path_text = path.display().to_string();
-    let argv = vec!["initialize".to_string(), name.to_string(), "-f".to_string(), path_text];
+    let argv = vec![
+        "initialize".to_string(),
+        name.to_string(),
+        "-f".to_string(),
+        path_text,
+    ];
     let result = ctx.l4d2ctl(&argv).await;
     if let Err(e) = std::fs::remove_file(&path) {
         tracing::warn!(file = %path.display(), error = %e, "cannot remove a spec file");
@@ -421,7 +431,17 @@ mod tests {
         for ok in ["a", "alpha", "0-x_y", &"a".repeat(64)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "_a", "A", "a b", "a/b", "ä", &"a".repeat(65), "a.b"] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a b",
+            "a/b",
+            "ä",
+            &"a".repeat(65),
+            "a.b",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

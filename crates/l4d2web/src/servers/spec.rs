@@ -53,8 +53,7 @@ impl InstanceSpec {
 /// plant it first). The caller removes it.
 pub fn write_spec_file(root: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
     let dir = root.join("tmp");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut rnd = [0u8; 8];
     getrandom::fill(&mut rnd).map_err(|e| format!("no randomness for a temp file name: {e}"))?;
     let path = dir.join(format!("spec-{name}-{}.yaml", hex::encode(rnd)));
@@ -89,7 +88,14 @@ mod tests {
         let managed = cfg.find("rcon_password \"abc\"").unwrap();
         assert!(managed > mine, "{cfg}");
         assert!(cfg.contains("sv_logsecret 42\nlog on\nlogaddress_add 10.0.0.1:28000\n"));
-        let none = server_cfg("", &Managed { rcon_password: "a", log_secret: "1", log_listener: None });
+        let none = server_cfg(
+            "",
+            &Managed {
+                rcon_password: "a",
+                log_secret: "1",
+                log_listener: None,
+            },
+        );
         assert!(!none.contains("logaddress_add"));
     }
 

@@ -27,7 +27,11 @@ pub struct InstanceStatus {
 impl InstanceStatus {
     /// Running or on its way there (systemd's words).
     pub fn is_up(&self) -> bool {
-        self.exists && matches!(self.active_state.as_str(), "active" | "activating" | "reloading")
+        self.exists
+            && matches!(
+                self.active_state.as_str(),
+                "active" | "activating" | "reloading"
+            )
     }
     pub fn label(&self) -> String {
         if !self.exists {
@@ -138,9 +142,18 @@ mod tests {
         assert_eq!(drift("running", Some(&st("active", true))), None);
         assert_eq!(drift("stopped", Some(&st("inactive", true))), None);
         assert_eq!(drift("stopped", None), None);
-        assert!(matches!(drift("running", Some(&st("failed", true))), Some(Drift::ShouldRun { .. })));
-        assert!(matches!(drift("running", None), Some(Drift::ShouldRun { .. })));
-        assert!(matches!(drift("stopped", Some(&st("active", true))), Some(Drift::ShouldStop { .. })));
+        assert!(matches!(
+            drift("running", Some(&st("failed", true))),
+            Some(Drift::ShouldRun { .. })
+        ));
+        assert!(matches!(
+            drift("running", None),
+            Some(Drift::ShouldRun { .. })
+        ));
+        assert!(matches!(
+            drift("stopped", Some(&st("active", true))),
+            Some(Drift::ShouldStop { .. })
+        ));
         let parsed: Vec<InstanceStatus> = serde_json::from_str(
             r#"[{"name":"a","exists":true,"backend":"local","port":27015,"active_state":"failed","sub_state":"failed","pid":null,"enabled":null,"restarts":null}]"#,
         )

@@ -257,7 +257,11 @@ async fn delete(
     let name = bp::delete(&state.pool, a.user.id, id)
         .await
         .map_err(app_error)?;
-    auth::set_flash(&state.pool, &a.session.id, &format!("Blueprint {name} deleted."))
-        .await?;
+    auth::set_flash(
+        &state.pool,
+        &a.session.id,
+        &format!("Blueprint {name} deleted."),
+    )
+    .await?;
     Ok(Redirect::to("/blueprints").into_response())
 }

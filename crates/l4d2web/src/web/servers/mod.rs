@@ -125,7 +125,11 @@ async fn dashboard_with(
     let servers = rows
         .into_iter()
         .map(|s| {
-            let actual = all.as_ref().map(|m: &std::collections::HashMap<String, InstanceStatus>| m.get(&s.name).cloned());
+            let actual =
+                all.as_ref()
+                    .map(|m: &std::collections::HashMap<String, InstanceStatus>| {
+                        m.get(&s.name).cloned()
+                    });
             ServerView::new(s, actual)
         })
         .collect();
@@ -177,13 +181,15 @@ async fn create(
         };
         return dashboard_with(&state, &a, Some((&form, msg))).await;
     };
-    match servers::create_server(&state.pool, &state.config, a.user.id, &name, blueprint_id).await
-    {
+    match servers::create_server(&state.pool, &state.config, a.user.id, &name, blueprint_id).await {
         Ok(s) => {
             auth::set_flash(
                 &state.pool,
                 &a.session.id,
-                &format!("Server {} created on port {}. Start it when ready.", s.name, s.port),
+                &format!(
+                    "Server {} created on port {}. Start it when ready.",
+                    s.name, s.port
+                ),
             )
             .await?;
             Ok(Redirect::to(&format!("/servers/{}", s.id)).into_response())
@@ -204,7 +210,10 @@ struct ServerPage {
     jobs: Vec<Job>,
 }
 
-async fn actual_one(state: &AppState, name: &str) -> (Option<Option<InstanceStatus>>, Option<String>) {
+async fn actual_one(
+    state: &AppState,
+    name: &str,
+) -> (Option<Option<InstanceStatus>>, Option<String>) {
     match status::one(&state.jobs, name).await {
         Ok(s) if s.exists => (Some(Some(s)), None),
         Ok(_) => (Some(None), None),
@@ -288,7 +297,10 @@ async fn action(
                 auth::set_flash(
                     &state.pool,
                     &a.session.id,
-                    &format!("Server {} is already in its desired state; nothing to do.", server.name),
+                    &format!(
+                        "Server {} is already in its desired state; nothing to do.",
+                        server.name
+                    ),
                 )
                 .await?;
                 return Ok(back(&server, &form).into_response());
@@ -301,7 +313,11 @@ async fn action(
     auth::set_flash(
         &state.pool,
         &a.session.id,
-        &format!("{} of server {} queued (job #{job}).", capitalised(action.verb()), server.name),
+        &format!(
+            "{} of server {} queued (job #{job}).",
+            capitalised(action.verb()),
+            server.name
+        ),
     )
     .await?;
     if action == Action::Delete {
