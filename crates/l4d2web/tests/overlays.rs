@@ -808,3 +808,34 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn systemd_backend_goes_through_the_sandbox_helper_and_cleans_up() {
+    // The real helper needs root + systemd as PID 1 (covered by the system
+    // test); here the job must take the helper path, say so first, fail
+    // clearly when the helper cannot run, and remove its script copy.
+    test_env();
+    let s = TestServer::start_with(&[("LEFT4ME_BACKEND", "systemd")]).await;
+    let mut alice = s.login(USER).await;
+    let id = create_script(&mut alice, "via-helper", "echo hi\n").await;
+    let job = build(&mut alice, id, false).await;
+    let state = s.wait_job(job).await;
+    let lines = s.job_lines(job).await;
+    assert!(
+        lines[0].starts_with("sandbox: systemd transient unit via left4me-script-sandbox"),
+        "{lines:?}"
+    );
+    let helper_installed =
+        std::path::Path::new("/usr/local/libexec/left4me/left4me-script-sandbox").is_file();
+    if !helper_installed {
+        assert_eq!(state, "failed");
+        let err = job_error(&s, job).await;
+        assert!(err.contains("build script"), "{err}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(s.root.path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    s.stop().await;
+}
