@@ -49,17 +49,33 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
 
     let root_text = root.display().to_string();
     let bind_text = bind.to_string();
+    // The live panel's log listener on a free loopback port (the simulated
+    // servers are told to log to loopback, which real srcds refuses).
+    let log_listener = match std::env::var("LOG_LISTENER_BIND") {
+        Ok(v) if !v.is_empty() => v,
+        _ => {
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0")
+                .context("cannot find a free UDP port for the log listener")?;
+            probe
+                .local_addr()
+                .context("cannot find a free UDP port for the log listener")?
+                .to_string()
+        }
+    };
     let mut config = config::load(&EnvSource(|k| match k {
         "LEFT4ME_ROOT" => Some(root_text.clone()),
         "SECRET_KEY" => Some(secret.clone()),
         "LEFT4ME_BIND" => Some(bind_text.clone()),
         "LEFT4ME_L4D2CTL" => Some(l4d2ctl.display().to_string()),
+        "LEFT4ME_BACKEND" => Some("local".into()),
+        "LOG_LISTENER_BIND" | "LOG_LISTENER_ADDR" => Some(log_listener.clone()),
         other => std::env::var(other).ok(),
     }))?;
     config.child_env = vec![
         ("LEFT4ME_ROOT".into(), root_text.clone()),
         ("LEFT4ME_BACKEND".into(), "local".into()),
         ("LEFT4ME_STEAMCMD".into(), steamcmd.display().to_string()),
+        ("SRCDS_SIM_LOG_LOOPBACK".into(), "1".into()),
     ];
 
     let pool = db::connect(&config.database_url).await?;

@@ -121,23 +121,24 @@ async fn fake_steam(requests: Arc<AtomicUsize>) -> String {
     format!("http://{addr}")
 }
 
-async fn insert_server(s: &TestServer, owner: i64, port: u16) -> i64 {
-    let blueprint: i64 = sqlx::query_scalar(
-        "INSERT INTO blueprints (owner_id, name) VALUES (?, 'live') RETURNING id",
-    )
-    .bind(owner)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+async fn insert_server(s: &TestServer, owner: i64, name: &str, port: u16, secret: &str) -> i64 {
+    let blueprint: i64 =
+        sqlx::query_scalar("INSERT INTO blueprints (owner_id, name) VALUES (?, ?) RETURNING id")
+            .bind(owner)
+            .bind(name)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
     sqlx::query_scalar(
         "INSERT INTO servers (name, owner_id, blueprint_id, port, rcon_password, log_secret, desired_state)
-         VALUES ('live', ?, ?, ?, ?, ?, 'running') RETURNING id",
+         VALUES (?, ?, ?, ?, ?, ?, 'running') RETURNING id",
     )
+    .bind(name)
     .bind(owner)
     .bind(blueprint)
     .bind(port)
     .bind(RCON_PASSWORD)
-    .bind(LOG_SECRET)
+    .bind(secret)
     .fetch_one(&s.pool)
     .await
     .unwrap()
@@ -165,25 +166,30 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     let game_root = DataRoot::installed();
     let port = free_port();
     let _game = start_game(&game_root, port, log_port);
-    let id = insert_server(&s, s.ids["alice"], port).await;
+    let id = insert_server(&s, s.ids["admin"], "live", port, LOG_SECRET).await;
+    // A server of a non-admin owner: its panel is hers, its console is not.
+    let alices = insert_server(&s, s.ids["alice"], "alices", free_port(), "777").await;
 
     let mut alice = s.login(USER).await;
     let mut bob = s.login(USER2).await;
     let mut admin = s.login(ADMIN).await;
 
-    // Access: the owner and admins see the panel; others get 404.
-    let panel = alice.get(&format!("/servers/{id}/live")).await;
+    // Access: owners see their panel; everyone else gets 404 (admins too).
+    let panel = admin.get(&format!("/servers/{id}/live")).await;
     assert_eq!(panel.status, StatusCode::OK);
     assert!(panel
         .body
         .contains(&format!("sse-connect=\"/servers/{id}/live/stream\"")));
+    assert!(panel.body.contains("RCON console"));
+    let panel = alice.get(&format!("/servers/{alices}/live")).await;
+    assert_eq!(panel.status, StatusCode::OK);
     assert!(
         !panel.body.contains("RCON console"),
         "console link is for admins"
     );
     assert_eq!(
-        admin.get(&format!("/servers/{id}/live")).await.status,
-        StatusCode::OK
+        admin.get(&format!("/servers/{alices}/live")).await.status,
+        StatusCode::NOT_FOUND
     );
     for path in [
         format!("/servers/{id}/live"),
@@ -192,10 +198,15 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
         "/servers/99999/live".to_string(),
     ] {
         assert_eq!(bob.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            alice.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
 
     // The panel: map, both simulated players with Steam personas and avatars.
-    let mut stream = SseStream::open(&alice, &format!("/servers/{id}/live/stream")).await;
+    let mut stream = SseStream::open(&admin, &format!("/servers/{id}/live/stream")).await;
     let frame = stream
         .wait_for(Duration::from_secs(30), "two enriched players", |f| {
             f.event == "panel"
@@ -213,16 +224,30 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     assert!(steam_requests.load(Ordering::SeqCst) >= 1);
     assert!(!frame.data.contains(STEAM_KEY) && !frame.data.contains(RCON_PASSWORD));
 
-    // The console: admins only.
+    // The console: admins only, on their own servers.
     let console = format!("/servers/{id}/rcon");
-    assert_eq!(alice.get(&console).await.status, StatusCode::FORBIDDEN);
+    let alices_console = format!("/servers/{alices}/rcon");
     assert_eq!(
-        alice.post(&console, &[("command", "quit")]).await.status,
+        alice.get(&alices_console).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        alice
+            .post(&alices_console, &[("command", "quit")])
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
         bob.post(&console, &[("command", "quit")]).await.status,
         StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        admin
+            .post(&alices_console, &[("command", "quit")])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
     );
     let page = admin.get(&console).await;
     assert_eq!(page.status, StatusCode::OK);

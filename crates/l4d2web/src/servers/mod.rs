@@ -105,11 +105,14 @@ fn random_hex(bytes: usize) -> Result<String, CreateError> {
     Ok(hex::encode(b))
 }
 
-fn random_u32() -> Result<u32, CreateError> {
+/// A random `sv_logsecret`: srcds keeps it in an int cvar and only sends it
+/// when non-zero, so it must be in 1..=i32::MAX or the game's packets would
+/// carry a different number than the one stored here.
+fn random_log_secret() -> Result<u32, CreateError> {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b)
         .map_err(|e| CreateError::Invalid(format!("no randomness available: {e}")))?;
-    Ok(u32::from_le_bytes(b).max(1))
+    Ok((u32::from_le_bytes(b) & 0x7FFF_FFFF).max(1))
 }
 
 /// Creates a server row: validated unique name, the owner's blueprint, the
@@ -151,7 +154,7 @@ pub async fn create_server(
             .map_err(|e| CreateError::Invalid(format!("port probe failed: {e}")))?
             .ok_or(CreateError::NoPort(range.0, range.1))?;
         let rcon = random_hex(12)?;
-        let secret = random_u32()?.to_string();
+        let secret = random_log_secret()?.to_string();
         let res: Result<i64, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO servers (name, owner_id, blueprint_id, port, rcon_password, log_secret)
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",

@@ -38,8 +38,8 @@ struct LiveServer {
     rcon_password: String,
 }
 
-/// Server `id` if `user` owns it or is an administrator; 404 otherwise
-/// (also for ids that are not numbers).
+/// Server `id` if `user` owns it; 404 otherwise (also for ids that are
+/// not numbers). Same rule as the server pages: admins included.
 async fn visible_server(state: &AppState, user: &User, id: &str) -> Result<LiveServer, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let row: Option<(i64, String, i64, i64, String)> =
@@ -48,14 +48,12 @@ async fn visible_server(state: &AppState, user: &User, id: &str) -> Result<LiveS
             .fetch_optional(&state.pool)
             .await?;
     match row {
-        Some((id, name, owner, port, rcon_password)) if owner == user.id || user.is_admin => {
-            Ok(LiveServer {
-                id,
-                name,
-                port: u16::try_from(port).map_err(|_| AppError::NotFound)?,
-                rcon_password,
-            })
-        }
+        Some((id, name, owner, port, rcon_password)) if owner == user.id => Ok(LiveServer {
+            id,
+            name,
+            port: u16::try_from(port).map_err(|_| AppError::NotFound)?,
+            rcon_password,
+        }),
         _ => Err(AppError::NotFound),
     }
 }
@@ -171,7 +169,8 @@ struct ConsolePage {
     max_len: usize,
 }
 
-/// Admins only: other users get 403 (the panel itself is theirs to see).
+/// Admins only (on their own servers): other users get 403, even owners,
+/// who see the panel but cannot send commands.
 async fn console_page(
     State(state): State<AppState>,
     Admin(a): Admin,

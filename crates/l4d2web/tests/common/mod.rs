@@ -2,6 +2,10 @@
 //! port, real SQLite file) and a tiny cookie-keeping HTTP client.
 #![allow(dead_code)]
 
+pub mod browser;
+#[allow(unused_imports)]
+pub use browser::*;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -61,6 +61,8 @@ pub struct ServerView {
     /// None: state unknown (l4d2ctl failed, see the page's status error).
     pub actual: Option<Option<InstanceStatus>>,
     pub drift: Option<status::Drift>,
+    /// Players and slots from the live poller (dashboard only).
+    pub players: Option<(u32, u32)>,
 }
 
 impl ServerView {
@@ -69,6 +71,7 @@ impl ServerView {
             .as_ref()
             .and_then(|a| status::drift(&server.desired_state, a.as_ref()));
         ServerView {
+            players: None,
             server,
             actual,
             drift,
@@ -122,6 +125,7 @@ async fn dashboard_with(
             Err(e) => (None, Some(e)),
         }
     };
+    let counts = state.live.player_counts();
     let servers = rows
         .into_iter()
         .map(|s| {
@@ -130,7 +134,10 @@ async fn dashboard_with(
                     .map(|m: &std::collections::HashMap<String, InstanceStatus>| {
                         m.get(&s.name).cloned()
                     });
-            ServerView::new(s, actual)
+            let players = counts.get(&s.id).copied();
+            let mut view = ServerView::new(s, actual);
+            view.players = players;
+            view
         })
         .collect();
     let blueprints = bp::list(&state.pool, a.user.id).await?;
