@@ -18,8 +18,8 @@ async fn login_and_failed_login() {
     assert!(!err.is_empty());
     assert!(c.current_url().await.unwrap().path().ends_with("/login"));
     submit_login(c, &s.base, ADMIN.0, ADMIN.1).await;
-    wait_text(c, "main h1", "Jobs").await;
-    assert_eq!(c.current_url().await.unwrap().path(), "/jobs");
+    wait_text(c, "main h1", "Servers").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/servers");
     wait_text(c, "header nav", "Log out admin").await;
     // The stylesheet and scripts loaded under the CSP (no inline script needed).
     let htmx_loaded = c
@@ -66,6 +66,8 @@ async fn job_log_grows_live_without_reload() {
     slow_steamcmd(s.root.path(), 30, 0.25);
     let c = &b.client;
     submit_login(c, &s.base, ADMIN.0, ADMIN.1).await;
+    wait_text(c, "main h1", "Servers").await;
+    c.goto(&format!("{}/jobs", s.base)).await.unwrap();
     wait_text(c, "main h1", "Jobs").await;
     c.find(Locator::Css("main form[action='/admin/install'] button"))
         .await

@@ -35,7 +35,7 @@ async fn main_loop_in_the_browser() {
     .await;
     let c = &b.client;
     submit_login(c, &s.base, USER.0, USER.1).await;
-    wait_text(c, "main h1", "Jobs").await;
+    wait_text(c, "main h1", "Servers").await;
     c.goto(&format!("{}/", s.base)).await.unwrap();
     wait_text(c, "main h1", "Servers").await;
 

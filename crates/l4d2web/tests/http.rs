@@ -392,7 +392,7 @@ async fn login_logout_and_failed_login() {
     let anon_cookie = c.cookie.clone().unwrap();
     let r = c.login(ADMIN.0, ADMIN.1).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.location(), "/jobs");
+    assert_eq!(r.location(), "/servers");
     let set = r.headers["set-cookie"].to_str().unwrap();
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Lax") && !set.contains("Secure"),
@@ -407,8 +407,8 @@ async fn login_logout_and_failed_login() {
     let mut old = s.client();
     old.cookie = Some(anon_cookie);
     assert_eq!(old.get("/jobs").await.location(), "/login");
-    assert_eq!(c.get("/").await.location(), "/jobs");
-    assert_eq!(c.get("/login").await.location(), "/jobs");
+    assert_eq!(c.get("/").await.location(), "/servers");
+    assert_eq!(c.get("/login").await.location(), "/servers");
     let r = c.post("/logout", &[]).await;
     assert_eq!(r.location(), "/login");
     assert!(c.cookie.is_none(), "cookie cleared");

@@ -93,7 +93,7 @@ pub async fn login_form(
 ) -> Result<Response, AppError> {
     if let Some(session) = &s {
         if session.user.is_some() {
-            return Ok(Redirect::to("/jobs").into_response());
+            return Ok(Redirect::to("/servers").into_response());
         }
     }
     let (cookie, session) = match s {
@@ -194,7 +194,7 @@ pub async fn login(
     let (token, _) = auth::create_session(&state.pool, &state.config.secret_key, Some(user))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
-    let mut res = Redirect::to("/jobs").into_response();
+    let mut res = Redirect::to("/servers").into_response();
     let cookie = session_cookie(&token, state.config.session_cookie_secure, SESSION_TTL_SECS);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(header::SET_COOKIE, v);
