@@ -223,6 +223,14 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     assert!(frame.data.contains("STEAM_1:"), "{}", frame.data);
     assert!(steam_requests.load(Ordering::SeqCst) >= 1);
     assert!(!frame.data.contains(STEAM_KEY) && !frame.data.contains(RCON_PASSWORD));
+    // The dashboard shows the same player count.
+    let dashboard = admin.get("/servers").await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    assert!(
+        dashboard.body.contains("<td class=\"players\">2/"),
+        "{}",
+        dashboard.body
+    );
 
     // The console: admins only, on their own servers.
     let console = format!("/servers/{id}/rcon");
