@@ -761,7 +761,7 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// Reads a pipe line by line (lossy UTF-8, trailing CR/LF stripped, long
 /// lines cut) into `out`.
-async fn pump_lines<R: AsyncRead + Unpin>(
+pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
     pipe: R,
     stream: &'static str,
     out: mpsc::Sender<(&'static str, String)>,

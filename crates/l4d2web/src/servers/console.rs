@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +16,6 @@ use crate::jobs::Jobs;
 /// Lines a newcomer gets from an already running follower (and what the
 /// child prints at start).
 pub const BACKLOG: usize = 200;
-const MAX_LINE: usize = 4096;
 
 /// Shared by all requests of one router (an axum `Extension`).
 #[derive(Default)]
@@ -125,44 +123,12 @@ async fn pump(
     mut child: tokio::process::Child,
     shutdown: CancellationToken,
 ) {
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let out = line_tx.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(pipe);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                            buf.pop();
-                        }
-                        buf.truncate(MAX_LINE);
-                        if out
-                            .send(String::from_utf8_lossy(&buf).into_owned())
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<(&'static str, String)>(256);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(crate::jobs::pump_lines(out, "stdout", line_tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(crate::jobs::pump_lines(err, "stderr", line_tx.clone()));
     }
     drop(line_tx);
     let mut idle_check = tokio::time::interval(Duration::from_millis(500));
@@ -170,7 +136,7 @@ async fn pump(
         tokio::select! {
             _ = shutdown.cancelled() => { hub.retire(&name, &f, true); break; }
             line = line_rx.recv() => match line {
-                Some(text) => {
+                Some((_, text)) => {
                     let text: Arc<str> = text.into();
                     let mut backlog = f.backlog.lock().unwrap_or_else(|p| p.into_inner());
                     if backlog.len() == BACKLOG { backlog.pop_front(); }

@@ -289,36 +289,50 @@ pub struct Protected<T> {
 impl<T: DeserializeOwned> FromRequest<AppState> for Protected<T> {
     type Rejection = AppError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
-        let (mut parts, body) = req.into_parts();
-        let MaybeSession(session) = MaybeSession::from_request_parts(&mut parts, state).await?;
-        let header_token = parts
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| AppError::TooLarge)?;
-        let Some(session) = session else {
-            return Err(AppError::Csrf);
-        };
-        let field_token = form_urlencoded_field(&bytes, "csrf_token");
-        let given = header_token.or(field_token).unwrap_or_default();
-        if !auth::tokens_match(&session.csrf_token, &given) {
-            return Err(AppError::Csrf);
-        }
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or("");
-            if !bytes.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
-                return Err(AppError::BadRequest(format!(
-                    "unsupported content type {ct:?}: send an HTML form (application/x-www-form-urlencoded)"
-                )));
-            }
-        }
-        let form = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
+        let (session, form) =
+            read_protected_form(req, state, MAX_BODY, || AppError::TooLarge).await?;
         Ok(Protected { session, form })
     }
+}
+
+/// The work of [`Protected`] with a chosen body limit: the session, a CSRF
+/// token matching it (form field `csrf_token` or header `X-CSRF-Token`), an
+/// urlencoded body of at most `limit` bytes parsed into `T`.
+pub async fn read_protected_form<T: DeserializeOwned>(
+    req: Request,
+    state: &AppState,
+    limit: usize,
+    too_large: impl FnOnce() -> AppError,
+) -> Result<(Session, T), AppError> {
+    let (mut parts, body) = req.into_parts();
+    let MaybeSession(session) = MaybeSession::from_request_parts(&mut parts, state).await?;
+    let header_token = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let Some(session) = session else {
+        return Err(AppError::Csrf);
+    };
+    let field_token = form_urlencoded_field(&bytes, "csrf_token");
+    let given = header_token.or(field_token).unwrap_or_default();
+    if !auth::tokens_match(&session.csrf_token, &given) {
+        return Err(AppError::Csrf);
+    }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !bytes.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(AppError::BadRequest(format!(
+                "unsupported content type {ct:?}: send an HTML form (application/x-www-form-urlencoded)"
+            )));
+        }
+    }
+    let form = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
+    Ok((session, form))
 }
 
 fn form_urlencoded_field(bytes: &[u8], name: &str) -> Option<String> {

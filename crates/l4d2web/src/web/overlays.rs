@@ -7,7 +7,7 @@
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{render, AppError, AppState, Authed, MaybeSession, Nav};
+use super::{render, AppError, AppState, Authed, Nav};
 use crate::accounts::User;
 use crate::auth::{self, Session};
 use crate::jobs::Job;
@@ -45,43 +45,12 @@ pub struct OverlayForm<T> {
 impl<T: DeserializeOwned> FromRequest<AppState> for OverlayForm<T> {
     type Rejection = AppError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
-        let (mut parts, body) = req.into_parts();
-        let MaybeSession(session) = MaybeSession::from_request_parts(&mut parts, state).await?;
-        let header_token = parts
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = axum::body::to_bytes(body, MAX_OVERLAY_FORM)
-            .await
-            .map_err(|_| {
-                AppError::BadRequest(format!(
-                    "the form is larger than {MAX_OVERLAY_FORM} bytes; scripts are limited to 1 MiB"
-                ))
-            })?;
-        let Some(session) = session else {
-            return Err(AppError::Csrf);
-        };
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
-        let field_token = pairs
-            .iter()
-            .find(|(k, _)| k == "csrf_token")
-            .map(|(_, v)| v.clone());
-        let given = header_token.or(field_token).unwrap_or_default();
-        if !auth::tokens_match(&session.csrf_token, &given) {
-            return Err(AppError::Csrf);
-        }
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or("");
-            if !bytes.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
-                return Err(AppError::BadRequest(format!(
-                    "unsupported content type {ct:?}: send an HTML form (application/x-www-form-urlencoded)"
-                )));
-            }
-        }
-        let form = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
+        let (session, form) = super::read_protected_form(req, state, MAX_OVERLAY_FORM, || {
+            AppError::BadRequest(format!(
+                "the form is larger than {MAX_OVERLAY_FORM} bytes; scripts are limited to 1 MiB"
+            ))
+        })
+        .await?;
         Ok(OverlayForm { session, form })
     }
 }

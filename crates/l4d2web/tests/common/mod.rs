@@ -84,6 +84,11 @@ impl TestServer {
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let root = DataRoot::empty();
         slow_steamcmd(root.path(), 3, 0.2);
+        Self::serve_on(root, extra).await
+    }
+
+    /// Serves `root` with users admin, alice and bob.
+    async fn serve_on(root: DataRoot, extra: &[(&str, &str)]) -> Self {
         let config = config_for(root.path(), extra);
         let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
         l4d2web::db::migrate(&pool).await.unwrap();
@@ -412,32 +417,6 @@ impl TestServer {
     /// game INSTALLED (`DataRoot::installed()`: real `l4d2ctl install` through
     /// steamcmd-sim), so servers can really start (local backend; root or not).
     pub async fn start_installed(extra: &[(&str, &str)]) -> Self {
-        let root = DataRoot::installed();
-        let config = config_for(root.path(), extra);
-        let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
-        l4d2web::db::migrate(&pool).await.unwrap();
-        let mut ids = HashMap::new();
-        for (name, pw, admin) in [
-            (ADMIN.0, ADMIN.1, true),
-            (USER.0, USER.1, false),
-            (USER2.0, USER2.1, false),
-        ] {
-            let u = l4d2web::accounts::create_user(&pool, name, pw, admin)
-                .await
-                .unwrap();
-            ids.insert(name, u.id);
-        }
-        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(l4d2web::serve(config, listener, shutdown.clone()));
-        TestServer {
-            base,
-            root,
-            pool,
-            shutdown,
-            task: Some(task),
-            ids,
-        }
+        Self::serve_on(DataRoot::installed(), extra).await
     }
 }
