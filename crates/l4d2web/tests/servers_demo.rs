@@ -112,6 +112,26 @@ async fn demo_example_blueprint_starts_a_server() {
     };
     assert_eq!(name, "left4me demo server");
 
+    // The live panel works with zero configuration too: map and simulated
+    // players from the poller, game events through the loopback log listener.
+    let mut live = SseStream::open(&c, &format!("{server}/live/stream")).await;
+    live.wait_for(Duration::from_secs(30), "map and players", |f| {
+        f.event == "panel" && f.data.contains("c1m1_hotel") && f.data.contains("live-players")
+    })
+    .await;
+    let r = c
+        .post(
+            &format!("{server}/rcon"),
+            &[("command", "say hello from the demo")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    live.wait_for(Duration::from_secs(30), "the chat event", |f| {
+        f.event == "event" && f.data.contains("hello from the demo")
+    })
+    .await;
+    drop(live);
+
     let r = c.post(&format!("{server}/delete"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let instance = cwd.path().join("left4me-data/instances/demo1");

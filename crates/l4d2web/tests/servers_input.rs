@@ -271,3 +271,48 @@ async fn unknown_ids_actions_and_bad_blueprints() {
     assert_eq!(config, "hostname x");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn starting_before_the_game_is_installed_fails_clearly_and_touches_nothing() {
+    // TestServer::start_with serves an empty data root: no game installed.
+    let s = TestServer::start_with(&[
+        ("LEFT4ME_PORT_RANGE_START", "27460"),
+        ("LEFT4ME_PORT_RANGE_END", "27469"),
+    ])
+    .await;
+    let mut c = s.login(USER).await;
+    let r = c
+        .post(
+            "/blueprints",
+            &[
+                ("name", "base"),
+                ("args", "+map c1m1_hotel"),
+                ("config", ""),
+            ],
+        )
+        .await;
+    let bp = r.location().trim_start_matches("/blueprints/").to_string();
+    let r = c
+        .post("/servers", &[("name", "early"), ("blueprint_id", &bp)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let server = r.location().to_string();
+    let r = c.post(&format!("{server}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs WHERE kind = 'server-start'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(s.wait_job(job).await, "failed");
+    let error: String = sqlx::query_scalar("SELECT error FROM jobs WHERE id = ?")
+        .bind(job)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert!(
+        error.contains("not starting early: the game is not installed"),
+        "{error}"
+    );
+    assert!(!s.root.path().join("instances/early").exists());
+    s.stop().await;
+}

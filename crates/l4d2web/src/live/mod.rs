@@ -133,6 +133,8 @@ struct Inner {
     profiles: ProfileCache,
     /// Woken when a player connects or leaves, for a prompt re-poll.
     repoll: Notify,
+    /// Woken when servers were created, for a prompt secret sync.
+    resync: Notify,
 }
 
 /// Keeps a viewer counted while its stream is open.
@@ -187,6 +189,7 @@ impl LiveHub {
                 listener,
                 profiles: ProfileCache::new(api, PROFILE_TTL),
                 repoll: Notify::new(),
+                resync: Notify::new(),
             }),
         })
     }
@@ -251,6 +254,13 @@ impl LiveHub {
             self.inner.repoll.notify_one();
         }
         (live.tx.subscribe(), ViewerGuard { live })
+    }
+
+    /// Tells the hub the `servers` table changed (a server was created), so
+    /// the log listener learns the new secret now rather than on its next
+    /// periodic sync.
+    pub fn servers_changed(&self) {
+        self.inner.resync.notify_one();
     }
 
     /// Forgets a deleted server.
@@ -328,6 +338,7 @@ impl LiveHub {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = self.inner.resync.notified() => {}
             }
             let rows: Vec<(i64, String)> =
                 match sqlx::query_as("SELECT id, log_secret FROM servers")

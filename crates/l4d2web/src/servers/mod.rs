@@ -336,6 +336,35 @@ pub async fn run_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
     }
 }
 
+/// Refuses to start a server while the game is missing or being installed:
+/// an overlay mounted over a half-written installation keeps showing the
+/// files as missing (overlayfs caches lower-layer lookups), so the server
+/// would stay broken after the install finished.
+async fn check_game_installed(
+    ctx: &mut JobCtx,
+    root: &std::path::Path,
+    name: &str,
+) -> Result<(), JobFailure> {
+    let installing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE kind = 'install' AND state = 'running' ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(ctx.pool())
+    .await?;
+    if let Some(job) = installing {
+        return Err(JobFailure::msg(format!(
+            "not starting {name}: the game is being installed or updated (job {job}); start it again when that job has finished"
+        )));
+    }
+    let srcds_run = root.join("installation/srcds_run");
+    if !srcds_run.is_file() {
+        return Err(JobFailure::msg(format!(
+            "not starting {name}: the game is not installed ({} is missing); an administrator runs \"Install / update game\" on the Jobs page first",
+            srcds_run.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks every overlay of the blueprint and builds the spec YAML from the
 /// blueprint as it is now. Fails (changing nothing) when an overlay is not
 /// ready.
@@ -351,8 +380,9 @@ async fn prepare_spec(ctx: &mut JobCtx, server: &JobServer) -> Result<String, Jo
             server.name
         )));
     };
-    let stack = blueprints::stack(ctx.pool(), server.blueprint_id).await?;
     let root = ctx.config().root.clone();
+    check_game_installed(ctx, &root, &server.name).await?;
+    let stack = blueprints::stack(ctx.pool(), server.blueprint_id).await?;
     for layer in &stack {
         crate::overlays::check_ready(ctx.pool(), &root, layer.overlay_id)
             .await

@@ -190,6 +190,8 @@ async fn create(
     };
     match servers::create_server(&state.pool, &state.config, a.user.id, &name, blueprint_id).await {
         Ok(s) => {
+            // The log listener must know the new secret before the first start.
+            state.live.servers_changed();
             auth::set_flash(
                 &state.pool,
                 &a.session.id,
