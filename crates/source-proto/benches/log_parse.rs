@@ -37,6 +37,54 @@ fn packets(secret: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A line built to make a naive player-tag parser quadratic: `"` and then
+/// `>" ` over and over, so every position looks like the end of a tag whose
+/// fields are never there. `len` is the whole line's length in bytes.
+fn hostile_line(len: usize) -> String {
+    let mut line = String::from("L 11/22/2025 - 00:35:07: \"");
+    while line.len() + 3 <= len {
+        line.push_str(">\" ");
+    }
+    line
+}
+
+/// The same shape as a packet with a valid secret.
+fn hostile_packet(len: usize) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xFF, 0xFF, 0xFF, b'S'];
+    v.extend_from_slice(b"1000007");
+    v.extend_from_slice(hostile_line(len).as_bytes());
+    v.extend_from_slice(b"\n\0");
+    v
+}
+
+/// Worst-case lines: the longest hostile line the engine could send, and the
+/// 65 KB datagram a forger can send (refused by its size before parsing).
+fn worst_case(quick: bool) {
+    let rounds = if quick { 20 } else { 2_000 };
+    for (label, len) in [
+        ("hostile line, 1 KB", hllog::MAX_LINE_BYTES),
+        ("hostile line, 65 KB", 65_000),
+    ] {
+        let packet = hostile_packet(len);
+        let line = hostile_line(len);
+        let start = Instant::now();
+        for _ in 0..rounds {
+            if let Ok(p) = hllog::parse_packet(std::hint::black_box(&packet)) {
+                let _ = std::hint::black_box(hllog::parse_line(&p.line));
+            }
+        }
+        let packet_time = start.elapsed() / rounds;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let _ = std::hint::black_box(hllog::parse_line(std::hint::black_box(&line)));
+        }
+        let line_time = start.elapsed() / rounds;
+        println!(
+            "worst case {label:<20}: parse_packet + parse_line {packet_time:>10.2?}/packet, parse_line alone {line_time:>10.2?}/line"
+        );
+    }
+}
+
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -181,6 +229,7 @@ fn main() {
     } else {
         pure_parse(&pkts);
     }
+    worst_case(quick);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

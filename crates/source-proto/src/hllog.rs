@@ -9,6 +9,14 @@
 //! Line: `L MM/DD/YYYY - HH:MM:SS: <event>`. Player tags look like
 //! `"Name<userid><STEAM_1:0:123><Survivor>"`; names may contain `<`, `>`
 //! and quotes, so a tag is read from its right end.
+//!
+//! Sizes are capped at what the engine itself can send (Source's
+//! `engine/sv_log.cpp`): `CLog::Printf` and the game DLL's `UTIL_LogPrintf`
+//! format the event into a 1024-byte buffer (at most 1023 bytes plus the
+//! NUL), `CLog::Print` prefixes the 25-byte timestamp, and
+//! `NET_OutOfBandPrintf` sends it from a `MAX_ROUTABLE_PAYLOAD` (1260-byte)
+//! buffer. Anything longer did not come from srcds and is refused before
+//! it is parsed. Every parser here is linear in its input.
 
 use thiserror::Error;
 
@@ -18,6 +26,17 @@ pub const LOG_PLAIN: u8 = 0x52;
 pub const LOG_WITH_SECRET: u8 = 0x53;
 /// Longest secret we accept (sv_logsecret is an int; 20 digits covers it).
 pub const MAX_SECRET_LEN: usize = 20;
+/// Longest event text srcds formats: its 1024-byte log buffer minus the NUL
+/// (the trailing newline counts, so an event we keep is at most 1022 bytes).
+pub const MAX_EVENT_BYTES: usize = 1024 - 1;
+/// `L MM/DD/YYYY - HH:MM:SS: ` in front of every event.
+pub const STAMP_BYTES: usize = 25;
+/// Longest log line (timestamp, event and its newline) srcds sends.
+pub const MAX_LINE_BYTES: usize = STAMP_BYTES + MAX_EVENT_BYTES;
+/// Largest datagram srcds sends (`MAX_ROUTABLE_PAYLOAD`); a log packet is
+/// `FF FF FF FF`, the type, the secret and the line with its NUL, so every
+/// real one fits.
+pub const MAX_PACKET_BYTES: usize = 1260;
 
 /// A log packet or line we cannot read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -36,6 +55,13 @@ pub enum LogError {
     BadTimestamp(String),
     #[error("log line has an empty event")]
     EmptyEvent,
+    /// Longer than srcds can send: forged, and not worth parsing.
+    #[error("log {what} of {len} bytes is longer than srcds sends (at most {max})")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
 }
 
 /// A received log packet.
@@ -50,6 +76,13 @@ pub struct LogPacket {
 
 /// Parses one UDP datagram.
 pub fn parse_packet(datagram: &[u8]) -> Result<LogPacket, LogError> {
+    if datagram.len() > MAX_PACKET_BYTES {
+        return Err(LogError::TooLong {
+            what: "packet",
+            len: datagram.len(),
+            max: MAX_PACKET_BYTES,
+        });
+    }
     if datagram.len() < 5 {
         return Err(LogError::TooShort(datagram.len()));
     }
@@ -84,6 +117,14 @@ pub fn parse_packet(datagram: &[u8]) -> Result<LogPacket, LogError> {
     let line = &line[..end];
     if line.is_empty() {
         return Err(LogError::EmptyLine);
+    }
+    // Checked on the raw bytes: the lossy conversion below may grow them.
+    if line.len() > MAX_LINE_BYTES {
+        return Err(LogError::TooLong {
+            what: "line",
+            len: line.len(),
+            max: MAX_LINE_BYTES,
+        });
     }
     Ok(LogPacket {
         secret,
@@ -159,7 +200,7 @@ fn parse_stamp(line: &str) -> Result<(LogTime, &str), LogError> {
     let bad = || LogError::BadTimestamp(line.chars().take(40).collect());
     let b = line.as_bytes();
     // "L " + "MM/DD/YYYY" + " - " + "HH:MM:SS" + ": " = 25 bytes.
-    if b.len() < 25 || !b.starts_with(b"L ") {
+    if b.len() < STAMP_BYTES || !b.starts_with(b"L ") {
         return Err(bad());
     }
     let fixed = [
@@ -200,42 +241,73 @@ fn parse_stamp(line: &str) -> Result<(LogTime, &str), LogError> {
         second,
     };
     // Bytes 0..25 are ASCII (checked above), so 25 is a char boundary.
-    Ok((time, &line[25..]))
+    Ok((time, &line[STAMP_BYTES..]))
 }
 
 /// Reads a tag body `Name<uid><steam><team>` from the right.
+#[cfg(test)]
 fn parse_tag(tag: &str) -> Option<PlayerTag> {
-    let mut rest = tag;
-    let mut fields = [""; 3];
-    for slot in fields.iter_mut().rev() {
-        let inner = rest.strip_suffix('>')?;
-        let open = inner.rfind('<')?;
-        *slot = &inner[open + 1..];
-        rest = &inner[..open];
+    let inner = tag.strip_suffix('>')?;
+    let mut lts = [None; 3];
+    for (i, b) in inner.bytes().enumerate() {
+        if b == b'<' {
+            lts = [lts[1], lts[2], Some(i)];
+        }
     }
-    let [uid, steam, team] = fields;
-    if uid.is_empty() || uid.len() > 10 || !uid.bytes().all(|b| b.is_ascii_digit()) {
+    tag_from_lts(inner, lts)
+}
+
+/// The tag ending just before `inner.len()` (where its final `>` was),
+/// given the positions of the last three `<` in `inner`, oldest first.
+///
+/// Reading from the right, the team is after the last `<`, the Steam id
+/// between the two before it and the user id between the first two; each
+/// field is closed by `>`. Fields may themselves contain `>` (never `<`
+/// after their own opening), which is why only the `<` positions matter.
+fn tag_from_lts(inner: &str, lts: [Option<usize>; 3]) -> Option<PlayerTag> {
+    let [Some(u), Some(s), Some(t)] = lts else {
+        return None;
+    };
+    let b = inner.as_bytes();
+    // `...><team` and `...><steam>` and `<uid>`: each field's `>` sits right
+    // before the next field's `<`.
+    if t == 0 || b[t - 1] != b'>' || s == 0 || b[s - 1] != b'>' {
+        return None;
+    }
+    // s < t - 1 and u < s - 1 hold: b[t-1] and b[s-1] are '>', not '<'.
+    let uid = &inner[u + 1..s - 1];
+    if uid.is_empty() || uid.len() > 10 || !uid.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
     let userid = uid.parse().ok()?;
     Some(PlayerTag {
-        name: rest.to_string(),
+        name: inner[..u].to_string(),
         userid,
-        steam_id: steam.to_string(),
-        team: team.to_string(),
+        steam_id: inner[s + 1..t - 1].to_string(),
+        team: inner[t + 1..].to_string(),
     })
 }
 
 /// Splits `"<tag>" <verb...>` at the first `>" ` that closes a valid tag.
+///
+/// One pass from the left, remembering the last three `<`: every candidate
+/// `>" ` is checked in constant time (the user id is at most 10 digits), so
+/// a line made of nothing but `>" ` costs O(n), not O(n²).
 fn split_player(event: &str) -> Option<(PlayerTag, &str)> {
     let body = event.strip_prefix('"')?;
-    let mut from = 0;
-    while let Some(i) = body[from..].find(">\" ") {
-        let end = from + i + 1; // index just after '>'
-        if let Some(tag) = parse_tag(&body[..end]) {
-            return Some((tag, &body[end + 2..]));
+    let b = body.as_bytes();
+    let mut lts: [Option<usize>; 3] = [None; 3];
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'<' => lts = [lts[1], lts[2], Some(i)],
+            b'>' if b[i + 1..].starts_with(b"\" ") => {
+                // '>' is ASCII, so i is a char boundary.
+                if let Some(tag) = tag_from_lts(&body[..i], lts) {
+                    return Some((tag, &body[i + 3..]));
+                }
+            }
+            _ => {}
         }
-        from = end;
     }
     None
 }
@@ -312,7 +384,21 @@ fn parse_event(event: &str) -> LogEvent {
 }
 
 /// Parses one log line (without the packet framing) into its time and event.
+/// Lines longer than srcds sends ([`MAX_LINE_BYTES`]) are refused; the limit
+/// counts characters here, because [`parse_packet`] turns every byte that is
+/// not UTF-8 into one (three-byte) U+FFFD, so any line it accepted fits.
 pub fn parse_line_with_time(line: &str) -> Result<(LogTime, LogEvent), LogError> {
+    if line.len() > MAX_LINE_BYTES {
+        // At most MAX_LINE_BYTES + 1 characters are looked at.
+        let chars = line.chars().take(MAX_LINE_BYTES + 1).count();
+        if chars > MAX_LINE_BYTES {
+            return Err(LogError::TooLong {
+                what: "line",
+                len: line.len(),
+                max: MAX_LINE_BYTES,
+            });
+        }
+    }
     let (time, event) = parse_stamp(line)?;
     if event.trim().is_empty() {
         return Err(LogError::EmptyEvent);
@@ -338,5 +424,82 @@ mod tests {
         assert!(parse_tag("x<y><z>").is_none());
         assert!(parse_tag("x<-1><z><t>").is_none());
         assert_eq!(parse_tag("<5><BOT><>").unwrap().name, "");
+    }
+
+    /// The former quadratic reader (every `>" ` re-scanned the tag from
+    /// the right): kept to prove the linear one finds the same split.
+    fn reference_split_player(event: &str) -> Option<(PlayerTag, &str)> {
+        fn tag(tag: &str) -> Option<PlayerTag> {
+            let mut rest = tag;
+            let mut fields = [""; 3];
+            for slot in fields.iter_mut().rev() {
+                let inner = rest.strip_suffix('>')?;
+                let open = inner.rfind('<')?;
+                *slot = &inner[open + 1..];
+                rest = &inner[..open];
+            }
+            let [uid, steam, team] = fields;
+            if uid.is_empty() || uid.len() > 10 || !uid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(PlayerTag {
+                name: rest.to_string(),
+                userid: uid.parse().ok()?,
+                steam_id: steam.to_string(),
+                team: team.to_string(),
+            })
+        }
+        let body = event.strip_prefix('"')?;
+        let mut from = 0;
+        while let Some(i) = body[from..].find(">\" ") {
+            let end = from + i + 1;
+            if let Some(t) = tag(&body[..end]) {
+                return Some((t, &body[end + 2..]));
+            }
+            from = end;
+        }
+        None
+    }
+
+    #[test]
+    fn linear_split_matches_the_reference() {
+        let samples = [
+            "\"Nick<2><STEAM_1:0:1><>\" entered the game",
+            "\"a<b>\"c\" <x<3><STEAM_1:1:9><Survivor>\" say \"hi >\" say \"there\"",
+            "\"x<1><2><a>b>\" joined team \"a\"",
+            "\"<5><BOT><>\" say \"x\"",
+            "\"N<99999999999><S><T>\" entered the game",
+            "\">\" >\" <1><2><3>\" x",
+            "\"<<<>>><1>>\" <2><3>\" y",
+            "\"",
+            "\">\" ",
+            "no quote<1><2><3>\" x",
+        ];
+        // Small alphabet of the characters that matter, so random strings
+        // are full of near-tags.
+        let alphabet = ['<', '>', '"', ' ', '1', '2', 'a', 'é'];
+        let mut seed = 0x5EED_0007u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut inputs: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut s = String::from("\"");
+            for _ in 0..len {
+                s.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            inputs.push(s);
+        }
+        for input in &inputs {
+            assert_eq!(
+                split_player(input),
+                reference_split_player(input),
+                "{input:?}"
+            );
+        }
     }
 }

@@ -5,11 +5,18 @@
 //!
 //! Events go out on a tokio broadcast channel: any number of subscribers
 //! (live panels), and a slow subscriber lags instead of stalling the socket.
+//!
+//! Parsing never runs on the tokio workers: the receive loop only checks a
+//! datagram's size and hands it to one dedicated parser thread through a
+//! bounded queue. A flood of (even authenticated) lines can then cost at
+//! most that thread's time; datagrams the queue has no room for, and ones
+//! longer than srcds sends, are dropped and counted.
 
 use crate::hllog::{self, LogEvent, LogTime};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -21,9 +28,14 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
 /// at once) must not overflow the default ~200 KiB. The kernel caps it at
 /// `net.core.rmem_max` (deploy/ raises that to 8 MiB).
 pub const RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-/// Largest datagram read; longer ones are truncated by the kernel and then
-/// fail to parse only if the framing breaks.
+/// Receive buffer: the largest UDP payload, so a datagram's real length is
+/// seen (and one longer than srcds sends refused) instead of truncated.
 const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams waiting for the parser thread. Each is at most
+/// [`hllog::MAX_PACKET_BYTES`], so the queue holds at most ~5 MiB.
+pub const PARSE_QUEUE_CAPACITY: usize = 4096;
+/// Name of the thread that parses and attributes log lines.
+pub const PARSER_THREAD_NAME: &str = "hllog-parse";
 
 /// Listener setup errors.
 #[derive(Debug, Error)]
@@ -59,6 +71,12 @@ pub enum DropReason {
     UnknownSecret,
     /// Not a log packet, or a line that is not an HL log line.
     Malformed,
+    /// Longer than srcds ever sends (see [`hllog::MAX_PACKET_BYTES`] and
+    /// [`hllog::MAX_LINE_BYTES`]): refused before it is parsed.
+    TooLong,
+    /// The parser thread's queue was full (or the thread could not be
+    /// started): the datagram was not parsed.
+    Overloaded,
 }
 
 /// Counters since the listener was bound.
@@ -69,11 +87,17 @@ pub struct ListenerStats {
     pub dropped_no_secret: u64,
     pub dropped_unknown_secret: u64,
     pub dropped_malformed: u64,
+    pub dropped_too_long: u64,
+    pub dropped_overloaded: u64,
 }
 
 impl ListenerStats {
     pub fn dropped(&self) -> u64 {
-        self.dropped_no_secret + self.dropped_unknown_secret + self.dropped_malformed
+        self.dropped_no_secret
+            + self.dropped_unknown_secret
+            + self.dropped_malformed
+            + self.dropped_too_long
+            + self.dropped_overloaded
     }
 }
 
@@ -84,6 +108,8 @@ struct Counters {
     no_secret: AtomicU64,
     unknown_secret: AtomicU64,
     malformed: AtomicU64,
+    too_long: AtomicU64,
+    overloaded: AtomicU64,
 }
 
 struct Inner {
@@ -215,13 +241,15 @@ impl LogListener {
             dropped_no_secret: c.no_secret.load(Ordering::Relaxed),
             dropped_unknown_secret: c.unknown_secret.load(Ordering::Relaxed),
             dropped_malformed: c.malformed.load(Ordering::Relaxed),
+            dropped_too_long: c.too_long.load(Ordering::Relaxed),
+            dropped_overloaded: c.overloaded.load(Ordering::Relaxed),
         }
     }
 
     /// Parses and attributes one datagram without touching counters or the
     /// channel (the pure part of the run loop).
     pub fn classify(&self, datagram: &[u8]) -> Result<ServerLogEvent, DropReason> {
-        let packet = hllog::parse_packet(datagram).map_err(|_| DropReason::Malformed)?;
+        let packet = hllog::parse_packet(datagram).map_err(drop_reason)?;
         let Some(secret) = packet.secret else {
             return Err(DropReason::NoSecret);
         };
@@ -229,8 +257,7 @@ impl LogListener {
             let map = self.inner.secrets.read().unwrap_or_else(|p| p.into_inner());
             *map.get(&secret).ok_or(DropReason::UnknownSecret)?
         };
-        let (time, event) =
-            hllog::parse_line_with_time(&packet.line).map_err(|_| DropReason::Malformed)?;
+        let (time, event) = hllog::parse_line_with_time(&packet.line).map_err(drop_reason)?;
         Ok(ServerLogEvent {
             server_key,
             time,
@@ -239,7 +266,9 @@ impl LogListener {
         })
     }
 
-    /// Handles one datagram: counts it, and broadcasts it if attributed.
+    /// Handles one datagram on the calling thread: counts it, parses it and
+    /// broadcasts it if attributed. ([`run`](Self::run) calls this on its
+    /// parser thread, never on a tokio worker.)
     pub fn handle_datagram(&self, datagram: &[u8], from: SocketAddr) -> Result<(), DropReason> {
         let c = &self.inner.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
@@ -251,27 +280,99 @@ impl LogListener {
                 Ok(())
             }
             Err(reason) => {
-                let counter = match reason {
-                    DropReason::NoSecret => &c.no_secret,
-                    DropReason::UnknownSecret => &c.unknown_secret,
-                    DropReason::Malformed => &c.malformed,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::trace!(%from, ?reason, len = datagram.len(), "log datagram dropped");
+                self.count_drop(reason, from, datagram.len());
                 Err(reason)
             }
         }
     }
 
-    /// Receives datagrams forever. Socket errors (e.g. ICMP noise) are
-    /// logged and the loop goes on; it only ends when the task is dropped.
+    fn count_drop(&self, reason: DropReason, from: SocketAddr, len: usize) {
+        let c = &self.inner.counters;
+        let counter = match reason {
+            DropReason::NoSecret => &c.no_secret,
+            DropReason::UnknownSecret => &c.unknown_secret,
+            DropReason::Malformed => &c.malformed,
+            DropReason::TooLong => &c.too_long,
+            DropReason::Overloaded => &c.overloaded,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%from, ?reason, len, "log datagram dropped");
+    }
+
+    /// Counts a datagram that never reaches [`handle_datagram`](Self::handle_datagram).
+    fn drop_unparsed(&self, reason: DropReason, from: SocketAddr, len: usize) {
+        self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.count_drop(reason, from, len);
+    }
+
+    /// Starts the parser thread; it ends when the returned sender is dropped.
+    fn start_parser(&self) -> std::io::Result<SyncSender<(Vec<u8>, SocketAddr)>> {
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, SocketAddr)>(PARSE_QUEUE_CAPACITY);
+        let listener = self.clone();
+        std::thread::Builder::new()
+            .name(PARSER_THREAD_NAME.into())
+            .spawn(move || {
+                while let Ok((datagram, from)) = rx.recv() {
+                    let _ = listener.handle_datagram(&datagram, from);
+                }
+            })?;
+        Ok(tx)
+    }
+
+    /// Hands one received datagram to the parser thread (starting it if
+    /// needed) without waiting: only its size is looked at here.
+    fn dispatch(
+        &self,
+        parser: &mut Option<SyncSender<(Vec<u8>, SocketAddr)>>,
+        datagram: &[u8],
+        from: SocketAddr,
+        warned: &mut bool,
+    ) {
+        if datagram.len() > hllog::MAX_PACKET_BYTES {
+            self.drop_unparsed(DropReason::TooLong, from, datagram.len());
+            return;
+        }
+        let mut item = (datagram.to_vec(), from);
+        // Twice at most: a parser thread that ended (it should not: the
+        // parsers never panic) is replaced once, then the datagram is lost.
+        for _ in 0..2 {
+            let tx = match parser {
+                Some(tx) => tx,
+                None => match self.start_parser() {
+                    Ok(tx) => {
+                        *warned = false;
+                        parser.insert(tx)
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(warned, true) {
+                            tracing::error!(error = %e, "cannot start the log parser thread; log lines are dropped");
+                        }
+                        break;
+                    }
+                },
+            };
+            match tx.try_send(item) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => break,
+                Err(TrySendError::Disconnected(back)) => {
+                    *parser = None;
+                    item = back;
+                }
+            }
+        }
+        self.drop_unparsed(DropReason::Overloaded, from, datagram.len());
+    }
+
+    /// Receives datagrams forever and hands them to the parser thread.
+    /// Socket errors (e.g. ICMP noise) are logged and the loop goes on; it
+    /// only ends when the task is dropped, and the parser thread with it.
     pub async fn run(self) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut parser = None;
+        let mut warned = false;
         loop {
             match self.inner.socket.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    let _ = self.handle_datagram(&buf[..n], from);
-                }
+                Ok((n, from)) => self.dispatch(&mut parser, &buf[..n], from, &mut warned),
                 Err(e) => {
                     tracing::warn!(error = %e, "log listener receive failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -280,8 +381,16 @@ impl LogListener {
         }
     }
 
-    /// Spawns [`run`](Self::run) on the current tokio runtime.
+    /// Spawns [`run`](Self::run) on the current tokio runtime. Aborting the
+    /// task also ends the parser thread.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.clone().run())
+    }
+}
+
+fn drop_reason(e: hllog::LogError) -> DropReason {
+    match e {
+        hllog::LogError::TooLong { .. } => DropReason::TooLong,
+        _ => DropReason::Malformed,
     }
 }

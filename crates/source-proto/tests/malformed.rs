@@ -594,6 +594,126 @@ fn hllog_every_truncation_and_random_input_never_panics() {
     }
 }
 
+const STAMP: &str = "L 11/22/2025 - 00:35:07: ";
+
+/// `STAMP` + `"` + `>" ` repeated up to `len` bytes: every position looks
+/// like the end of a player tag whose fields never come.
+fn hostile_line(len: usize) -> String {
+    let mut line = format!("{STAMP}\"");
+    while line.len() + 3 <= len {
+        line.push_str(">\" ");
+    }
+    line
+}
+
+#[test]
+fn hllog_maximal_hostile_lines_parse_and_longer_ones_are_refused() {
+    // The longest line srcds can send, made of nothing but tag look-alikes:
+    // not a player event, but a well-formed line.
+    let line = hostile_line(hllog::MAX_LINE_BYTES);
+    assert!(line.len() > hllog::MAX_LINE_BYTES - 3);
+    assert!(matches!(hllog::parse_line(&line), Ok(LogEvent::Other(_))));
+    let p = hllog::parse_packet(&frame(&line, Some("77"))).unwrap();
+    assert_eq!(p.line, line);
+
+    // Maximal and still a real event at its very end: the whole line is
+    // read, and the first `>" ` closing a valid tag wins.
+    let tail = "Nick<2><STEAM_1:0:1><>\" entered the game";
+    let mut line = hostile_line(hllog::MAX_LINE_BYTES - tail.len());
+    line.push_str(tail);
+    assert!(line.len() <= hllog::MAX_LINE_BYTES);
+    match hllog::parse_line(&line) {
+        Ok(LogEvent::Entered { player }) => {
+            assert!(player.name.ends_with(">\" Nick"), "{:?}", player.name);
+            assert_eq!(
+                (player.userid, player.steam_id.as_str()),
+                (2, "STEAM_1:0:1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Other hostile shapes at the limit: only `<`, only digits in tags.
+    for body in ["<", "<1>", "<1><2>", "\"<1><2><3>"] {
+        let mut line = format!("{STAMP}\"");
+        while line.len() + body.len() <= hllog::MAX_LINE_BYTES {
+            line.push_str(body);
+        }
+        assert!(hllog::parse_line(&line).is_ok(), "{body:?}");
+    }
+
+    // One byte more than srcds sends is refused, not parsed.
+    let mut long = format!("{STAMP}x");
+    long.push_str(&"y".repeat(hllog::MAX_LINE_BYTES - long.len()));
+    assert!(hllog::parse_line(&long).is_ok());
+    long.push('z');
+    assert!(matches!(
+        hllog::parse_line(&long),
+        Err(LogError::TooLong { what: "line", .. })
+    ));
+    // Same for packets: the line (packet fits) and the datagram itself.
+    assert!(matches!(
+        hllog::parse_packet(&frame(&long, Some("77"))),
+        Err(LogError::TooLong { what: "line", .. })
+    ));
+    let huge = frame(&hostile_line(65_000), Some("77"));
+    assert!(matches!(
+        hllog::parse_packet(&huge),
+        Err(LogError::TooLong { what: "packet", .. })
+    ));
+    assert!(matches!(
+        hllog::parse_line(&hostile_line(65_000)),
+        Err(LogError::TooLong { .. })
+    ));
+    // The largest datagram srcds sends is still read.
+    let mut v = vec![0xFF; 4];
+    v.push(b'R');
+    let filler = "x".repeat(hllog::MAX_PACKET_BYTES - 5 - STAMP.len());
+    v.extend_from_slice(format!("{STAMP}{filler}").as_bytes());
+    assert_eq!(v.len(), hllog::MAX_PACKET_BYTES);
+    assert!(!matches!(
+        hllog::parse_packet(&v),
+        Err(LogError::TooLong { what: "packet", .. })
+    ));
+
+    // The limit is srcds' byte count: invalid UTF-8 turned into U+FFFD (3
+    // bytes each) or multi-byte names never push an accepted packet's line
+    // over it in parse_line.
+    let mut bytes = format!("{STAMP}\"").into_bytes();
+    bytes.resize(hllog::MAX_LINE_BYTES, 0xC3);
+    let mut packet = vec![0xFF, 0xFF, 0xFF, 0xFF, b'S', b'7'];
+    packet.extend_from_slice(&bytes);
+    let p = hllog::parse_packet(&packet).unwrap();
+    assert!(p.line.len() > hllog::MAX_LINE_BYTES);
+    assert!(matches!(hllog::parse_line(&p.line), Ok(LogEvent::Other(_))));
+    let wide = format!("{STAMP}{}", "é".repeat(hllog::MAX_EVENT_BYTES));
+    assert!(hllog::parse_line(&wide).is_ok());
+}
+
+#[tokio::test]
+async fn listener_counts_overlong_datagrams_as_too_long() {
+    let listener = LogListener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    listener.register("77".into(), 5).unwrap();
+    let from = "127.0.0.1:9".parse().unwrap();
+    let hostile = hostile_line(hllog::MAX_LINE_BYTES);
+    assert!(listener.classify(&frame(&hostile, Some("77"))).is_ok());
+    for too_long in [
+        frame(&hostile_line(hllog::MAX_LINE_BYTES + 3), Some("77")),
+        frame(&hostile_line(65_000), Some("77")),
+        frame(&hostile_line(65_000), None),
+    ] {
+        assert_eq!(
+            listener.handle_datagram(&too_long, from),
+            Err(DropReason::TooLong)
+        );
+    }
+    let s = listener.stats();
+    assert_eq!((s.received, s.dropped_too_long, s.accepted), (3, 3, 0));
+    assert_eq!(s.received, s.dropped());
+}
+
 #[tokio::test]
 async fn listener_classifies_garbage_without_panicking() {
     let listener = LogListener::bind("127.0.0.1:0".parse().unwrap())
