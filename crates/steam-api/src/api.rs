@@ -97,9 +97,12 @@ pub const FILETYPE_COLLECTION: i64 = 2;
 pub struct PlayerSummary {
     pub steam_id: u64,
     pub persona_name: String,
-    /// `avatarmedium` (64×64).
-    pub avatar_url: String,
-    pub profile_url: String,
+    /// `avatarmedium` (64×64), if Steam sent one that passes
+    /// [`crate::urls::avatar_url`] (`https` on Steam's avatar hosts).
+    pub avatar_url: Option<String>,
+    /// `profileurl`, if it passes [`crate::urls::profile_url`] (`https` on
+    /// steamcommunity.com, a profile path).
+    pub profile_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,11 +238,24 @@ impl SteamApi {
                 .append_pair("steamids", &ids);
             let request = self.http.get(url).timeout(self.timeout);
             let body: Envelope<PlayersBody> = self.send(EP_PLAYERS, request).await?;
-            out.extend(body.response.players.into_iter().map(|p| PlayerSummary {
-                steam_id: p.steamid,
-                persona_name: p.personaname,
-                avatar_url: p.avatarmedium,
-                profile_url: p.profileurl,
+            out.extend(body.response.players.into_iter().map(|p| {
+                let avatar_url = crate::urls::avatar_url(&p.avatarmedium);
+                let profile_url = crate::urls::profile_url(&p.profileurl);
+                if (avatar_url.is_none() && !p.avatarmedium.is_empty())
+                    || (profile_url.is_none() && !p.profileurl.is_empty())
+                {
+                    // Not worth a warning per refresh; the panel shows a placeholder.
+                    tracing::debug!(
+                        steam_id = p.steamid,
+                        "dropped a profile or avatar URL that is not https on Steam's hosts"
+                    );
+                }
+                PlayerSummary {
+                    steam_id: p.steamid,
+                    persona_name: p.personaname,
+                    avatar_url,
+                    profile_url,
+                }
             }));
         }
         Ok(out)

@@ -6,6 +6,8 @@
 //!   list of Left 4 Dead 2 workshop items (collections expanded, nested ones too).
 //! - [`WorkshopCache`]: the shared download cache `workshop_cache/<id>.vpk`, atomic and size-checked.
 //! - [`ProfileCache`]: persona names and avatars for the live player panel, cached, failing quietly.
+//! - [`urls`]: which profile and avatar URLs may be rendered (`https` on Steam's hosts only); the
+//!   avatar host list is also the web app's CSP `img-src`.
 //!
 //! The base URL is configurable; tests serve recorded real Steam responses from a local HTTP server.
 
@@ -16,6 +18,7 @@ mod json;
 mod parse;
 mod profiles;
 mod resolve;
+pub mod urls;
 
 pub use api::{
     CollectionChild, CollectionDetails, PlayerSummary, PublishedFile, SteamApi, BATCH_SIZE,

@@ -27,11 +27,150 @@ async fn real_player_summary_is_parsed() {
     let p = &players[0];
     assert_eq!(p.steam_id, ROBIN);
     assert_eq!(p.persona_name, "Robin");
-    assert_eq!(p.profile_url, "http://steamcommunity.com/id/robinwalker/");
+    // Recorded in 2017, when Steam still sent `http://` profile links (it
+    // sends `https://` now): not rendered, the name shows without a link.
+    assert_eq!(p.profile_url, None);
     assert_eq!(
-        p.avatar_url,
-        "https://steamcdn-a.akamaihd.net/steamcommunity/public/images/avatars/f1/f1dd60a188883caf82d0cbfccfe6aba0af1732d4_medium.jpg"
+        p.avatar_url.as_deref(),
+        Some("https://steamcdn-a.akamaihd.net/steamcommunity/public/images/avatars/f1/f1dd60a188883caf82d0cbfccfe6aba0af1732d4_medium.jpg")
     );
+}
+
+/// Values that must never reach an `href` or `src`.
+fn hostile_urls(host: &str) -> Vec<String> {
+    vec![
+        "javascript:alert(1)".into(),
+        " javascript:alert(document.cookie)//https://steamcommunity.com/id/x/".into(),
+        "JaVaScRiPt:alert(1)".into(),
+        "data:text/html,<script>alert(1)</script>".into(),
+        "vbscript:msgbox(1)".into(),
+        format!("http://{host}/id/robinwalker/"),
+        format!("//{host}/id/robinwalker/"),
+        format!("/{host}/id/robinwalker/"),
+        format!("ftp://{host}/id/robinwalker/"),
+        format!("https://{host}@evil.example/id/robinwalker/"),
+        format!("https://user:pw@{host}/id/robinwalker/"),
+        format!("https://{host}:8443/id/robinwalker/"),
+        format!("https://{host}.evil.example/id/robinwalker/"),
+        format!("https://evil{host}/id/robinwalker/"),
+        format!("https://{host}./id/robinwalker/"),
+        "https://evil.example/id/robinwalker/".into(),
+        "https://evil.example/?u=https://steamcommunity.com/".into(),
+        "https://127.0.0.1/id/robinwalker/".into(),
+        "https:/\\evil.example/id/x/".into(),
+        format!("https://{host}/id/{}/", "a".repeat(600)),
+        "".into(),
+        "not a url".into(),
+    ]
+}
+
+#[test]
+fn only_https_urls_on_steams_hosts_are_kept() {
+    use steam_api::urls::{avatar_url, profile_url, AVATAR_HOSTS, MAX_URL_LEN};
+    for good in [
+        "https://steamcommunity.com/id/robinwalker/",
+        "https://steamcommunity.com/profiles/76561197960435530/",
+        "https://steamcommunity.com/profiles/76561197960435530",
+        "HTTPS://SteamCommunity.COM/id/robinwalker/",
+        "https://steamcommunity.com:443/id/robinwalker/",
+    ] {
+        let kept = profile_url(good).unwrap_or_else(|| panic!("{good} dropped"));
+        assert!(
+            kept.starts_with("https://steamcommunity.com/"),
+            "normalised: {kept}"
+        );
+    }
+    for bad in hostile_urls("steamcommunity.com")
+        .iter()
+        .map(String::as_str)
+        .chain([
+            // On the host, but not a profile.
+            "https://steamcommunity.com/",
+            "https://steamcommunity.com/id/",
+            "https://steamcommunity.com/linkfilter/?url=https://evil.example/",
+            "https://steamcommunity.com/id/x/?next=https://evil.example/",
+            "https://steamcommunity.com/id/x/#frag",
+            // An avatar host is no profile host, and the other way round.
+            "https://avatars.steamstatic.com/id/x/",
+        ])
+    {
+        assert_eq!(profile_url(bad), None, "{bad:?} kept as profile");
+    }
+
+    for host in AVATAR_HOSTS {
+        let good = format!("https://{host}/f1dd60a188883caf82d0cbfccfe6aba0af1732d4_medium.jpg");
+        assert_eq!(avatar_url(&good), Some(good.clone()));
+        for bad in hostile_urls(host) {
+            assert_eq!(avatar_url(&bad), None, "{bad:?} kept as avatar");
+        }
+    }
+    for bad in [
+        "https://steamcommunity.com/a.jpg",
+        "https://avatars.steamstatic.com.evil.example/a.jpg",
+        "https://cdn.steamstatic.com/a.jpg",
+    ] {
+        assert_eq!(avatar_url(bad), None, "{bad:?} kept as avatar");
+    }
+    // The length limit holds after normalisation too (percent-encoding grows).
+    let encoded = format!(
+        "https://avatars.steamstatic.com/{}",
+        "é".repeat(MAX_URL_LEN / 3)
+    );
+    assert!(encoded.len() <= MAX_URL_LEN);
+    assert_eq!(avatar_url(&encoded), None);
+}
+
+#[tokio::test]
+async fn hostile_urls_from_the_api_are_dropped_not_the_player() {
+    let sim = SteamSim::start().await;
+    let hostile = [
+        ("javascript:alert(1)", "javascript:alert(1)"),
+        (
+            "https://steamcommunity.com@evil.example/id/x/",
+            "https://avatars.steamstatic.com@evil.example/a.jpg",
+        ),
+        (
+            "http://steamcommunity.com/id/x/",
+            "http://avatars.steamstatic.com/a.jpg",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (i, (profile, avatar)) in hostile.iter().enumerate() {
+        let id = 76561198000000100 + i as u64;
+        sim.add_player(id, "mallory");
+        let mut players = sim.state.players.lock().unwrap();
+        let p = players.get_mut(&id).unwrap();
+        p["profileurl"] = serde_json::json!(profile);
+        p["avatarmedium"] = serde_json::json!(avatar);
+        ids.push(id);
+    }
+    let good = 76561198000000200;
+    sim.add_player(good, "alice");
+    {
+        let mut players = sim.state.players.lock().unwrap();
+        let p = players.get_mut(&good).unwrap();
+        p["profileurl"] =
+            serde_json::json!("https://steamcommunity.com/profiles/76561198000000200/");
+        p["avatarmedium"] = serde_json::json!("https://avatars.steamstatic.com/abc_medium.jpg");
+    }
+    ids.push(good);
+    let players = api(&sim, Some(KEY)).player_summaries(&ids).await.unwrap();
+    assert_eq!(players.len(), 4, "the players themselves are kept");
+    for p in &players {
+        if p.steam_id == good {
+            assert_eq!(
+                p.profile_url.as_deref(),
+                Some("https://steamcommunity.com/profiles/76561198000000200/")
+            );
+            assert_eq!(
+                p.avatar_url.as_deref(),
+                Some("https://avatars.steamstatic.com/abc_medium.jpg")
+            );
+        } else {
+            assert_eq!(p.persona_name, "mallory");
+            assert_eq!((&p.profile_url, &p.avatar_url), (&None, &None), "{p:?}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -49,8 +49,10 @@ pub struct LivePlayer {
     pub ping: Option<u32>,
     pub connected_secs: Option<u64>,
     pub is_bot: bool,
-    /// Steam avatar (64×64), or None for the placeholder.
+    /// Steam avatar (64×64), or None for the placeholder. Validated by
+    /// [`steam_api::urls::avatar_url`].
     pub avatar_url: Option<String>,
+    /// Validated by [`steam_api::urls::profile_url`].
     pub profile_url: Option<String>,
 }
 
@@ -533,8 +535,11 @@ fn enrich(
                 ping: p.ping,
                 connected_secs: p.connected_secs,
                 is_bot: p.is_bot,
-                avatar_url: profile.map(|s| s.avatar_url.clone()),
-                profile_url: profile.map(|s| s.profile_url.clone()),
+                // steam-api keeps only https URLs on Steam's hosts (the
+                // avatar ones are exactly the CSP's img-src); None renders
+                // the placeholder avatar and no link.
+                avatar_url: profile.and_then(|s| s.avatar_url.clone()),
+                profile_url: profile.and_then(|s| s.profile_url.clone()),
             }
         })
         .collect()
