@@ -343,3 +343,96 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     assert!(!saw_forged, "unauthenticated log packets reached the panel");
     s.stop().await;
 }
+
+/// One HL log datagram carrying `secret`, as srcds frames it.
+fn log_packet(secret: &str, line: &str) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xFF, 0xFF, 0xFF, b'S'];
+    v.extend_from_slice(secret.as_bytes());
+    v.extend_from_slice(line.as_bytes());
+    v.extend_from_slice(b"\n\0");
+    v
+}
+
+#[tokio::test]
+async fn overlong_and_hostile_log_lines_never_reach_the_panel_and_the_app_keeps_serving() {
+    let log_port = free_udp_port();
+    let bind = format!("127.0.0.1:{log_port}");
+    let s = TestServer::start_with(&[
+        ("LOG_LISTENER_BIND", bind.as_str()),
+        ("LOG_LISTENER_ADDR", bind.as_str()),
+    ])
+    .await;
+    // Nothing listens on the game port: the poller only reports an error.
+    let id = insert_server(&s, s.ids["admin"], "hostile", free_port(), LOG_SECRET).await;
+    let mut admin = s.login(ADMIN).await;
+    let mut stream = SseStream::open(&admin, &format!("/servers/{id}/live/stream")).await;
+
+    let stamp = "L 01/01/2026 - 00:00:00: ";
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |bytes: &[u8]| {
+        sock.send_to(bytes, ("127.0.0.1", log_port)).unwrap();
+    };
+    // Authenticated, but longer than srcds ever sends: a 65 KB datagram and
+    // a line over the engine's limit in a datagram that fits.
+    let say = format!("{stamp}\"Mallory<9><STEAM_1:0:1><>\" say \"too-long-marker ");
+    send(&log_packet(
+        LOG_SECRET,
+        &format!("{say}{}\"", ">\" ".repeat(21_000)),
+    ));
+    let over_line = format!("{say}{}\"", "x".repeat(source_proto::hllog::MAX_LINE_BYTES));
+    assert!(over_line.len() + 20 < source_proto::hllog::MAX_PACKET_BYTES);
+    send(&log_packet(LOG_SECRET, &over_line));
+    // The longest hostile lines srcds could carry: parsed (cheaply), but no
+    // player event, so nothing for the panel.
+    let mut hostile = format!("{stamp}\"");
+    while hostile.len() + 3 <= source_proto::hllog::MAX_LINE_BYTES {
+        hostile.push_str(">\" ");
+    }
+    for _ in 0..100 {
+        send(&log_packet(LOG_SECRET, &hostile));
+    }
+    send(&log_packet(
+        LOG_SECRET,
+        &format!("{stamp}\"Alice<3><STEAM_1:0:3><>\" say \"after the hostile lines\""),
+    ));
+
+    let mut saw_marker = false;
+    loop {
+        let f = stream
+            .next(Duration::from_secs(15))
+            .await
+            .expect("the genuine chat line must arrive");
+        saw_marker |= f.data.contains("too-long-marker");
+        if f.event == "event" && f.data.contains("after the hostile lines") {
+            break;
+        }
+    }
+    assert!(!saw_marker, "an over-long log line reached the panel");
+    assert_eq!(admin.get("/servers").await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn csp_allows_images_from_exactly_the_avatar_hosts_steam_api_keeps() {
+    let s = TestServer::start().await;
+    let res = s.client().get("/login").await;
+    let csp = res
+        .headers
+        .get("content-security-policy")
+        .expect("a CSP header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let img_src: std::collections::BTreeSet<&str> = csp
+        .split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix("img-src "))
+        .expect("an img-src directive")
+        .split_whitespace()
+        .collect();
+    let avatar_sources = steam_api::urls::avatar_csp_sources();
+    let mut expected: std::collections::BTreeSet<&str> = avatar_sources.split(' ').collect();
+    expected.extend(["'self'", "data:"]);
+    assert_eq!(img_src, expected, "{csp}");
+    s.stop().await;
+}
