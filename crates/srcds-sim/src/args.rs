@@ -4,6 +4,10 @@
 //!
 //! Hand-parsed because clap cannot express srcds's `+` commands; unknown
 //! options are kept and ignored, as srcds does.
+//!
+//! `+clientport`, `+tv_port` and `+tv_enable` are plain `+commands`: they set
+//! the cvars of those names, which the server reads when it opens the
+//! network after autoexec.cfg and the command line, as the engine does.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -49,7 +53,13 @@ pub struct SrcdsArgs {
     /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.0/8 addresses,
     /// which real srcds silently drops.
     pub sim_log_loopback: bool,
-    /// `+cvar value` / `+command args` to run after server.cfg, in order.
+    /// `-strictportbind`: exit instead of moving to another port when a
+    /// port is taken (engine/net_ws.cpp, `NET_OpenSocket`).
+    pub strict_port_bind: bool,
+    /// `-nohltv`: no SourceTV socket at all.
+    pub no_hltv: bool,
+    /// `+cvar value` / `+command args`, run in order after autoexec.cfg
+    /// (the engine's `stuffcmds`), before the first map and its server.cfg.
     pub startup_commands: Vec<Vec<String>>,
     /// Options we do not model (kept for the startup banner).
     pub ignored: Vec<String>,
@@ -117,6 +127,8 @@ impl SrcdsArgs {
         let mut sim_churn = Some(Duration::from_secs(DEFAULT_CHURN_SECS));
         let mut sim_crash_after = None;
         let mut sim_log_loopback = false;
+        let mut strict_port_bind = false;
+        let mut no_hltv = false;
         let mut startup_commands = Vec::new();
         let mut ignored = Vec::new();
 
@@ -154,6 +166,8 @@ impl SrcdsArgs {
                 }
                 "-sim_crash_after" => sim_crash_after = Some(parse_secs(flag, first(flag)?)?),
                 "-sim_log_loopback" => sim_log_loopback = true,
+                "-strictportbind" => strict_port_bind = true,
+                "-nohltv" => no_hltv = true,
                 _ if flag.starts_with('+') && flag.len() > 1 => {
                     let mut cmd = vec![flag[1..].to_string()];
                     cmd.extend(values.iter().cloned());
@@ -185,6 +199,8 @@ impl SrcdsArgs {
             sim_churn,
             sim_crash_after,
             sim_log_loopback,
+            strict_port_bind,
+            no_hltv,
             startup_commands,
             ignored,
         })
@@ -201,18 +217,23 @@ mod tests {
 
     #[test]
     fn typical_command_line() {
-        let a = parse("-game left4dead2 +ip 0.0.0.0 +hostport 27016 +map c1m1_hotel -tickrate 60 -nohltv +sv_lan 1 -sim_players 0 -sim_churn 0").unwrap();
+        let a = parse("-game left4dead2 +ip 0.0.0.0 +hostport 27016 +map c1m1_hotel -tickrate 60 -nohltv +sv_lan 1 -sim_players 0 -sim_churn 0 -strictportbind +clientport 27106 +tv_port 27116 -norestart").unwrap();
         assert_eq!(a.game, "left4dead2");
         assert_eq!(a.port, 27016);
         assert_eq!(a.map.as_deref(), Some("c1m1_hotel"));
         assert_eq!(a.tickrate, Some(60));
         assert_eq!(a.sim_players, 0);
         assert_eq!(a.sim_churn, None);
+        assert!(a.strict_port_bind && a.no_hltv);
         assert_eq!(
             a.startup_commands,
-            vec![vec!["sv_lan".to_string(), "1".to_string()]]
+            vec![
+                vec!["sv_lan".to_string(), "1".to_string()],
+                vec!["clientport".to_string(), "27106".to_string()],
+                vec!["tv_port".to_string(), "27116".to_string()],
+            ]
         );
-        assert_eq!(a.ignored, vec!["-nohltv".to_string()]);
+        assert_eq!(a.ignored, vec!["-norestart".to_string()]);
     }
 
     #[test]

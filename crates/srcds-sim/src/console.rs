@@ -4,9 +4,11 @@
 
 use crate::clock;
 use crate::config;
+use crate::filter;
 use crate::hllog::{self, CONSOLE_TAG};
+use crate::net::BindError;
 use crate::server::{console, Origin, Server, BUILD};
-use crate::state::{Player, State, DEFAULT_CVARS};
+use crate::state::{PendingMap, Player, State, DEFAULT_CVARS};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -14,6 +16,8 @@ use std::time::Instant;
 
 /// `exec` nesting limit (srcds guards against recursive configs too).
 const MAX_EXEC_DEPTH: usize = 8;
+/// Level changes performed in a row before the simulator suspects a loop.
+const MAX_MAP_CHAIN: usize = 8;
 /// Upper bound for `sim_long` so a typo cannot eat all memory.
 const MAX_SIM_LONG_LINES: usize = 100_000;
 
@@ -53,48 +57,137 @@ fn parse_log_address(args: &[String]) -> Option<SocketAddr> {
 }
 
 impl Server {
-    /// Startup sequence: server.cfg, `+commands`, then the `+map`.
-    pub(crate) fn startup(&self) {
+    /// Engine start up to the network, in the real engine's order. From the
+    /// Source engine code (the Source SDK 2013 engine tree,
+    /// github.com/nillerusr/source-engine; the CS:GO tree,
+    /// github.com/perilouswithadollarsign/cstrike15_src, has the same
+    /// server.cfg exec in its game rules):
+    ///
+    /// 1. `Host_Init` loads the server plugins (`SV_InitGameDLL`, see
+    ///    plugins.rs), then queues `exec valve.rc` (engine/host.cpp). The
+    ///    stock valve.rc runs `exec autoexec.cfg`, then `stuffcmds`, which
+    ///    inserts the command line's `+commands` in argv order
+    ///    (`Cmd_StuffCmds_f`, engine/cmd.cpp).
+    /// 2. `map` and `changelevel` only schedule the level change
+    ///    (`HostState_NewGame` / `HostState_ChangeLevelMP`,
+    ///    engine/host_state.cpp: "start a new game as soon as possible"), so
+    ///    a `+map` anywhere on the command line loads after all `+commands`.
+    /// 3. The network opens after that first command batch ("initialize
+    ///    networking for dedicated server after commandline & autoexec.cfg
+    ///    have been parsed", `_Host_RunFrame`, engine/host.cpp), then the
+    ///    level loads.
+    /// 4. Every level load — the first map and each changelevel — creates
+    ///    the game rules, whose constructor queues `exec <servercfgfile>`
+    ///    (`CMultiplayRules::CMultiplayRules`,
+    ///    game/shared/multiplay_gamerules.cpp; `servercfgfile` defaults to
+    ///    server.cfg, game/server/game.cpp).
+    ///
+    /// So server.cfg runs after the whole command line and again at every
+    /// map change: a cvar given as `+cvar` and in server.cfg ends with
+    /// server.cfg's value, and lines at the end of server.cfg win over the
+    /// command line — unless the command line sets `+servercfgfile`, which
+    /// makes the engine exec that file instead of server.cfg. The docs say
+    /// the same: VDC "Autoexec" (developer.valvesoftware.com/wiki/Autoexec:
+    /// once, at startup, before the first map), sourceserver.info/wiki/config
+    /// (autoexec.cfg before the start parameters; server.cfg after the map
+    /// loads and after every map change), gaming.stackexchange.com/q/2814
+    /// (server.cfg at each map load, including map changes).
+    pub(crate) fn run_startup_configs(&self) {
         let mut st = self.lock();
-        self.exec_server_cfg(&mut st);
+        // valve.rc: exec autoexec.cfg (silently skipped when missing) ...
+        let out = self.exec_cfg(&mut st, "autoexec.cfg", 0);
+        if !out.is_empty() {
+            console(out.trim_end());
+        }
+        // ... then stuffcmds.
         for cmd in &self.args.startup_commands {
-            if cmd[0] == "map" {
-                continue;
-            }
             let out = self.run_command(&mut st, cmd, &cmd[1..].join(" "), Origin::CommandLine, 0);
             if !out.is_empty() {
                 console(out.trim_end());
             }
         }
+        if let Some(map) = self.args.map.clone() {
+            if let Err(e) = self.schedule_map(&mut st, &map, false) {
+                console(&e);
+            }
+        }
+    }
+
+    /// After the network is up: the scheduled `+map` (running server.cfg)
+    /// and the simulated players. An error is where the engine would exit.
+    pub(crate) fn start_game(&self) -> Result<(), BindError> {
+        let mut st = self.lock();
         console("Connection to Steam servers successful.");
         console("   VAC secure mode is activated.");
-        match self.args.map.clone() {
-            Some(map) => {
-                if let Err(e) = self.load_map(&mut st, &map, "map", false) {
-                    console(&e);
-                }
-            }
-            None => console("Server is hibernating"),
+        if st.pending_map.is_none() {
+            console("Server is hibernating");
         }
+        self.run_pending_maps(&mut st)?;
         let want = self.args.sim_players;
         for _ in 0..want {
             if self.join_player(&mut st, None).is_err() {
                 break;
             }
         }
+        Ok(())
     }
 
-    fn exec_server_cfg(&self, st: &mut State) {
-        let path = self.game_dir.join("cfg").join("server.cfg");
-        if path.is_file() {
-            console("Executing dedicated server config file server.cfg");
-            let out = self.exec_file(st, &path, 0);
-            if !out.is_empty() {
-                console(out.trim_end());
-            }
-        } else {
-            console("'server.cfg' not present; not executing.");
+    /// Performs scheduled level changes. A server.cfg that changes the map
+    /// would make the engine change levels forever; the simulator stops
+    /// after a few.
+    pub(crate) fn run_pending_maps(&self, st: &mut State) -> Result<(), BindError> {
+        for _ in 0..MAX_MAP_CHAIN {
+            let Some(pending) = st.pending_map.take() else {
+                return Ok(());
+            };
+            self.change_level(st, &pending);
+            self.open_sourcetv(st)?;
         }
+        if st.pending_map.take().is_some() {
+            console(&format!(
+                "srcds-sim: {MAX_MAP_CHAIN} map changes in a row (does {} change the map?); not changing again",
+                st.cvar("servercfgfile")
+            ));
+        }
+        Ok(())
+    }
+
+    /// `exec <servercfgfile>` as the game rules do at a level load.
+    fn exec_server_cfg(&self, st: &mut State) {
+        let file = st.cvar("servercfgfile").to_string();
+        if file.is_empty() {
+            return;
+        }
+        console(&format!("Executing dedicated server config file {file}"));
+        let out = self.exec_cfg(st, &file, 0);
+        if !out.is_empty() {
+            console(out.trim_end());
+        }
+    }
+
+    /// `exec <name>` (`Cmd_Exec_f`): `<game>/cfg/<name>`, `.cfg` added when
+    /// the name has no extension; missing optional files are quiet.
+    fn exec_cfg(&self, st: &mut State, name: &str, depth: usize) -> String {
+        if name.contains("..") || name.starts_with('/') || name.contains('\\') {
+            return format!("exec {name}: invalid path.\n");
+        }
+        let file = if Path::new(name).extension().is_some() {
+            name.to_string()
+        } else {
+            format!("{name}.cfg")
+        };
+        let path = self.game_dir.join("cfg").join(file);
+        if !path.is_file() {
+            let lower = name.to_ascii_lowercase();
+            if ["autoexec.cfg", "joystick.cfg", "game.cfg"]
+                .iter()
+                .any(|quiet| lower.contains(quiet))
+            {
+                return String::new();
+            }
+            return format!("'{name}' not present; not executing.\n");
+        }
+        self.exec_file(st, &path, depth)
     }
 
     fn exec_file(&self, st: &mut State, path: &Path, depth: usize) -> String {
@@ -137,6 +230,12 @@ impl Server {
             };
             out.push_str(&self.run_command(&mut st, cmd, &raw, origin, 0));
         }
+        // A map change asked for in this batch happens now, after the rest
+        // of the batch, as the engine's host state machine does it.
+        if let Err(e) = self.run_pending_maps(&mut st) {
+            drop(st);
+            self.fail(e);
+        }
         out
     }
 
@@ -160,11 +259,21 @@ impl Server {
             }
             "map" | "changelevel" => match args.first() {
                 None => format!("Usage:  {name} <mapname>\n"),
-                Some(map) => match self.load_map(st, map, &name, true) {
+                Some(map) => match self.schedule_map(st, map, name == "changelevel") {
                     Ok(()) => String::new(),
                     Err(e) => format!("{e}\n"),
                 },
             },
+            "addip" | "banip" => {
+                let mut out = String::new();
+                if name == "banip" {
+                    out.push_str("Note: should use \"addip\" instead of \"banip\".\n");
+                }
+                out.push_str(&filter::addip(st, args));
+                out
+            }
+            "removeip" => filter::removeip(st, args),
+            "listip" => filter::listip(st),
             "kick" => {
                 if args.is_empty() {
                     return "Usage:  kick < name > | < #userid >\n".into();
@@ -259,20 +368,9 @@ impl Server {
                     s
                 }
             }
-            "exec" => match args.first() {
-                None => "Usage:  exec <filename>\n".into(),
-                Some(file) if file.contains("..") || file.starts_with('/') => {
-                    format!("exec: couldn't exec {file}\n")
-                }
-                Some(file) => {
-                    let file = if file.ends_with(".cfg") {
-                        file.clone()
-                    } else {
-                        format!("{file}.cfg")
-                    };
-                    let path = self.game_dir.join("cfg").join(file);
-                    self.exec_file(st, &path, depth)
-                }
+            "exec" => match args {
+                [file] => self.exec_cfg(st, file, depth),
+                _ => "exec <filename>: execute a script file\n".into(),
             },
             "cvarlist" => {
                 let mut s = String::from("cvar list\n--------------\n");
@@ -396,13 +494,14 @@ impl Server {
         }
     }
 
-    /// Loads a map that must exist as `<game>/maps/<map>.bsp`.
-    pub(crate) fn load_map(
+    /// `map`/`changelevel`: checks the map now (`Host_Map_Helper` and
+    /// `Host_Changelevel_f` refuse a missing map at once) and schedules the
+    /// level change for after the current command batch.
+    pub(crate) fn schedule_map(
         &self,
         st: &mut State,
         map: &str,
-        how: &str,
-        exec_cfg: bool,
+        changelevel: bool,
     ) -> Result<(), String> {
         let exists = valid_map_name(map)
             && self
@@ -411,15 +510,25 @@ impl Server {
                 .join(format!("{map}.bsp"))
                 .is_file();
         if !exists {
-            return Err(if how == "changelevel" {
+            return Err(if changelevel {
                 format!("changelevel failed: {map} not found")
             } else {
                 format!("map load failed: {map} not found or invalid")
             });
         }
+        st.pending_map = Some(PendingMap {
+            map: map.to_string(),
+            changelevel,
+        });
+        Ok(())
+    }
+
+    /// Loads a scheduled map and runs server.cfg for it.
+    fn change_level(&self, st: &mut State, pending: &PendingMap) {
+        let map = pending.map.as_str();
         console(&format!(
             "---- Host_{} ----",
-            if how == "changelevel" {
+            if pending.changelevel {
                 "Changelevel"
             } else {
                 "NewGame"
@@ -427,16 +536,13 @@ impl Server {
         ));
         self.log(st, &format!("Loading map \"{map}\""));
         st.map = Some(map.to_string());
-        if exec_cfg {
-            // srcds runs server.cfg again on every map load.
-            self.exec_server_cfg(st);
-        }
+        // The new level's game rules exec server.cfg (see run_startup_configs).
+        self.exec_server_cfg(st);
         let crc = map.bytes().fold(0x811C_9DC5_u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         }) as i32;
         self.log(st, &format!("Started map \"{map}\" (CRC \"{crc}\")"));
         console(&format!("Started map \"{map}\""));
-        Ok(())
     }
 
     /// Connects a simulated player (log: connected, validated, entered, team).

@@ -4,8 +4,33 @@
 //!
 //! The simulator speaks the real protocols byte for byte (Valve Developer Wiki:
 //! *Server queries* for A2S over UDP, *Source RCON Protocol* over TCP, *HL Log
-//! Standard* for `logaddress_add` UDP log lines), reads `<game>/cfg/server.cfg`
-//! like srcds, and simulates players joining and leaving.
+//! Standard* for `logaddress_add` UDP log lines), and simulates players
+//! joining and leaving. Where left4me's guarantees depend on the engine, it
+//! follows the engine's code (Source SDK 2013 / CS:GO trees, cited in each
+//! module):
+//!
+//! - **Startup order** ([`console`]): plugins, `autoexec.cfg`, the `+commands`
+//!   in argv order (`+map` only schedules the map), the network, then the map
+//!   load, which execs `server.cfg` (the `servercfgfile` cvar) — again at
+//!   every `map`/`changelevel`. So server.cfg's last lines win over the
+//!   command line, except that `+servercfgfile other.cfg` replaces server.cfg.
+//! - **The stand-in for native plugins** ([`plugins`]): real srcds runs `.so`
+//!   plugins (Metamod/SourceMod, `left4dead2/addons/`) with the same rights
+//!   as the game; the simulator runs every regular executable file in
+//!   `<game dir>/addons/sim-plugins/` (sorted by name) as a child process
+//!   with its uid, environment and working directory, output prefixed
+//!   `[plugin <name>] `, in its own process group with `PR_SET_PDEATHSIG`,
+//!   killed when the server exits, never restarted. They start at engine
+//!   init, before autoexec.cfg and the first map, where srcds loads plugins.
+//! - **RCON hardening** ([`filter`], [`rcon_server`]): the engine's
+//!   `sv_rcon_maxfailures` 10 / `sv_rcon_minfailures` 5 /
+//!   `sv_rcon_minfailuretime` 30 / `sv_rcon_banpenalty` 0 (permanent) bans
+//!   via `addip`, with `removeip`/`listip`; plus the simulator's own bounds
+//!   for connections that never authenticate (`sim_rcon_max_unauthenticated`,
+//!   `sim_rcon_auth_timeout`), which the engine does not need.
+//! - **Ports** ([`net`]): `+clientport` is bound like the engine's client
+//!   socket, `+tv_port` with `tv_enable 1`; a busy port moves to the next one
+//!   with the engine's warning, or ends the start under `-strictportbind`.
 //!
 //! Modules hold the pieces; the binaries `srcds-sim` and `steamcmd-sim` are thin.
 
@@ -14,8 +39,12 @@ pub mod args;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod filter;
 pub mod hllog;
+pub mod net;
+pub mod plugins;
 pub mod rcon;
+pub mod rcon_server;
 pub mod rng;
 pub mod server;
 pub mod state;

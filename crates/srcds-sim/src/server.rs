@@ -1,19 +1,24 @@
 //! The running server: binds UDP (A2S + log sending) and TCP (RCON) on
-//! `+ip:+hostport`, runs the player simulation, and shuts down cleanly on
-//! SIGINT/SIGTERM. Plain std threads: a handful of sockets do not need an
-//! async runtime, and the binary stays small.
+//! `+ip:+hostport`, plus the engine's client port (and SourceTV's, with
+//! `tv_enable 1`), runs the native-plugin stand-ins and the player
+//! simulation, and shuts down cleanly on SIGINT/SIGTERM. Plain std threads:
+//! a handful of sockets do not need an async runtime, and the binary stays
+//! small.
 
 use crate::a2s::{self, Challenges, Request};
 use crate::args::SrcdsArgs;
 use crate::clock;
+use crate::filter;
 use crate::hllog;
-use crate::rcon::{self, Packet};
+use crate::net::{self, BindError};
+use crate::plugins::{self, Plugins};
+use crate::rcon_server::{self, Gate};
 use crate::rng::Rng;
 use crate::state::{State, RULES_CVARS};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,11 +33,12 @@ pub const GAME_APP_ID: u16 = 550;
 pub const DEFAULT_VERSION: &str = "2.2.3.6";
 /// Network build number shown in `status` and "Log file started".
 pub const BUILD: &str = "9183";
-/// At most this many RCON connections at once; more are closed at accept.
-const MAX_RCON_CONNECTIONS: usize = 32;
 const POLL: Duration = Duration::from_millis(100);
+/// `A2A_PRINT` "Banned by server" (`Filter_SendBan`, engine/sv_filter.cpp):
+/// the answer to any datagram from a banned address.
+const BANNED_REPLY: &[u8] = b"\xFF\xFF\xFF\xFFlBanned by server\n\0";
 
-/// Why the server could not start.
+/// Why the server could not start (or had to stop).
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("game directory {0:?} not found under the working directory {1:?}")]
@@ -43,6 +49,9 @@ pub enum StartError {
     BindUdp(SocketAddr, #[source] std::io::Error),
     #[error("cannot bind TCP {0} for RCON: {1}")]
     BindTcp(SocketAddr, #[source] std::io::Error),
+    /// Where the engine calls `Sys_Exit` (e.g. `-strictportbind`).
+    #[error("{0}")]
+    Port(#[from] BindError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("socket setup failed: {0}")]
@@ -74,7 +83,15 @@ pub struct Server {
     pub(crate) state: Mutex<State>,
     pub(crate) challenges: Challenges,
     pub(crate) log_socket: OnceLock<UdpSocket>,
-    rcon_connections: AtomicUsize,
+    /// The engine's client socket (`+clientport`), held open like srcds.
+    pub(crate) client_socket: OnceLock<(UdpSocket, u16)>,
+    /// SourceTV's socket (`+tv_port`), opened at the first map load with
+    /// `tv_enable 1`.
+    pub(crate) tv_socket: OnceLock<(UdpSocket, u16)>,
+    /// Set when the engine would have exited mid-run (`Sys_Exit`).
+    pub(crate) fatal: Mutex<Option<BindError>>,
+    pub(crate) rcon_gate: Gate,
+    pub(crate) plugins: Mutex<Plugins>,
 }
 
 /// Prints a console line (stdout is line-buffered; flush anyway so a pipe
@@ -118,7 +135,11 @@ impl Server {
             state: Mutex::new(State::new(rng)),
             challenges,
             log_socket: OnceLock::new(),
-            rcon_connections: AtomicUsize::new(0),
+            client_socket: OnceLock::new(),
+            tv_socket: OnceLock::new(),
+            fatal: Mutex::new(None),
+            rcon_gate: Gate::default(),
+            plugins: Mutex::new(Plugins::default()),
         }))
     }
 
@@ -159,12 +180,53 @@ impl Server {
     /// Simulated crash: no cleanup, abnormal termination (SIGABRT).
     pub(crate) fn crash(&self, why: &str) -> ! {
         console(&format!("srcds-sim: simulated crash ({why})"));
+        // Native plugins are code inside the game process and die with it;
+        // their stand-ins get PR_SET_PDEATHSIG too, this also reaches what
+        // they spawned. try_lock: a crash must never wait.
+        if let Ok(p) = self.plugins.try_lock() {
+            for pid in p.pids() {
+                plugins::kill_group(pid);
+            }
+        }
         eprintln!("Segmentation fault (simulated by srcds-sim: {why})");
         std::process::abort();
     }
 
+    /// Ends the process the way the engine's `Sys_Exit` would, from a
+    /// thread other than main: run() returns the error after shutdown.
+    pub(crate) fn fail(&self, why: BindError) {
+        console(&why.to_string());
+        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// Opens SourceTV's port at a map load once `tv_enable` is 1 (the
+    /// SourceTV master starts with the level). The Source SDK 2013 engine
+    /// opens the hltv socket with the others unless `-nohltv`; L4D2 servers
+    /// evidently do not (LinuxGSM runs several L4D2 servers per host with
+    /// `-strictportbind` and no `+tv_port`, which would fail on a shared
+    /// 27020, while its CS:S config does pass `+tv_port`), hence only with
+    /// `tv_enable 1` here.
+    pub(crate) fn open_sourcetv(&self, st: &State) -> Result<(), BindError> {
+        if self.args.no_hltv || st.cvar_int("tv_enable") == 0 || self.tv_socket.get().is_some() {
+            return Ok(());
+        }
+        let port = net::port_from_cvar(st.cvar_int("tv_port"));
+        let opened = net::open_udp(self.args.ip, port, net::HLTV, self.args.strict_port_bind)?;
+        for w in &opened.warnings {
+            console(w);
+        }
+        console(&format!("SourceTV port {}", opened.port));
+        let _ = self.tv_socket.set((opened.socket, opened.port));
+        Ok(())
+    }
+
     /// Answers one A2S datagram; `None` for anything we do not answer.
     pub fn answer_query(&self, datagram: &[u8], from: IpAddr) -> Option<Vec<u8>> {
+        if filter::should_discard(&mut self.lock(), from) {
+            // The engine filters before looking at the packet at all.
+            return Some(BANNED_REPLY.to_vec());
+        }
         let request = a2s::parse_request(datagram).ok()?;
         let expected = self.challenges.for_addr(from);
         let st = self.lock();
@@ -256,139 +318,6 @@ fn udp_loop(server: Arc<Server>, sock: UdpSocket) {
     }
 }
 
-fn tcp_loop(server: Arc<Server>, listener: TcpListener) {
-    while !server.is_shutting_down() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if server.rcon_connections.load(Ordering::SeqCst) >= MAX_RCON_CONNECTIONS {
-                    drop(stream);
-                    continue;
-                }
-                server.rcon_connections.fetch_add(1, Ordering::SeqCst);
-                let s = Arc::clone(&server);
-                let spawned = thread::Builder::new().name("rcon".into()).spawn(move || {
-                    rcon_session(&s, stream, peer);
-                    s.rcon_connections.fetch_sub(1, Ordering::SeqCst);
-                });
-                if spawned.is_err() {
-                    server.rcon_connections.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(25))
-            }
-            Err(_) => thread::sleep(Duration::from_millis(25)),
-        }
-    }
-}
-
-fn send_all(stream: &mut TcpStream, packets: &[Packet]) -> std::io::Result<()> {
-    let mut bytes = Vec::new();
-    for p in packets {
-        bytes.extend_from_slice(&p.encode());
-    }
-    stream.write_all(&bytes)
-}
-
-/// One RCON connection: authenticate, then execute commands in order.
-fn rcon_session(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
-    if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_millis(250)))
-            .is_err()
-    {
-        return;
-    }
-    let _ = stream.set_nodelay(true);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut authed = false;
-    loop {
-        if server.is_shutting_down() {
-            return;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if is_poll_timeout(&e) => continue,
-            Err(_) => return,
-        }
-        loop {
-            let packet = match rcon::take_packet(&mut buf) {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                // Garbage on the stream: srcds drops the connection.
-                Err(_) => return,
-            };
-            let keep = handle_rcon_packet(server, &mut stream, peer, &mut authed, packet);
-            if !keep {
-                return;
-            }
-        }
-    }
-}
-
-/// Handles one packet; returns false to close the connection.
-fn handle_rcon_packet(
-    server: &Server,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    authed: &mut bool,
-    packet: Packet,
-) -> bool {
-    use rcon::*;
-    match packet.kind {
-        SERVERDATA_AUTH => {
-            let (password_set, ok) = {
-                let st = server.lock();
-                let pw = st.cvar("rcon_password");
-                let ok = !pw.is_empty() && packet.body == pw.as_bytes();
-                if !ok {
-                    server.log(&st, &format!("rcon from \"{peer}\": Bad Password"));
-                }
-                (!pw.is_empty(), ok)
-            };
-            *authed = ok;
-            let reply_id = if ok { packet.id } else { -1 };
-            let sent = send_all(
-                stream,
-                &[
-                    Packet::new(packet.id, SERVERDATA_RESPONSE_VALUE, Vec::new()),
-                    Packet::new(reply_id, SERVERDATA_AUTH_RESPONSE, Vec::new()),
-                ],
-            );
-            // With no rcon_password srcds refuses RCON altogether.
-            sent.is_ok() && password_set
-        }
-        SERVERDATA_EXECCOMMAND if *authed => {
-            let output = server.execute(&packet.text(), Origin::Rcon(peer));
-            send_all(stream, &response_packets(packet.id, output.as_bytes())).is_ok()
-        }
-        SERVERDATA_EXECCOMMAND => {
-            // Commands before a successful auth get the auth failure reply.
-            send_all(
-                stream,
-                &[Packet::new(-1, SERVERDATA_AUTH_RESPONSE, Vec::new())],
-            )
-            .is_ok()
-        }
-        SERVERDATA_RESPONSE_VALUE if *authed => {
-            // The end-of-response trick: mirror the empty packet, then send
-            // the 0x00 0x01 0x00 0x00 body srcds follows it with.
-            send_all(
-                stream,
-                &[
-                    Packet::new(packet.id, SERVERDATA_RESPONSE_VALUE, Vec::new()),
-                    Packet::new(packet.id, SERVERDATA_RESPONSE_VALUE, MIRROR_TRAILER_BODY),
-                ],
-            )
-            .is_ok()
-        }
-        // Anything else is ignored, as srcds does.
-        _ => true,
-    }
-}
-
 fn simulation_loop(server: Arc<Server>) {
     let mut next_churn = server.args.sim_churn.map(|d| Instant::now() + d);
     while !server.is_shutting_down() {
@@ -407,8 +336,54 @@ fn simulation_loop(server: Arc<Server>) {
     }
 }
 
+/// Stops the plugins however run() returns.
+struct StopPlugins<'a>(&'a Server);
+
+impl Drop for StopPlugins<'_> {
+    fn drop(&mut self) {
+        self.0
+            .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop();
+    }
+}
+
+/// Binds the host port (UDP for A2S and logs, TCP for RCON) and the client
+/// port. Today's behaviour for a busy host port (exit with "cannot bind")
+/// is kept without `-strictportbind`; the engine would try the next port.
+fn bind_ports(server: &Server) -> Result<(UdpSocket, TcpListener), StartError> {
+    let a = &server.args;
+    let addr = SocketAddr::new(IpAddr::V4(a.ip), a.port);
+    let udp = match UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && a.strict_port_bind => {
+            return Err(BindError::Strict(a.port).into());
+        }
+        Err(e) => return Err(StartError::BindUdp(addr, e)),
+    };
+    udp.set_read_timeout(Some(POLL))
+        .map_err(StartError::Socket)?;
+    let tcp = TcpListener::bind(addr).map_err(|e| StartError::BindTcp(addr, e))?;
+    tcp.set_nonblocking(true).map_err(StartError::Socket)?;
+    let log_sock = udp.try_clone().map_err(StartError::Socket)?;
+    let _ = server.log_socket.set(log_sock);
+
+    let client_port = net::port_from_cvar(server.lock().cvar_int("clientport"));
+    let client = net::open_udp(a.ip, client_port, net::CLIENT, a.strict_port_bind)?;
+    for w in &client.warnings {
+        console(w);
+    }
+    let _ = server.client_socket.set((client.socket, client.port));
+    Ok((udp, tcp))
+}
+
 /// Runs the server until SIGINT/SIGTERM or `quit`. Returns after a clean
 /// shutdown; startup problems are errors.
+///
+/// The order is the engine's (sources at `Server::run_startup_configs` in console.rs):
+/// plugins, autoexec.cfg, the `+commands`, the network, then the `+map`
+/// with server.cfg.
 pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     let cwd = std::env::current_dir().map_err(StartError::Cwd)?;
     let server = Server::new(args, &cwd)?;
@@ -429,25 +404,35 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
             a.ignored.join(" ")
         ));
     }
-    let addr = SocketAddr::new(IpAddr::V4(a.ip), a.port);
-    let udp = UdpSocket::bind(addr).map_err(|e| StartError::BindUdp(addr, e))?;
-    udp.set_read_timeout(Some(POLL))
-        .map_err(StartError::Socket)?;
-    let tcp = TcpListener::bind(addr).map_err(|e| StartError::BindTcp(addr, e))?;
-    tcp.set_nonblocking(true).map_err(StartError::Socket)?;
-    let log_sock = udp.try_clone().map_err(StartError::Socket)?;
-    let _ = server.log_socket.set(log_sock);
+
+    // Started on this (the main) thread: see Plugins::start.
+    *server.plugins.lock().unwrap_or_else(|p| p.into_inner()) = Plugins::start(&server.game_dir);
+    let _stop_plugins = StopPlugins(&server);
+
+    server.run_startup_configs();
+
+    let (udp, tcp) = match bind_ports(&server) {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            if matches!(e, StartError::Port(_)) {
+                console(&e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    let client_port = server.client_socket.get().map_or(0, |(_, p)| *p);
     console(&format!(
         "Network: IP {}, mode MP, dedicated Yes, ports {} SV / {} CL",
-        a.ip,
-        a.port,
-        a.port.wrapping_sub(10)
+        a.ip, a.port, client_port
     ));
     if let Some(t) = a.tickrate {
         console(&format!("Tickrate set to {t}"));
     }
 
-    server.startup();
+    if let Err(e) = server.start_game() {
+        console(&e.to_string());
+        return Err(e.into());
+    }
 
     let mut threads = Vec::new();
     for (name, job) in [
@@ -462,7 +447,7 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
             "rcon-accept",
             Box::new({
                 let s = Arc::clone(&server);
-                move || tcp_loop(s, tcp)
+                move || rcon_server::accept_loop(s, tcp)
             }),
         ),
         (
@@ -494,13 +479,26 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     for t in threads {
         let _ = t.join();
     }
+    server
+        .plugins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .stop();
+    if let Some(e) = server
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(e.into());
+    }
     console("Server shutdown complete.");
     Ok(())
 }
 
 /// A socket read that ended because its poll timeout ran out (or a signal
 /// interrupted it): the loop just checks for shutdown and reads again.
-fn is_poll_timeout(e: &std::io::Error) -> bool {
+pub(crate) fn is_poll_timeout(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::WouldBlock

@@ -1,6 +1,7 @@
 //! Mutable server state: cvars, the current map, connected players and log
 //! destinations. One mutex guards it; every network thread takes it briefly.
 
+use crate::filter::{FailedRcon, IpFilter};
 use crate::rng::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,8 +46,26 @@ pub const DEFAULT_CVARS: &[(&str, &str)] = &[
     ("sv_maxcmdrate", "30"),
     ("sv_minupdaterate", "10"),
     ("sv_maxupdaterate", "30"),
+    // RCON brute-force protection, with the engine's defaults
+    // (engine/sv_rcon.cpp in the Source SDK 2013 and CS:GO trees).
     ("sv_rcon_banpenalty", "0"),
     ("sv_rcon_maxfailures", "10"),
+    ("sv_rcon_minfailures", "5"),
+    ("sv_rcon_minfailuretime", "30"),
+    ("sv_rcon_whitelist_address", ""),
+    ("sv_filterban", "1"),
+    // Not engine cvars: srcds serves every RCON socket from its single frame
+    // loop, so idle sockets cost it nothing; the simulator runs a thread per
+    // connection and needs these bounds instead (see rcon_server.rs).
+    ("sim_rcon_max_unauthenticated", "16"),
+    ("sim_rcon_auth_timeout", "15"),
+    // Read when the network comes up, after autoexec.cfg and the command
+    // line, like the engine's cvars of the same names (engine/net_ws.cpp).
+    ("clientport", "27005"),
+    ("tv_port", "27020"),
+    ("tv_enable", "0"),
+    // The file the game rules exec at every map load (game/server/game.cpp).
+    ("servercfgfile", "server.cfg"),
     ("motd_enabled", "1"),
     ("mp_disable_autokick", "0"),
     ("director_no_human_zombies", "0"),
@@ -124,6 +143,22 @@ pub struct State {
     pub logging: bool,
     pub log_addresses: Vec<SocketAddr>,
     pub rng: Rng,
+    /// `map`/`changelevel` accepted but not yet done: the engine only
+    /// schedules the level change (HostState_NewGame / _ChangeLevelMP) and
+    /// performs it after the current command batch.
+    pub pending_map: Option<PendingMap>,
+    /// `addip` bans (sv_filter.cpp).
+    pub ip_filters: Vec<IpFilter>,
+    /// Per-address RCON authentication failures (sv_rcon.cpp).
+    pub failed_rcons: Vec<FailedRcon>,
+}
+
+/// A scheduled level change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMap {
+    pub map: String,
+    /// `changelevel` (true) or `map` (false): only the console wording differs.
+    pub changelevel: bool,
 }
 
 impl State {
@@ -141,12 +176,26 @@ impl State {
             logging: false,
             log_addresses: Vec::new(),
             rng,
+            pending_map: None,
+            ip_filters: Vec::new(),
+            failed_rcons: Vec::new(),
         }
     }
 
     /// A cvar's value ("" if unknown).
     pub fn cvar(&self, name: &str) -> &str {
         self.cvars.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// A cvar as the engine's `ConVar::GetInt` reads it: the leading number
+    /// of the string, truncated toward zero; anything unparsable is 0.
+    pub fn cvar_int(&self, name: &str) -> i64 {
+        self.cvar_float(name) as i64
+    }
+
+    /// A cvar as `ConVar::GetFloat` reads it (`atof`: the leading number).
+    pub fn cvar_float(&self, name: &str) -> f64 {
+        leading_number(self.cvar(name))
     }
 
     pub fn hostname(&self) -> &str {
@@ -194,5 +243,43 @@ impl State {
             score: 0,
             team: "Survivor".to_string(),
         }
+    }
+}
+
+/// `atof`: the longest leading prefix that parses as a number, else 0.
+pub(crate) fn leading_number(s: &str) -> f64 {
+    let s = s.trim_start();
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        let ok = c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && i == 0);
+        if !ok {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    // "1.2.3" parses as far as "1.2": shrink until it parses.
+    let mut prefix = &s[..end];
+    while !prefix.is_empty() {
+        if let Ok(v) = prefix.parse::<f64>() {
+            return if v.is_finite() { v } else { 0.0 };
+        }
+        prefix = &prefix[..prefix.len() - 1];
+    }
+    0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_number;
+
+    #[test]
+    fn cvar_numbers_read_like_atof() {
+        assert_eq!(leading_number("30"), 30.0);
+        assert_eq!(leading_number(" 2.5min"), 2.5);
+        assert_eq!(leading_number("1.2.3"), 1.2);
+        assert_eq!(leading_number("-1"), -1.0);
+        assert_eq!(leading_number("abc"), 0.0);
+        assert_eq!(leading_number(""), 0.0);
+        assert_eq!(leading_number("-"), 0.0);
     }
 }

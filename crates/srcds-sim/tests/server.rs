@@ -598,14 +598,30 @@ fn unknown_map_at_start_keeps_running_without_map() {
     let root = installed(CFG);
     let sim = Sim::start(
         &root,
-        &["+map", "c9m9_nowhere", "-unknownflag", "+sv_lan", "1"],
+        &[
+            "+map",
+            "c9m9_nowhere",
+            "-unknownflag",
+            "+sv_lan",
+            "1",
+            "+rcon_password",
+            "from-cmdline",
+        ],
     );
     sim.wait_console("map load failed: c9m9_nowhere not found or invalid");
     let info = a2s::A2SClient::new().unwrap().info(sim.addr()).unwrap();
     assert_eq!(info.map, "");
     assert_eq!(info.players, 0, "nobody joins a server without a map");
+    // No map, no server.cfg: the engine runs it only at a map load, so its
+    // hostname and rcon_password never apply.
+    assert_eq!(info.name, "Left 4 Dead 2");
+    assert!(!sim
+        .console_text()
+        .contains("Executing dedicated server config file"));
     let mut rcon = Rcon::connect(sim.addr());
-    assert_eq!(rcon.auth("s3cret"), 1);
+    assert_eq!(rcon.auth("s3cret"), -1, "server.cfg's password is not set");
+    let mut rcon = Rcon::connect(sim.addr());
+    assert_eq!(rcon.auth("from-cmdline"), 1);
     let (lan, _) = rcon.exec(2, "sv_lan");
     assert!(lan.starts_with("\"sv_lan\" = \"1\""), "{lan}");
 }

@@ -66,9 +66,23 @@ impl Root {
         }
     }
     pub fn write_server_cfg(&self, text: &str) {
+        self.write_cfg("server.cfg", text);
+    }
+    /// Writes `<installation>/left4dead2/cfg/<name>`.
+    pub fn write_cfg(&self, name: &str, text: &str) {
         let cfg = self.installation().join("left4dead2/cfg");
         std::fs::create_dir_all(&cfg).unwrap();
-        std::fs::write(cfg.join("server.cfg"), text).unwrap();
+        std::fs::write(cfg.join(name), text).unwrap();
+    }
+    /// Writes an executable plugin stand-in into `left4dead2/addons/sim-plugins/`.
+    pub fn write_plugin(&self, name: &str, script: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.installation().join("left4dead2/addons/sim-plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
     }
 }
 
@@ -88,13 +102,38 @@ pub struct Sim {
     pub child: Child,
     pub port: u16,
     pub console: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(from: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
 }
 
 impl Sim {
     /// Starts `<installation>/srcds_run -game left4dead2 +ip 127.0.0.1 +hostport <free> <extra>`
     /// from an unrelated cwd (srcds_run must cd itself) and waits for A2S.
     pub fn start(root: &Root, extra: &[&str]) -> Sim {
+        Sim::start_with_env(root, extra, &[])
+    }
+
+    /// [`Sim::start`] with extra environment variables.
+    pub fn start_with_env(root: &Root, extra: &[&str], env: &[(&str, &str)]) -> Sim {
         let port = free_port();
+        let sim = Sim::spawn_on(root, port, extra, env);
+        sim.wait_for_a2s();
+        sim
+    }
+
+    /// Starts the server on `port` without waiting for it.
+    pub fn spawn_on(root: &Root, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Sim {
         let port_s = port.to_string();
         let mut args = vec![
             "-game",
@@ -107,27 +146,36 @@ impl Sim {
         args.extend_from_slice(extra);
         let mut child = Command::new(root.installation().join("srcds_run"))
             .args(&args)
+            .envs(env.iter().copied())
             .current_dir("/")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let console = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = Arc::clone(&console);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let sim = Sim {
+        let console = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Sim {
             child,
             port,
             console,
-        };
-        sim.wait_for_a2s();
-        sim
+            stderr,
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits for stderr to contain `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.stderr_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("stderr never showed {needle:?}: {}", self.stderr_text());
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -274,13 +322,78 @@ pub struct Rcon {
     pub stream: TcpStream,
 }
 
+/// A TCP connection to `to` from the local address `from` (any 127.0.0.0/8
+/// address is local on Linux), so tests can play several client hosts.
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own; the sockaddr_in
+    // values live across the calls; the fd is handed to TcpStream (which
+    // closes it) or closed here on error.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let local = sockaddr(from, 0);
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0
+            || libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
 impl Rcon {
     pub fn connect(addr: SocketAddr) -> Rcon {
         let stream = TcpStream::connect(addr).unwrap();
+        Rcon::from_stream(stream)
+    }
+    pub fn connect_from(from: std::net::Ipv4Addr, addr: SocketAddr) -> Rcon {
+        Rcon::from_stream(connect_from(from, addr).unwrap())
+    }
+    pub fn from_stream(stream: TcpStream) -> Rcon {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         Rcon { stream }
+    }
+    /// True once the server has closed the connection (EOF or reset);
+    /// waits up to the read timeout for that.
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+    /// Like [`Rcon::send`], for a connection the server may have closed.
+    pub fn try_send(&mut self, id: i32, kind: i32, body: &[u8]) -> std::io::Result<()> {
+        let mut v = ((body.len() + 10) as i32).to_le_bytes().to_vec();
+        v.extend_from_slice(&id.to_le_bytes());
+        v.extend_from_slice(&kind.to_le_bytes());
+        v.extend_from_slice(body);
+        v.extend_from_slice(&[0, 0]);
+        self.stream.write_all(&v)
     }
     pub fn send(&mut self, id: i32, kind: i32, body: &[u8]) {
         let mut v = ((body.len() + 10) as i32).to_le_bytes().to_vec();
