@@ -5,7 +5,7 @@
 #   deploy/install.sh --bin-dir DIR [--system-cpus LIST|none] [--enable]
 #
 #   --bin-dir DIR       directory with the release binaries (target/release):
-#                       left4me l4d2ctl left4me-admin left4me-overlay
+#                       left4me l4d2ctl l4d2-launch left4me-admin left4me-overlay
 #                       left4me-systemctl left4me-journalctl left4me-script-sandbox
 #   --system-cpus LIST  CPUs kept for the system, the web app and overlay builds
 #                       (cpuset syntax, default 0); all other online CPUs go to
@@ -38,7 +38,7 @@ done
 [ "$(id -u)" = 0 ] || die "must run as root"
 [ -n "$BIN_DIR" ] || die "--bin-dir is required"
 LIBEXEC_BINS="left4me-overlay left4me-systemctl left4me-journalctl left4me-script-sandbox"
-OPT_BINS="left4me l4d2ctl"
+OPT_BINS="left4me l4d2ctl l4d2-launch"
 for bin in $OPT_BINS $LIBEXEC_BINS left4me-admin; do
     [ -x "$BIN_DIR/$bin" ] || die "missing binary $BIN_DIR/$bin (build with: cargo build --release --workspace)"
 done

@@ -218,8 +218,34 @@ fn bad_specs() {
         (
             "args-shell",
             "port: 27015\nargs: [\"+map;reboot\"]\n".into(),
-            "`args[0]`",
+            "contains ';'",
         ),
+        (
+            "args-owned-port",
+            "port: 27015\nargs: [+hostport, \"27016\"]\n".into(),
+            "`+hostport` is managed by left4me",
+        ),
+        (
+            "args-owned-rcon",
+            "port: 27015\nargs: [+map, c1m1_hotel, +rcon_password, x]\n".into(),
+            "`+rcon_password` is managed by left4me",
+        ),
+        (
+            "args-owned-debugger",
+            "port: 27015\nargs: [-gdb]\n".into(),
+            "`-gdb` is managed by left4me",
+        ),
+        (
+            "args-unknown",
+            "port: 27015\nargs: [-frobnicate]\n".into(),
+            "unknown launch option `-frobnicate`",
+        ),
+        (
+            "args-stray",
+            "port: 27015\nargs: [c1m1_hotel]\n".into(),
+            "neither a launch option",
+        ),
+        ("port-too-high", "port: 45536\n".into(), "too high"),
         (
             "config-type",
             "port: 27015\nconfig: [1, 2]\n".into(),
@@ -394,4 +420,53 @@ fn unknown_backend_is_rejected() {
         &[("LEFT4ME_BACKEND", "docker")],
         "LEFT4ME_BACKEND=\"docker\" is not a backend",
     );
+}
+
+/// The upper layer is the game's own writable tree: whatever it planted
+/// there must not redirect l4d2ctl's server.cfg staging (a link to another
+/// tenant's overlay or to the database would be overwritten otherwise).
+#[test]
+fn start_never_writes_through_links_the_game_planted() {
+    let root = DataRoot::installed();
+    let port = common::free_port();
+    let good = spec(
+        &root,
+        "good.yaml",
+        &format!("port: {port}\nargs: [+map, c1m1_hotel]\nconfig: |\n  hostname \"staged\"\n"),
+    );
+    assert!(root
+        .l4d2ctl(["initialize", "srv", "-f", &good])
+        .status
+        .success());
+    let victim = root.path().join("overlays/victim/left4dead2/sys.txt");
+    std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    std::fs::write(&victim, "victim's file\n").unwrap();
+    let cfg = root.path().join("runtime/srv/upper/left4dead2/cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    // Links where the file and any temporary name would go.
+    std::os::unix::fs::symlink(&victim, cfg.join("server.cfg")).unwrap();
+    std::os::unix::fs::symlink(&victim, cfg.join(".server.cfg.l4d2ctl-tmp")).unwrap();
+    let out = root.l4d2ctl(["start", "srv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim's file\n");
+    let staged = cfg.join("server.cfg");
+    assert!(!staged.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&staged).unwrap().contains("staged"));
+    assert!(root.l4d2ctl(["stop", "srv"]).status.success());
+
+    // The directory itself replaced by a link: refused, nothing written.
+    std::fs::remove_dir_all(&cfg).unwrap();
+    std::os::unix::fs::symlink(victim.parent().unwrap(), &cfg).unwrap();
+    let before = snapshot(&root.path().join("overlays"));
+    let out = root.l4d2ctl(["start", "srv"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reset the server"), "{stderr}");
+    assert_eq!(snapshot(&root.path().join("overlays")), before);
+    assert!(root.l4d2ctl(["delete", "srv"]).status.success());
+    assert!(victim.exists(), "delete followed the planted link");
 }

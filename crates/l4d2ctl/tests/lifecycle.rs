@@ -206,6 +206,37 @@ fn lifecycle(as_uid: Option<u32>) {
         merged.join("srcds_run").is_file(),
         "installation is the lowest layer"
     );
+    if as_uid.is_none() {
+        // As root the game runs as its own uid and sees only its view of
+        // the data root: no instances/, no tmp/, no database.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let expected = 0x7000_0000u32 + u32::from(port);
+        assert!(
+            uid_line
+                .split_whitespace()
+                .skip(1)
+                .all(|u| u == expected.to_string()),
+            "{uid_line}"
+        );
+        let view_root =
+            PathBuf::from(format!("/proc/{pid}/root")).join(canonical.strip_prefix("/").unwrap());
+        let mut seen: Vec<String> = std::fs::read_dir(&view_root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        seen.sort();
+        assert!(
+            seen.iter()
+                .all(|e| [".steam", "runtime", "steam", "workshop_cache"].contains(&e.as_str())),
+            "the game sees more of the data root than its view: {seen:?}"
+        );
+        assert!(!view_root.join("instances").exists());
+        assert!(!view_root.join("spec.yaml").exists());
+        // Files the game creates land on disk owned by the data owner.
+        let upper_cfg = root.path().join("runtime/srv/upper/left4dead2/cfg");
+        assert_eq!(std::fs::metadata(&upper_cfg).unwrap().uid(), 0);
+    }
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     assert!(
         mountinfo

@@ -19,6 +19,8 @@ pub enum InstanceError {
     },
     #[error("{path}: {message}")]
     BadEnv { path: PathBuf, message: String },
+    #[error("instance {name}: {path} in its upper layer is not a directory (the game replaced it, e.g. with a symlink); reset the server to get a clean upper layer")]
+    Tampered { name: InstanceName, path: PathBuf },
 }
 
 pub(crate) fn io_err(
@@ -32,6 +34,9 @@ pub(crate) fn io_err(
         source,
     }
 }
+
+/// Largest instance.env accepted (500 long lowerdirs fit easily).
+const MAX_ENV_BYTES: u64 = 512 * 1024;
 
 /// The parsed `instance.env`, the contract between `initialize` and whoever
 /// starts the instance (the local backend, the systemd unit, left4me-overlay).
@@ -59,14 +64,46 @@ impl InstanceEnv {
         )
     }
 
-    /// Reads and strictly validates an instance.env. It is root-read by the
-    /// overlay helper, so anything unexpected is an error, not ignored.
-    pub fn read(path: &Path) -> Result<InstanceEnv, InstanceError> {
-        let text = std::fs::read_to_string(path).map_err(io_err("cannot read", path))?;
-        Self::parse(&text).map_err(|message| InstanceError::BadEnv {
-            path: path.to_owned(),
-            message,
-        })
+    /// Reads and strictly validates `instances/<name>/instance.env`. Root
+    /// reads it (the overlay helper), so it is opened beneath the data root
+    /// without following symlinks, must be a small regular file, and errors
+    /// never quote its content (they end up in the journal).
+    pub fn read(layout: &Layout, name: &InstanceName) -> Result<InstanceEnv, InstanceError> {
+        let root = crate::fsx::open_trusted_dir(layout.root())
+            .map_err(io_err("cannot open", layout.root()))?;
+        Self::read_beneath(std::os::fd::AsFd::as_fd(&root), name)
+    }
+
+    /// [`InstanceEnv::read`] with the data root already open.
+    pub fn read_beneath(
+        root: std::os::fd::BorrowedFd<'_>,
+        name: &InstanceName,
+    ) -> Result<InstanceEnv, InstanceError> {
+        let rel = Path::new("instances")
+            .join(name.as_str())
+            .join("instance.env");
+        let bytes =
+            crate::fsx::read_regular_beneath(root, &rel, MAX_ENV_BYTES).map_err(|e| match e {
+                crate::fsx::ReadError::Io(source)
+                    if source.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    InstanceError::Missing(name.clone())
+                }
+                other => InstanceError::BadEnv {
+                    path: rel.clone(),
+                    message: match other {
+                        crate::fsx::ReadError::Io(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                            "is a symlink (or below one); refusing to follow it".into()
+                        }
+                        other => other.to_string(),
+                    },
+                },
+            })?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| InstanceError::BadEnv {
+            path: rel.clone(),
+            message: "is not UTF-8 text".into(),
+        })?;
+        Self::parse(text).map_err(|message| InstanceError::BadEnv { path: rel, message })
     }
 
     fn parse(text: &str) -> Result<InstanceEnv, String> {
@@ -79,6 +116,8 @@ impl InstanceEnv {
             let (key, raw) = line
                 .split_once('=')
                 .ok_or_else(|| format!("line {}: expected KEY=VALUE", i + 1))?;
+            // Messages never quote the file: root reads it, and a line of
+            // some other file must not end up in the journal.
             let value = match raw.strip_prefix('"') {
                 Some(rest) => rest
                     .strip_suffix('"')
@@ -95,7 +134,9 @@ impl InstanceEnv {
                             .parse::<u16>()
                             .ok()
                             .filter(|p| *p > 0)
-                            .ok_or_else(|| format!("L4D2_PORT={value:?} is not a port number"))?,
+                            .ok_or_else(|| {
+                                format!("line {}: L4D2_PORT is not a port number", i + 1)
+                            })?,
                     )
                 }
                 "L4D2_ARGS" => args = Some(value.split_whitespace().map(str::to_owned).collect()),
@@ -108,7 +149,7 @@ impl InstanceEnv {
                             .collect::<Vec<_>>(),
                     )
                 }
-                other => return Err(format!("line {}: unknown key {other:?}", i + 1)),
+                _ => return Err(format!("line {}: unknown key", i + 1)),
             }
         }
         let lowerdirs: Vec<PathBuf> = lower.ok_or("L4D2_LOWERDIRS is missing")?;
@@ -214,16 +255,33 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), InstanceError> {
 }
 
 /// Copies the instance's server.cfg into the upper layer so it wins over
-/// every overlay. Written to a temporary name and renamed.
+/// every overlay. The upper layer is the game's own writable tree, so every
+/// directory is opened beneath it without following symlinks, and the file
+/// is written to a fresh temporary name and renamed into place.
 pub fn stage_server_cfg(layout: &Layout, name: &InstanceName) -> Result<(), InstanceError> {
+    use std::os::fd::AsFd;
     let source = layout.instance_server_cfg(name);
     let config = std::fs::read(&source).map_err(io_err("cannot read", &source))?;
-    let target = layout.staged_server_cfg(name);
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-    let tmp = dir.join(".server.cfg.l4d2ctl-tmp");
-    write_file(&tmp, &config)?;
-    std::fs::rename(&tmp, &target).map_err(io_err("cannot move server.cfg into", &target))
+    let upper = layout.upper(name);
+    let upper_fd = crate::fsx::open_trusted_dir(&upper).map_err(io_err("cannot open", &upper))?;
+    let cfg_rel = Path::new("left4dead2/cfg");
+    let cfg_dir = crate::fsx::ensure_dir_beneath(upper_fd.as_fd(), cfg_rel).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+            InstanceError::Tampered {
+                name: name.clone(),
+                path: cfg_rel.to_path_buf(),
+            }
+        } else {
+            io_err("cannot create", &upper.join(cfg_rel))(e)
+        }
+    })?;
+    crate::fsx::write_atomic(
+        cfg_dir.as_fd(),
+        std::ffi::OsStr::new("server.cfg"),
+        &config,
+        0o644,
+    )
+    .map_err(io_err("cannot write server.cfg into", &upper.join(cfg_rel)))
 }
 
 /// Removes the definition and runtime tree of `name` (the caller stops it first).
@@ -234,35 +292,10 @@ pub fn remove(layout: &Layout, name: &InstanceName) -> Result<(), InstanceError>
     Ok(())
 }
 
-/// `remove_dir_all` that also copes with directories the kernel or the game
-/// left without write/search permission (overlayfs creates `work/work` 0000).
+/// Removes `path` and everything below it without following symlinks, also
+/// where the kernel or the game left directories without permissions.
 pub fn remove_tree(path: &Path) -> Result<(), InstanceError> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("cannot inspect", path)(e)),
-        Ok(meta) if !meta.is_dir() => {
-            return std::fs::remove_file(path).map_err(io_err("cannot remove", path))
-        }
-        Ok(_) => {}
-    }
-    if std::fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    make_dirs_writable(path);
-    std::fs::remove_dir_all(path).map_err(io_err("cannot remove", path))
-}
-
-fn make_dirs_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    // Best effort: whatever still fails is reported by the final remove_dir_all.
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_dirs_writable(&entry.path());
-            }
-        }
-    }
+    crate::fsx::remove_tree(path).map_err(io_err("cannot remove", path))
 }
 
 #[cfg(test)]

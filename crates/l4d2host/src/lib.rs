@@ -7,24 +7,28 @@
 //! rollback, preflight checks.
 
 pub mod backend;
+pub mod fsx;
 pub mod install;
 pub mod instance;
+pub mod launch;
 mod layout;
 pub mod logs;
-mod name;
 pub mod overlay;
 pub mod spec;
+pub mod view;
 
 use std::io::Write;
 use std::path::Path;
 
-pub use backend::{Backend, BackendError, ServiceState};
+pub use backend::{Backend, BackendError};
 pub use install::InstallError;
 pub use instance::InstanceError;
+pub use l4d2_contract::status::{InstanceStatus, ServiceState};
+pub use l4d2_contract::{InstanceName, NameError};
 pub use layout::{Layout, DEFAULT_ROOT};
-pub use name::{InstanceName, NameError};
 pub use overlay::OverlayError;
 pub use spec::{InstanceSpec, PortRange, SpecError};
+pub use view::ViewError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -40,19 +44,10 @@ pub enum HostError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Install(#[from] InstallError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("cannot determine the data root: {0}")]
     Root(std::io::Error),
-}
-
-/// Status of one instance, as `l4d2ctl status --json` prints it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InstanceStatus {
-    pub name: String,
-    pub exists: bool,
-    pub backend: &'static str,
-    pub port: Option<u16>,
-    #[serde(flatten)]
-    pub service: ServiceState,
 }
 
 /// The host: a data root and the backend that runs its instances.
@@ -93,9 +88,12 @@ impl Host {
         Ok(())
     }
 
+    /// Stops the instance. Its overlay existed only in the game's own
+    /// namespace; the `work/work` directory overlayfs leaves is removed.
     pub fn stop(&self, name: &InstanceName) -> Result<(), HostError> {
         self.require(name)?;
         self.backend.stop(&self.layout, name)?;
+        instance::remove_tree(&self.layout.work(name).join("work"))?;
         Ok(())
     }
 
@@ -104,7 +102,7 @@ impl Host {
         let defined = instance::exists(&self.layout, name);
         if defined || self.layout.runtime_dir(name).exists() {
             if defined {
-                self.backend.stop(&self.layout, name)?;
+                self.backend.delete(&self.layout, name)?;
             }
             instance::remove(&self.layout, name)?;
         }
@@ -112,29 +110,12 @@ impl Host {
     }
 
     pub fn status(&self, name: &InstanceName) -> Result<InstanceStatus, HostError> {
-        let exists = instance::exists(&self.layout, name);
-        let port = if exists {
-            instance::InstanceEnv::read(&self.layout.instance_env(name))
-                .ok()
-                .map(|e| e.port)
-        } else {
-            None
-        };
-        let service = if exists {
-            self.backend.state(&self.layout, name)?
-        } else {
-            ServiceState::stopped()
-        };
-        Ok(InstanceStatus {
-            name: name.to_string(),
-            exists,
-            backend: self.backend.name(),
-            port,
-            service,
-        })
+        let mut all = self.statuses(std::slice::from_ref(name))?;
+        Ok(all.remove(0))
     }
 
-    /// Status of every defined instance, sorted by name.
+    /// Status of every defined instance, sorted by name, with one backend
+    /// query for all of them.
     pub fn list(&self) -> Result<Vec<InstanceStatus>, HostError> {
         let dir = self.layout.instances();
         let entries = match std::fs::read_dir(&dir) {
@@ -149,9 +130,40 @@ impl Host {
                     .to_str()
                     .and_then(|n| InstanceName::parse(n).ok())
             })
+            .filter(|n| instance::exists(&self.layout, n))
             .collect();
         names.sort();
-        names.iter().map(|n| self.status(n)).collect()
+        self.statuses(&names)
+    }
+
+    fn statuses(&self, names: &[InstanceName]) -> Result<Vec<InstanceStatus>, HostError> {
+        let defined: Vec<InstanceName> = names
+            .iter()
+            .filter(|n| instance::exists(&self.layout, n))
+            .cloned()
+            .collect();
+        let mut states = self.backend.states(&self.layout, &defined)?.into_iter();
+        Ok(names
+            .iter()
+            .map(|name| {
+                let exists = defined.contains(name);
+                let service = if exists {
+                    states.next().unwrap_or_else(ServiceState::stopped)
+                } else {
+                    ServiceState::stopped()
+                };
+                InstanceStatus {
+                    name: name.to_string(),
+                    exists,
+                    backend: self.backend.name().to_string(),
+                    port: exists
+                        .then(|| instance::InstanceEnv::read(&self.layout, name).ok())
+                        .flatten()
+                        .map(|e| e.port),
+                    service,
+                }
+            })
+            .collect())
     }
 
     pub fn logs(

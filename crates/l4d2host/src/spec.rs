@@ -8,17 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
+use l4d2_contract::launch::GamePorts;
+
 use crate::Layout;
 
-/// The kernel stacks at most 500 lower layers; the installation is one of them.
-pub const MAX_OVERLAYS: usize = 499;
-/// server.cfg text larger than this is certainly a mistake.
-pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
-pub const MAX_ARGS: usize = 64;
-pub const MAX_ARG_LEN: usize = 256;
-pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
-
-const KEYS: &str = "port, overlays, args, config";
+use l4d2_contract::spec::KEYS;
+pub use l4d2_contract::spec::{
+    MAX_ARGS, MAX_ARG_LEN, MAX_CONFIG_BYTES, MAX_LOWERDIRS, MAX_OVERLAYS, MAX_SPEC_BYTES,
+};
 
 /// Ports an instance may use (`LEFT4ME_PORT_RANGE_START`/`_END`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +58,9 @@ impl PortRange {
                 range.start, range.end
             )));
         }
+        if let Err(e) = GamePorts::for_game_port(range.end) {
+            return Err(SpecError::Config(format!("LEFT4ME_PORT_RANGE_END: {e}")));
+        }
         Ok(range)
     }
 }
@@ -89,7 +89,9 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> SpecError 
     }
 }
 
-/// A validated spec. Overlay paths are canonical and inside the allowed roots.
+/// A validated spec: [`l4d2_contract::spec::InstanceSpec`] with overlay
+/// paths resolved (canonical, inside the allowed roots) and launch
+/// arguments checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
     pub port: u16,
@@ -125,10 +127,13 @@ impl InstanceSpec {
                 describe(&value)
             )));
         };
+        let mut raw = l4d2_contract::spec::InstanceSpec {
+            port: 0,
+            overlays: Vec::new(),
+            args: Vec::new(),
+            config: String::new(),
+        };
         let mut port = None;
-        let mut overlays = Vec::new();
-        let mut args = Vec::new();
-        let mut config = String::new();
         for (key, value) in &map {
             let Value::String(key) = key else {
                 return Err(SpecError::Shape(format!(
@@ -138,9 +143,9 @@ impl InstanceSpec {
             };
             match key.as_str() {
                 "port" => port = Some(parse_port(value, ports)?),
-                "overlays" => overlays = parse_overlays(value, layout)?,
-                "args" => args = parse_args(value)?,
-                "config" => config = parse_config(value)?,
+                "overlays" => raw.overlays = parse_overlays(value)?,
+                "args" => raw.args = parse_args(value)?,
+                "config" => raw.config = parse_config(value)?,
                 other => {
                     return Err(SpecError::Shape(format!(
                         "unknown key `{other}` (allowed keys: {KEYS})"
@@ -148,12 +153,29 @@ impl InstanceSpec {
                 }
             }
         }
-        let port = port.ok_or_else(|| field_err("port", "is required"))?;
+        raw.port = port.ok_or_else(|| field_err("port", "is required"))?;
+        Self::resolve(raw, layout)
+    }
+
+    /// Resolves the overlay directories of a spec read from YAML.
+    fn resolve(raw: l4d2_contract::spec::InstanceSpec, layout: &Layout) -> Result<Self, SpecError> {
+        let mut overlays: Vec<PathBuf> = Vec::with_capacity(raw.overlays.len());
+        for (i, entry) in raw.overlays.iter().enumerate() {
+            let field = format!("overlays[{i}]");
+            let dir = resolve_overlay_dir(entry, layout).map_err(|m| field_err(&field, m))?;
+            if overlays.contains(&dir) {
+                return Err(field_err(
+                    field,
+                    format!("{} is listed twice", dir.display()),
+                ));
+            }
+            overlays.push(dir);
+        }
         Ok(InstanceSpec {
-            port,
+            port: raw.port,
             overlays,
-            args,
-            config,
+            args: raw.args,
+            config: raw.config,
         })
     }
 }
@@ -181,6 +203,9 @@ fn parse_port(value: &Value, ports: PortRange) -> Result<u16, SpecError> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| field_err("port", format!("{n} is not a port number (1–65535)")))?;
+    if let Err(e) = GamePorts::for_game_port(port) {
+        return Err(field_err("port", e.to_string()));
+    }
     if port < ports.start || port > ports.end {
         return Err(field_err(
             "port",
@@ -193,7 +218,7 @@ fn parse_port(value: &Value, ports: PortRange) -> Result<u16, SpecError> {
     Ok(port)
 }
 
-fn parse_overlays(value: &Value, layout: &Layout) -> Result<Vec<PathBuf>, SpecError> {
+fn parse_overlays(value: &Value) -> Result<Vec<String>, SpecError> {
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Sequence(items) => items,
@@ -208,30 +233,22 @@ fn parse_overlays(value: &Value, layout: &Layout) -> Result<Vec<PathBuf>, SpecEr
         return Err(field_err(
             "overlays",
             format!(
-                "{} entries; at most {MAX_OVERLAYS} are allowed (the kernel stacks at most 500 lower layers, one is the installation)",
+                "{} entries; at most {MAX_OVERLAYS} are allowed (the kernel stacks at most {MAX_LOWERDIRS} lower layers, one is the installation)",
                 items.len()
             ),
         ));
     }
-    let mut out: Vec<PathBuf> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let field = format!("overlays[{i}]");
-        let Value::String(raw) = item else {
-            return Err(field_err(
-                field,
-                format!("expected a directory path, found {}", describe(item)),
-            ));
-        };
-        let dir = resolve_overlay_dir(raw, layout).map_err(|m| field_err(&field, m))?;
-        if out.contains(&dir) {
-            return Err(field_err(
-                field,
-                format!("{} is listed twice", dir.display()),
-            ));
-        }
-        out.push(dir);
-    }
-    Ok(out)
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(raw) => Ok(raw.clone()),
+            other => Err(field_err(
+                format!("overlays[{i}]"),
+                format!("expected a directory path, found {}", describe(other)),
+            )),
+        })
+        .collect()
 }
 
 /// Resolves one overlay entry (absolute, or relative to the data root) to a
@@ -319,34 +336,8 @@ fn parse_args(value: &Value) -> Result<Vec<String>, SpecError> {
             ))
         }
     };
-    if tokens.len() > MAX_ARGS {
-        return Err(field_err(
-            "args",
-            format!("{} arguments; at most {MAX_ARGS} are allowed", tokens.len()),
-        ));
-    }
-    for (i, arg) in tokens.iter().enumerate() {
-        let field = format!("args[{i}]");
-        if arg.is_empty() {
-            return Err(field_err(field, "is empty"));
-        }
-        if arg.len() > MAX_ARG_LEN {
-            return Err(field_err(
-                field,
-                format!("is longer than {MAX_ARG_LEN} characters"),
-            ));
-        }
-        // systemd splits `$L4D2_ARGS` on whitespace and interprets quotes and
-        // `$`/`\` in unit files; an argument must survive that unchanged.
-        if let Some(c) = arg.chars().find(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`' | ';')
-        }) {
-            return Err(field_err(
-                field,
-                format!("{arg:?} contains the character {c:?}, which launch arguments may not"),
-            ));
-        }
-    }
+    l4d2_contract::launch::check_user_args(&tokens)
+        .map_err(|e| field_err("args", e.to_string()))?;
     Ok(tokens)
 }
 
@@ -467,9 +458,25 @@ mod tests {
             ),
             ("port: 27015\nargs: {a: 1}", "`args`: expected a list"),
             ("port: 27015\nargs: [[1]]", "`args[0]`: expected a string"),
-            ("port: 27015\nargs: [\"a b\"]", "`args[0]`"),
-            ("port: 27015\nargs: [\"$(reboot)\"]", "`args[0]`"),
-            ("port: 27015\nargs: [\"\"]", "`args[0]`: is empty"),
+            (
+                "port: 27015\nargs: [\"a b\"]",
+                "launch argument \"a b\" contains ' '",
+            ),
+            ("port: 27015\nargs: [\"$(reboot)\"]", "contains '$'"),
+            ("port: 27015\nargs: [\"\"]", "launch argument 0 is empty"),
+            (
+                "port: 27015\nargs: [+hostport, \"27016\"]",
+                "`+hostport` is managed by left4me",
+            ),
+            (
+                "port: 27015\nargs: [-frobnicate]",
+                "unknown launch option `-frobnicate`",
+            ),
+            (
+                "port: 27015\nargs: [+map, c1m1_hotel, +sv_logsecret, \"7\"]",
+                "`+sv_logsecret`",
+            ),
+            ("port: 45536", "too high"),
             (
                 "port: 27015\nconfig: 5",
                 "`config`: expected server.cfg text",

@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 
 use crate::grammar::{parse_lines, utf8, validate_name, GrammarError};
-use crate::systemctl::server_unit;
 use crate::{tools, Argv};
 
 pub const USAGE: &str = "left4me-journalctl [--dry-run] <name> --lines <N> --follow|--no-follow";
@@ -26,7 +25,7 @@ pub fn plan(args: &[OsString]) -> Result<Argv, GrammarError> {
         "--no-follow" => false,
         _ => return Err(GrammarError::Usage(USAGE)),
     };
-    let unit = server_unit(name);
+    let unit = format!("left4me-server@{name}.service");
     let lines = lines.to_string();
     let mut args = vec![
         "--unit",

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod config;
 pub mod grammar;
+pub mod hop;
 pub mod journalctl;
 pub mod overlay;
 pub mod sandbox;

@@ -2,7 +2,7 @@
 //! script as a transient, heavily restricted systemd service that may write
 //! only into `overlays/<overlay_id>` (seen at `/overlay`).
 //!
-//! Steps (all as root, in PID 1's mount namespace, see [`pid1_wrapper_argv`]):
+//! Steps (all as root, in PID 1's mount namespace, see [`hop_argv`]):
 //! 1. copy the script (opened without following symlinks, owned by the
 //!    `left4me` user, under `<root>/tmp/`) into a root-owned staging dir, so
 //!    the caller cannot swap it after validation;
@@ -330,42 +330,17 @@ fn open_script(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The installed path of this helper (what the wrapper unit runs).
+/// The installed path of this helper (what the transient unit runs).
 pub const HELPER_PATH: &str = "/usr/local/libexec/left4me/left4me-script-sandbox";
 
-/// True when this process already lives in PID 1's mount namespace. When
-/// PID 1 is invisible (the caller's `ProtectProc=invisible` without
-/// CAP_SYS_PTRACE) we are certainly not in its namespace.
-pub fn in_pid1_mount_namespace() -> bool {
-    let ns_id = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    match (ns_id("/proc/self/ns/mnt"), ns_id("/proc/1/ns/mnt")) {
-        (Some(ours), Some(init)) => ours == init,
-        _ => false,
-    }
-}
-
-/// How the helper leaves its caller's sandbox: the web service runs with a
-/// private mount namespace, a seccomp filter and restricted namespaces, so a
-/// bind made from there would be invisible to the build unit (and mount
-/// syscalls are filtered anyway). Instead of `setns`, which the caller's
-/// hardening forbids, the helper re-runs itself as a plain root transient
-/// unit: systemd (PID 1) starts it in PID 1's mount namespace, unrestricted,
-/// with stdin/stdout/stderr piped through and the exit status passed back.
-pub fn pid1_wrapper_argv(request: &Request) -> Argv {
-    Argv::new(
-        tools::SYSTEMD_RUN,
-        [
-            "--quiet".to_string(),
-            "--wait".to_string(),
-            "--pipe".to_string(),
-            "--collect".to_string(),
-            "--service-type=exec".to_string(),
-            format!(
-                "--unit=left4me-sandbox-launch-{}.service",
-                request.overlay_id
-            ),
-            "--".to_string(),
-            HELPER_PATH.to_string(),
+/// The transient root unit this helper re-runs itself in when called from
+/// the web app's sandbox (see [`crate::hop`]): nothing on disk is opened or
+/// validated before that.
+pub fn hop_argv(request: &Request) -> Argv {
+    crate::hop::transient_argv(
+        &format!("left4me script build of overlay {}", request.overlay_id),
+        HELPER_PATH,
+        &[
             request.overlay_id.clone(),
             request.script.display().to_string(),
         ],

@@ -45,25 +45,78 @@ fn assert_rejected(bin: &str, args: &[&str], needle: &str) {
 
 #[test]
 fn systemctl_accepted_forms() {
-    let cases = [
+    let cases: [(&[&str], &str); 3] = [
         (
-            "enable",
-            r#"["/usr/bin/systemctl","enable","--now","left4me-server@srv-1.service"]"#,
-        ),
-        (
-            "disable",
+            &["disable", "srv-1"],
             r#"["/usr/bin/systemctl","disable","--now","left4me-server@srv-1.service"]"#,
         ),
         (
-            "show",
-            r#"["/usr/bin/systemctl","show","left4me-server@srv-1.service","--property=LoadState,ActiveState,SubState,MainPID,UnitFileState,NRestarts"]"#,
+            &["show", "srv-1", "srv-2"],
+            r#"["/usr/bin/systemctl","show","left4me-server@srv-1.service","left4me-server@srv-2.service","--property=Id,LoadState,ActiveState,SubState,MainPID,UID,UnitFileState,NRestarts"]"#,
+        ),
+        (
+            &["delete", "srv-1"],
+            "[\"/usr/bin/systemctl\",\"disable\",\"--now\",\"left4me-server@srv-1.service\"]\n{\"remove\":\"/etc/systemd/system/left4me-server@srv-1.service.d\"}",
         ),
     ];
-    for (verb, expected) in cases {
-        let out = run("left4me-systemctl", &["--dry-run", verb, "srv-1"]);
-        assert!(out.status.success(), "{verb}: {}", stderr(&out));
+    for (args, expected) in cases {
+        let mut all = vec!["--dry-run"];
+        all.extend_from_slice(args);
+        let out = run("left4me-systemctl", &all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert_eq!(stdout(&out).trim(), expected);
     }
+}
+
+#[test]
+fn systemctl_enable_writes_the_instance_drop_in_from_its_definition() {
+    if !private_host_available() {
+        return;
+    }
+    let bin = workspace_bin("left4me-systemctl");
+    let out = in_private_host(
+        r#"
+        mkdir -p /var/lib/left4me/instances/srv-1
+        printf 'L4D2_PORT=27015\nL4D2_ARGS=""\nL4D2_LOWERDIRS="/var/lib/left4me/installation"\n' > /var/lib/left4me/instances/srv-1/instance.env
+        exec "$1" --dry-run enable srv-1
+        "#,
+        &[bin.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let write: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        write["write"],
+        "/etc/systemd/system/left4me-server@srv-1.service.d/50-left4me-instance.conf"
+    );
+    let content = write["content"].as_str().unwrap();
+    for needed in [
+        "User=l4d2-srv-1",
+        "SocketBindAllow=udp:27015",
+        "SocketBindAllow=tcp:27015",
+        "SocketBindAllow=udp:37015",
+    ] {
+        assert!(content.contains(needed), "{needed}: {content}");
+    }
+    assert_eq!(lines[1], r#"["/usr/bin/systemctl","daemon-reload"]"#);
+    assert_eq!(
+        lines[3],
+        r#"["/usr/bin/systemctl","enable","--now","left4me-server@srv-1.service"]"#
+    );
+
+    // A symlinked definition (root would follow it) is refused.
+    let out = in_private_host(
+        r#"
+        mkdir -p /var/lib/left4me/instances/srv-1
+        ln -s /etc/shadow /var/lib/left4me/instances/srv-1/instance.env
+        exec "$1" --dry-run enable srv-1
+        "#,
+        &[bin.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("root:"), "{}", stderr(&out));
 }
 
 #[test]
@@ -74,6 +127,8 @@ fn systemctl_rejected_forms() {
     assert_rejected(bin, &["enable"], "usage");
     assert_rejected(bin, &["enable", "a", "b"], "usage");
     assert_rejected(bin, &["start", "a"], "unknown verb \"start\"");
+    assert_rejected(bin, &["show"], "usage");
+    assert_rejected(bin, &["show", "a", "B"], "invalid instance name");
     assert_rejected(bin, &["restart", "a"], "unknown verb");
     assert_rejected(bin, &["enable", "A"], "invalid instance name \"A\"");
     assert_rejected(bin, &["enable", "a.service"], "invalid instance name");
@@ -154,28 +209,30 @@ fn journalctl_rejected_forms() {
 
 #[test]
 fn overlay_accepted_forms() {
-    for verb in ["mount", "umount"] {
-        let out = run("left4me-overlay", &["--dry-run", verb, "srv"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-        assert_eq!(line["operation"], verb);
-        assert_eq!(line["instance"], "srv");
-        // The caller's LEFT4ME_ROOT is ignored: the root comes from /etc/left4me/host.env or the default.
-        let root = line["data_root"].as_str().unwrap();
-        assert_ne!(root, "/tmp/evil-root");
-        assert_eq!(line["merged"], format!("{root}/runtime/srv/merged"));
-    }
+    let out = run("left4me-overlay", &["--dry-run", "attach", "srv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(line["operation"], "attach");
+    assert_eq!(line["instance"], "srv");
+    // The caller's LEFT4ME_ROOT is ignored: the root comes from /etc/left4me/host.env or the default.
+    assert_ne!(line["data_root"], "/tmp/evil-root");
+    assert!(line["main_pid"].is_null());
+    // Without the unit's MAINPID there is nothing to attach to.
+    let out = run("left4me-overlay", &["attach", "srv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("MAINPID"), "{}", stderr(&out));
 }
 
 #[test]
 fn overlay_rejected_forms() {
     let bin = "left4me-overlay";
     assert_rejected(bin, &[], "usage");
-    assert_rejected(bin, &["mount"], "usage");
-    assert_rejected(bin, &["mount", "a", "b"], "usage");
-    assert_rejected(bin, &["unmount", "a"], "unknown verb");
-    assert_rejected(bin, &["mount", "../a"], "invalid instance name");
-    assert_rejected(bin, &["mount", ""], "invalid instance name");
+    assert_rejected(bin, &["attach"], "usage");
+    assert_rejected(bin, &["attach", "a", "b"], "usage");
+    assert_rejected(bin, &["mount", "a"], "unknown verb");
+    assert_rejected(bin, &["umount", "a"], "unknown verb");
+    assert_rejected(bin, &["attach", "../a"], "invalid instance name");
+    assert_rejected(bin, &["attach", ""], "invalid instance name");
 }
 
 #[test]

@@ -6,11 +6,14 @@
 //! kernel's start time of that pid (`/proc/<pid>/stat` field 22), so a
 //! recycled pid is never mistaken for the server.
 //!
-//! Overlay: as root the overlay is mounted in the host's mount namespace (as
-//! the systemd helper does). Unprivileged, the child enters a new user +
-//! mount namespace between fork and exec, mounts the overlay there
-//! (overlayfs is mountable in user namespaces since Linux 5.11) and the game
-//! runs inside it; the mount disappears with the process.
+//! Overlay: as root the server is started through `l4d2-launch local`, which
+//! builds the same view of the data root a systemd unit gets (see
+//! [`crate::view`]) in its own mount namespace and runs the game as the
+//! instance's own uid ([`l4d2_contract::launch::local_game_uid`]).
+//! Unprivileged, the child enters a new user + mount namespace between fork
+//! and exec, mounts the overlay there ([`crate::overlay`]) and the game runs
+//! inside it as the caller: one user, one trust domain (development, demo).
+//! Either way the mount disappears with the process.
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
@@ -21,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use super::{BackendError, ServiceState};
+use super::BackendError;
 use crate::instance::{io_err, InstanceEnv};
-use crate::overlay::{self, MountPlan};
-use crate::{InstanceName, Layout};
+use crate::overlay::MountPlan;
+use crate::{InstanceName, Layout, ServiceState};
 
 /// SIGINT grace period before SIGKILL, as `TimeoutStopSec=15s` in the unit.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -88,16 +91,14 @@ impl LocalBackend {
                 active_state: "active".into(),
                 sub_state: "running".into(),
                 pid: u32::try_from(id.pid).ok(),
-                enabled: None,
-                restarts: None,
+                uid: process_uid(id.pid),
+                ..ServiceState::stopped()
             },
             // A pid file without its process: it died without `stop` (a crash).
             Some(_) => ServiceState {
                 active_state: "failed".into(),
                 sub_state: "failed".into(),
-                pid: None,
-                enabled: None,
-                restarts: None,
+                ..ServiceState::stopped()
             },
         }
     }
@@ -106,29 +107,11 @@ impl LocalBackend {
         if self.running(layout, name).is_some() {
             return Ok(());
         }
-        let env = InstanceEnv::read(&layout.instance_env(name))?;
-        let privileged = is_root();
-        // Unprivileged: the mount happens in the child, inside its namespace.
-        let private_mount = if privileged {
-            overlay::mount(layout, name)?;
-            None
-        } else {
-            let plan = MountPlan::prepare(layout, name)?.for_user_namespace();
-            Some((UserNamespace::for_current_user(), plan))
-        };
-
+        let env = InstanceEnv::read(layout, name)?;
         let spawn_err = |message: String| BackendError::Spawn {
             name: name.clone(),
             message,
         };
-        let merged = layout.merged(name);
-        let game_dir = CString::new(
-            merged
-                .join("left4dead2")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .map_err(|e| spawn_err(e.to_string()))?;
         let log_path = layout.console_log(name);
         let log = OpenOptions::new()
             .create(true)
@@ -137,38 +120,73 @@ impl LocalBackend {
             .map_err(io_err("cannot open", &log_path))?;
         let log_err = log.try_clone().map_err(io_err("cannot open", &log_path))?;
 
-        let mut cmd = Command::new(merged.join("srcds_run"));
-        cmd.args(["-game", "left4dead2", "+ip", "0.0.0.0", "+hostport"])
-            .arg(env.port.to_string())
-            .args(&env.args)
-            // srcds finds steamclient.so in $HOME/.steam/sdk32.
-            .env("HOME", layout.root())
+        let privileged = is_root();
+        let mut cmd = if privileged {
+            // The launcher builds the game's view and drops to its uid.
+            let mut cmd = Command::new(launcher().map_err(spawn_err)?);
+            cmd.arg("local").arg(layout.root()).arg(name.as_str());
+            cmd
+        } else {
+            let merged = layout.merged(name);
+            let mut cmd = Command::new(merged.join("srcds_run"));
+            cmd.args(crate::launch::game_args(&env).map_err(|e| spawn_err(e.to_string()))?);
+            cmd
+        };
+        // srcds finds steamclient.so in $HOME/.steam/sdk32.
+        cmd.env("HOME", layout.root())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
 
-        // SAFETY: the closure runs between fork and exec in a single-threaded
-        // child; it only makes syscalls on data prepared above and allocates
-        // nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::setsid()?;
-                if let Some((namespace, plan)) = &private_mount {
+        // Root: the launcher reports on this pipe why it could not start the
+        // game; the pipe closing without a word means the game was exec'd.
+        let mut status_pipe = None;
+        if privileged {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| spawn_err(format!("cannot create a pipe: {e}")))?;
+            let write_fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+            status_pipe = Some((read, write));
+            // SAFETY: setsid(2) and dup2(2) only, between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setsid()?;
+                    if libc::dup2(write_fd, crate::launch::STATUS_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            cmd.env(
+                crate::launch::STATUS_FD_ENV,
+                crate::launch::STATUS_FD.to_string(),
+            );
+        } else {
+            let plan = MountPlan::prepare(layout, name)?;
+            let namespace = UserNamespace::for_current_user();
+            let game_dir = CString::new(
+                layout
+                    .merged(name)
+                    .join(l4d2_contract::launch::GAME_DIR)
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .map_err(|e| spawn_err(e.to_string()))?;
+            // SAFETY: the closure runs between fork and exec in a
+            // single-threaded child; it only makes syscalls on data prepared
+            // above and allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setsid()?;
                     namespace.enter()?;
                     plan.mount().map_err(|(_, e, _)| e)?;
-                }
-                rustix::process::chdir(game_dir.as_c_str())?;
-                Ok(())
-            });
+                    rustix::process::chdir(game_dir.as_c_str())?;
+                    Ok(())
+                });
+            }
         }
-        let spawned = cmd.spawn();
-        if spawned.is_err() && privileged {
-            // Leave nothing mounted behind a server that never ran.
-            let _ = overlay::umount(layout, name);
-        }
-        let child = spawned.map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             let how = if privileged {
-                "spawning srcds_run"
+                "starting l4d2-launch"
             } else {
                 "entering a user + mount namespace, mounting the overlay there and spawning srcds_run"
             };
@@ -179,6 +197,21 @@ impl LocalBackend {
             };
             spawn_err(format!("{how}: {e}{hint}"))
         })?;
+        if let Some((read, write)) = status_pipe {
+            drop(write);
+            let mut reason = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut reason);
+            if !reason.trim().is_empty() {
+                let mut child = child;
+                let _ = child.wait();
+                let hint = if reason.contains("srcds_run: No such file") {
+                    " (is the game installed? run `l4d2ctl install`)"
+                } else {
+                    ""
+                };
+                return Err(spawn_err(format!("{}{hint}", reason.trim())));
+            }
+        }
         let pid = child.id() as i32;
         // The child is ours until this process exits, so its /proc entry
         // (even as a zombie) still exists here.
@@ -209,11 +242,38 @@ impl LocalBackend {
             }
             _ => {}
         }
-        if layout.runtime_dir(name).exists() {
-            overlay::umount(layout, name)?;
-        }
         Ok(())
     }
+}
+
+/// The `l4d2-launch` binary: `LEFT4ME_LAUNCH`, else next to the running
+/// executable (l4d2ctl is installed beside it).
+fn launcher() -> Result<std::path::PathBuf, String> {
+    if let Some(path) = std::env::var_os("LEFT4ME_LAUNCH").filter(|v| !v.is_empty()) {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find l4d2-launch: {e}"))?;
+    let path = exe.with_file_name("l4d2-launch");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "cannot find l4d2-launch next to {} (set LEFT4ME_LAUNCH)",
+            exe.display()
+        ))
+    }
+}
+
+/// The real uid of a running process.
+fn process_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Signals the whole process group (the server leads its own session).

@@ -12,7 +12,8 @@ pub use systemd::{SystemdBackend, SystemdCommand, HELPER_DIR};
 
 use crate::instance::InstanceError;
 use crate::overlay::OverlayError;
-use crate::{InstanceName, Layout};
+use crate::view::ViewError;
+use crate::{InstanceName, Layout, ServiceState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -22,6 +23,8 @@ pub enum BackendError {
     Instance(#[from] InstanceError),
     #[error(transparent)]
     Overlay(#[from] OverlayError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("cannot start instance {name}: {message}")]
     Spawn { name: InstanceName, message: String },
     #[error("instance {name}: process {pid} did not exit after SIGINT and SIGKILL")]
@@ -41,32 +44,6 @@ pub enum BackendError {
     Parse { command: String, message: String },
     #[error("writing logs: {0}")]
     Output(std::io::Error),
-}
-
-/// What the service manager says about an instance, in systemd's words.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ServiceState {
-    /// `active`, `inactive`, `failed`, `activating`, `deactivating`, …
-    pub active_state: String,
-    /// `running`, `dead`, `failed`, `auto-restart`, …
-    pub sub_state: String,
-    pub pid: Option<u32>,
-    /// Whether it comes back after a reboot (systemd only).
-    pub enabled: Option<bool>,
-    /// How often systemd restarted it since it was started (systemd only).
-    pub restarts: Option<u32>,
-}
-
-impl ServiceState {
-    pub fn stopped() -> ServiceState {
-        ServiceState {
-            active_state: "inactive".into(),
-            sub_state: "dead".into(),
-            pid: None,
-            enabled: None,
-            restarts: None,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -119,7 +96,8 @@ impl Backend {
     }
 
     /// Stops the instance (SIGINT, then SIGKILL after the grace period) and
-    /// unmounts its overlay once the process is gone.
+    /// disables it at boot. Its overlay lives only in the game's namespace
+    /// and is gone with the process.
     pub fn stop(&self, layout: &Layout, name: &InstanceName) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.stop(layout, name),
@@ -127,14 +105,24 @@ impl Backend {
         }
     }
 
-    pub fn state(
+    /// Stops the instance and forgets whatever the backend keeps about it
+    /// (systemd: the unit's per-instance configuration).
+    pub fn delete(&self, layout: &Layout, name: &InstanceName) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.stop(layout, name),
+            Backend::Systemd(b) => b.delete(name),
+        }
+    }
+
+    /// The state of each of `names`, in order (systemd: one call for all).
+    pub fn states(
         &self,
         layout: &Layout,
-        name: &InstanceName,
-    ) -> Result<ServiceState, BackendError> {
+        names: &[InstanceName],
+    ) -> Result<Vec<ServiceState>, BackendError> {
         match self {
-            Backend::Local(b) => Ok(b.state(layout, name)),
-            Backend::Systemd(b) => b.state(name),
+            Backend::Local(b) => Ok(names.iter().map(|n| b.state(layout, n)).collect()),
+            Backend::Systemd(b) => b.states(names),
         }
     }
 

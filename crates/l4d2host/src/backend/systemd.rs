@@ -3,8 +3,8 @@
 
 use std::process::{Command, Stdio};
 
-use super::{BackendError, ServiceState};
-use crate::InstanceName;
+use super::BackendError;
+use crate::{InstanceName, ServiceState};
 
 /// Where the deployment installs the privileged helpers.
 pub const HELPER_DIR: &str = "/usr/local/libexec/left4me";
@@ -19,7 +19,10 @@ pub struct SystemdBackend;
 pub enum SystemdCommand<'a> {
     Enable(&'a InstanceName),
     Disable(&'a InstanceName),
-    Show(&'a InstanceName),
+    /// Disable, stop and forget the instance's unit configuration.
+    Delete(&'a InstanceName),
+    /// The state of any number of instances in one call.
+    Show(&'a [InstanceName]),
     Journal {
         name: &'a InstanceName,
         lines: usize,
@@ -38,8 +41,12 @@ impl SystemdCommand<'_> {
             SystemdCommand::Disable(n) => {
                 argv.extend([helper("left4me-systemctl"), "disable".into(), n.to_string()])
             }
-            SystemdCommand::Show(n) => {
-                argv.extend([helper("left4me-systemctl"), "show".into(), n.to_string()])
+            SystemdCommand::Delete(n) => {
+                argv.extend([helper("left4me-systemctl"), "delete".into(), n.to_string()])
+            }
+            SystemdCommand::Show(names) => {
+                argv.extend([helper("left4me-systemctl"), "show".into()]);
+                argv.extend(names.iter().map(ToString::to_string));
             }
             SystemdCommand::Journal {
                 name,
@@ -93,9 +100,19 @@ impl SystemdBackend {
         SystemdCommand::Disable(name).run().map(drop)
     }
 
-    pub fn state(&self, name: &InstanceName) -> Result<ServiceState, BackendError> {
-        let cmd = SystemdCommand::Show(name);
-        parse_show(&cmd.run()?).map_err(|message| BackendError::Parse {
+    pub fn delete(&self, name: &InstanceName) -> Result<(), BackendError> {
+        SystemdCommand::Delete(name).run().map(drop)
+    }
+
+    /// The state of every instance in `names`, in order, from one
+    /// privileged round trip (a dashboard shows dozens of servers).
+    pub fn states(&self, names: &[InstanceName]) -> Result<Vec<ServiceState>, BackendError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = SystemdCommand::Show(names);
+        let out = cmd.run()?;
+        parse_show_many(&out, names).map_err(|message| BackendError::Parse {
             command: cmd.argv().join(" "),
             message,
         })
@@ -129,7 +146,32 @@ impl SystemdBackend {
     }
 }
 
-/// Parses `systemctl show --property=…` output (KEY=VALUE lines).
+/// Parses `systemctl show u1 u2 … --property=Id,…`: one block of KEY=VALUE
+/// lines per unit, separated by blank lines, matched to `names` by `Id`.
+pub(crate) fn parse_show_many(
+    text: &str,
+    names: &[InstanceName],
+) -> Result<Vec<ServiceState>, String> {
+    let mut by_unit = std::collections::HashMap::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let id = block
+            .lines()
+            .find_map(|l| l.strip_prefix("Id="))
+            .ok_or("a block without Id")?;
+        by_unit.insert(id.to_string(), parse_show(block)?);
+    }
+    names
+        .iter()
+        .map(|n| {
+            let unit = l4d2_contract::launch::server_unit(n);
+            by_unit
+                .remove(&unit)
+                .ok_or_else(|| format!("no state for {unit}"))
+        })
+        .collect()
+}
+
+/// Parses one unit's `systemctl show --property=…` output (KEY=VALUE lines).
 pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
     let mut state = ServiceState::stopped();
     let (mut active, mut sub) = (None, None);
@@ -141,6 +183,7 @@ pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
             "ActiveState" => active = Some(value.to_owned()),
             "SubState" => sub = Some(value.to_owned()),
             "MainPID" => state.pid = value.parse::<u32>().ok().filter(|p| *p != 0),
+            "UID" => state.uid = value.parse::<u32>().ok(),
             "UnitFileState" => state.enabled = Some(value == "enabled"),
             "NRestarts" => state.restarts = value.parse().ok(),
             _ => {}
@@ -179,16 +222,19 @@ mod tests {
                 "srv-1"
             ]
         );
+        let m = InstanceName::parse("srv-2").unwrap();
         assert_eq!(
-            SystemdCommand::Show(&n).argv(),
+            SystemdCommand::Show(&[n.clone(), m]).argv(),
             [
                 "/usr/bin/sudo",
                 "-n",
                 &format!("{h}/left4me-systemctl"),
                 "show",
-                "srv-1"
+                "srv-1",
+                "srv-2"
             ]
         );
+        assert_eq!(SystemdCommand::Delete(&n).argv()[3], "delete");
         assert_eq!(
             SystemdCommand::Journal {
                 name: &n,
@@ -235,5 +281,20 @@ mod tests {
                 .unwrap();
         assert_eq!((s.pid, s.enabled), (None, Some(false)));
         assert!(parse_show("garbage").unwrap_err().contains("ActiveState"));
+    }
+
+    #[test]
+    fn parses_many_units_in_the_order_asked() {
+        let a = InstanceName::parse("a").unwrap();
+        let b = InstanceName::parse("b").unwrap();
+        let text = "Id=left4me-server@b.service\nActiveState=active\nSubState=running\nMainPID=9\nUID=61234\n\nId=left4me-server@a.service\nActiveState=inactive\nSubState=dead\nMainPID=0\nUID=[not set]\n";
+        let states = parse_show_many(text, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(states[0].active_state, "inactive");
+        assert_eq!(states[0].uid, None);
+        assert_eq!((states[1].pid, states[1].uid), (Some(9), Some(61234)));
+        let c = InstanceName::parse("c").unwrap();
+        assert!(parse_show_many(text, &[c])
+            .unwrap_err()
+            .contains("left4me-server@c"));
     }
 }

@@ -1,4 +1,4 @@
-//! `left4me-overlay [--dry-run] mount|umount <name>` (see `left4me_helpers::overlay`).
+//! `left4me-overlay [--dry-run] attach <name>` (see `left4me_helpers::overlay`).
 use std::process::ExitCode;
 
 use left4me_helpers::{config, overlay};
@@ -19,17 +19,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let main_pid = overlay::main_pid_from_env();
     if dry_run {
-        println!("{}", overlay::dry_run_line(&request, &root));
+        println!("{}", overlay::dry_run_line(&request, &root, main_pid));
         return ExitCode::SUCCESS;
     }
-    match overlay::run(&request, &root) {
+    let Some(pid) = main_pid else {
+        eprintln!("left4me-overlay: {}", overlay::AttachError::NoMainPid);
+        return ExitCode::FAILURE;
+    };
+    match overlay::attach(&request, &root, pid) {
         Ok(outcome) => {
             println!("{outcome}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("left4me-overlay: {e}");
+            eprintln!("left4me-overlay: instance {}: {e}", request.name);
             ExitCode::FAILURE
         }
     }

@@ -1,4 +1,5 @@
-//! Instance names: `^[a-z0-9][a-z0-9_-]{0,63}$`, checked before anything touches disk.
+//! Instance names: `^[a-z0-9][a-z0-9_-]{0,63}$`, checked before anything touches disk
+//! or becomes part of a unit name.
 
 use std::fmt;
 
