@@ -839,3 +839,190 @@ async fn systemd_backend_goes_through_the_sandbox_helper_and_cleans_up() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     s.stop().await;
 }
+
+/// Every entry below `dir` (not `dir` itself), never following a symlink.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path.clone());
+            }
+            out.push((path, meta));
+        }
+    }
+    out
+}
+
+fn is_root_here() -> bool {
+    test_support::require(
+        test_support::is_root(),
+        "root is needed to check that a root web app's builds never run as root",
+    )
+}
+
+#[tokio::test]
+async fn builds_never_leave_setuid_files_and_never_follow_links_out() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !bwrap_available() {
+        return;
+    }
+    let s = server().await;
+    // A setuid file outside the overlay that the build links to.
+    let outside = s.root.path().join("outside-target");
+    std::fs::write(&outside, "not the overlay's").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let before = std::fs::metadata(&outside).unwrap();
+    let script = format!(
+        "set -euo pipefail\n\
+         mkdir -p left4dead2/addons shared\n\
+         cp /usr/bin/true left4dead2/addons/x-id\n\
+         chmod u+s,g+s left4dead2/addons/x-id\n\
+         echo cfg > shared/g.cfg\n\
+         chmod g+s shared shared/g.cfg\n\
+         ln -s {} left4dead2/addons/escape\n\
+         ln -s /usr/bin left4dead2/bin-link\n\
+         ls -l left4dead2/addons\n\
+         echo \"overlay owner inside: $(stat -c %u /overlay)\"\n",
+        outside.display()
+    );
+    let mut alice = s.login(USER).await;
+    let id = create_script(&mut alice, "setid", &script).await;
+    let job = build(&mut alice, id, false).await;
+    let state = s.wait_job(job).await;
+    let lines = s.job_lines(job).await;
+    assert_eq!(state, "succeeded", "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("-rws") && l.ends_with("x-id")),
+        "the script made a setuid file: {lines:?}"
+    );
+    // x-id, shared, shared/g.cfg; of the overlay directory, left4dead2,
+    // addons, x-id, escape, bin-link, shared, g.cfg.
+    assert!(
+        lines.contains(
+            &"setuid/setgid bits cleared on 3 of 8 entries in the overlay directory".to_string()
+        ),
+        "{lines:?}"
+    );
+    // The overlay is the sandbox user's own (1000 inside): as root it was
+    // handed to the build user first. (That bubblewrap really runs as that
+    // user shows in the data-root-owner test below: its files keep the
+    // owner.)
+    assert!(
+        lines.contains(&"overlay owner inside: 1000".to_string()),
+        "{lines:?}"
+    );
+
+    let dir = s.root.path().join(format!("overlays/{id}"));
+    let entries = tree(&dir);
+    assert_eq!(entries.len(), 7, "{entries:?}");
+    for (path, meta) in &entries {
+        if !meta.file_type().is_symlink() {
+            assert_eq!(
+                meta.mode() & 0o6000,
+                0,
+                "{} keeps setuid/setgid",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_link(dir.join("left4dead2/addons/escape")).unwrap(),
+        outside
+    );
+    let after = std::fs::metadata(&outside).unwrap();
+    assert_eq!(
+        (after.mode(), after.uid(), after.gid()),
+        (before.mode(), before.uid(), before.gid()),
+        "the link's target outside the overlay is untouched"
+    );
+
+    if is_root_here() {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l
+                    .starts_with("the web app runs as root: the build runs as uid 65534:65534")),
+            "{lines:?}"
+        );
+        // Documented: a build that ran as nobody gives the tree back to
+        // root:root, and nothing root owns there carries setuid/setgid.
+        for (path, meta) in
+            std::iter::once((dir.clone(), std::fs::symlink_metadata(&dir).unwrap())).chain(entries)
+        {
+            assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", path.display());
+            assert_eq!(meta.mode() & 0o6000, 0, "{}", path.display());
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn as_root_builds_run_as_the_data_roots_owner_and_leave_it_the_files() {
+    use std::os::unix::fs::MetadataExt;
+    if !bwrap_available() || !is_root_here() {
+        return;
+    }
+    let s = server().await;
+    std::os::unix::fs::chown(s.root.path(), Some(4242), Some(4343)).unwrap();
+    let mut alice = s.login(USER).await;
+    let id = create_script(
+        &mut alice,
+        "owned",
+        "set -euo pipefail\nmkdir -p cfg\necho x > cfg/a.cfg\ncp /usr/bin/true tool\nchmod u+s tool\n",
+    )
+    .await;
+    let job = build(&mut alice, id, false).await;
+    let state = s.wait_job(job).await;
+    let lines = s.job_lines(job).await;
+    assert_eq!(state, "succeeded", "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "the web app runs as root: the build runs as uid 4242:4343 (the data root's owner)"
+        )),
+        "{lines:?}"
+    );
+    let dir = s.root.path().join(format!("overlays/{id}"));
+    for (path, meta) in tree(&dir) {
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "{}", path.display());
+        assert_eq!(meta.mode() & 0o6000, 0, "{}", path.display());
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_build_whose_overlay_cannot_be_checked_fails() {
+    if !bwrap_available() {
+        return;
+    }
+    let s = server().await;
+    let mut alice = s.login(USER).await;
+    // Deeper than the setuid walk follows: the build itself succeeds.
+    let id = create_script(
+        &mut alice,
+        "deep",
+        "set -euo pipefail\nfor i in $(seq 300); do mkdir d; cd d; done\necho deep enough\n",
+    )
+    .await;
+    let job = build(&mut alice, id, false).await;
+    assert_eq!(s.wait_job(job).await, "failed");
+    assert!(s.job_lines(job).await.contains(&"deep enough".to_string()));
+    let err = job_error(&s, job).await;
+    assert!(
+        err.starts_with("cannot check the overlay for setuid/setgid files:")
+            && err.contains("nested more than 256 levels deep"),
+        "{err}"
+    );
+    let built: Option<String> = sqlx::query_scalar("SELECT built_at FROM overlays WHERE id = ?")
+        .bind(id)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert!(built.is_none(), "an unchecked build is not a build");
+    s.stop().await;
+}

@@ -15,11 +15,36 @@
 //! Builds run **in place** by default (the directory keeps the previous
 //! build's files, so a map-sync recipe only fetches what changed, as in the
 //! original system); "clean build" empties the directory first.
+//!
+//! A build never produces privilege:
+//!
+//! - **root web app, local backend** (demo, CI, `serve` without systemd):
+//!   bubblewrap would map the sandbox user to real root, so the child drops
+//!   to an unprivileged uid/gid before it starts bubblewrap ([`BuildOwner`]:
+//!   the data root's owner if that is not root, else 65534:65534). The
+//!   overlay tree is handed to that uid first (fd-based, never following a
+//!   symlink); a private mount namespace binds the overlay and the build
+//!   files under a fresh `/tmp`, so the build user needs no access to the
+//!   data root's parent directories. **Ownership afterwards:** when the
+//!   build ran as 65534 (a uid many daemons share) the tree is given back
+//!   to root:root, so nothing running as nobody can alter it between
+//!   builds; when it ran as the data root's owner, the files stay that
+//!   user's.
+//! - **every build, both backends**: afterwards the overlay directory is
+//!   walked without following symlinks and setuid/setgid bits are cleared on
+//!   every regular file and directory (one job line says how many); a walk
+//!   that fails fails the job.
 
+use std::ffi::{CString, OsStr};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::process::{Gid, Uid};
 
 use super::{job_overlay, mark_built, overlay_dir};
 use crate::config::{HostBackend, HELPER_DIR};
@@ -35,6 +60,16 @@ pub const DEFAULT_BUILD_TIMEOUT_SECS: u64 = 3600;
 /// The uid/gid a local build runs as inside its user namespace (never 0:
 /// tools like tar then do not try to restore foreign owners).
 pub const SANDBOX_UID: u32 = 1000;
+/// `nobody`/`nogroup`: who a root web app's builds run as when the data
+/// root belongs to root.
+pub const NOBODY: u32 = 65534;
+/// Deepest directory nesting the overlay walks follow: they keep one open
+/// directory per level (real overlays are a handful of levels deep).
+pub const MAX_TREE_DEPTH: usize = 256;
+/// Where the overlay and the build files appear in a root build's private
+/// mount namespace (a fresh tmpfs on `/tmp` there; the host sees nothing).
+const STAGE_OVERLAY: &str = "/tmp/left4me-overlay";
+const STAGE_WORK: &str = "/tmp/left4me-build";
 
 pub const BWRAP_ISOLATION: &str = "sandbox: bubblewrap (user+mount+pid+net+ipc+uts+cgroup namespaces, all capabilities dropped, no nested user namespaces, no network, read-only /usr, private /tmp, only /overlay writable)";
 pub const SYSTEMD_ISOLATION: &str = "sandbox: systemd transient unit via left4me-script-sandbox (l4d2-build.slice, ProtectSystem=strict, PrivateTmp, PrivateDevices, NoNewPrivileges, no capabilities, seccomp, /etc and /var/lib masked, public internet only: loopback/LAN/link-local denied, MemoryMax=4G, TasksMax=512, CPUQuota=200%, RuntimeMaxSec=3600)";
@@ -165,6 +200,304 @@ pub fn bwrap_args(overlay: &Path, files: &LocalBuildFiles) -> Vec<String> {
     a
 }
 
+/// A walk over an overlay directory that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a directory in {top} is nested more than {MAX_TREE_DEPTH} levels deep; a clean build starts over")]
+    TooDeep { top: PathBuf },
+}
+
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(rustix::io::Errno) -> TreeError + 'a {
+    move |e| TreeError::Io {
+        what,
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// What the setuid/setgid walk did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TreeReport {
+    /// Entries visited (the directory itself included).
+    pub entries: u64,
+    /// Regular files and directories whose setuid/setgid bits were cleared.
+    pub cleared: u64,
+}
+
+/// Visits `dir` and everything below it, depth first, never following a
+/// symlink: `dir` itself is opened `O_NOFOLLOW`, every entry `O_PATH |
+/// O_NOFOLLOW` relative to its parent's descriptor, and a directory is
+/// entered through its own descriptor (`openat(fd, ".")`), so an entry
+/// swapped for a symlink meanwhile cannot lead the walk anywhere else.
+/// `visit` gets each entry's descriptor (a symlink's is the link itself).
+fn walk_tree(
+    dir: &Path,
+    mut visit: impl FnMut(BorrowedFd<'_>, &rustix::fs::Stat, &Path) -> Result<(), TreeError>,
+) -> Result<u64, TreeError> {
+    let top = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err("open the overlay directory", dir))?;
+    let st = rustix::fs::fstat(&top).map_err(io_err("inspect", dir))?;
+    visit(top.as_fd(), &st, dir)?;
+    let mut visited = 1u64;
+    let listing = rustix::fs::Dir::new(top).map_err(io_err("read", dir))?;
+    let mut stack = vec![(listing, dir.to_path_buf())];
+    while let Some((listing, path)) = stack.last_mut() {
+        let entry = match listing.read() {
+            None => {
+                stack.pop();
+                continue;
+            }
+            Some(entry) => entry.map_err(io_err("read", path))?,
+        };
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let child = path.join(OsStr::from_bytes(name.to_bytes()));
+        let parent = listing.fd().map_err(io_err("read", path))?;
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err("open", &child))?;
+        let st = rustix::fs::fstat(&fd).map_err(io_err("inspect", &child))?;
+        visit(fd.as_fd(), &st, &child)?;
+        visited += 1;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            if stack.len() > MAX_TREE_DEPTH {
+                return Err(TreeError::TooDeep {
+                    top: dir.to_path_buf(),
+                });
+            }
+            let sub = rustix::fs::openat(
+                &fd,
+                c".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err("open", &child))?;
+            let listing = rustix::fs::Dir::new(sub).map_err(io_err("read", &child))?;
+            stack.push((listing, child));
+        }
+    }
+    Ok(visited)
+}
+
+/// `fchownat(fd, "", AT_EMPTY_PATH)`: works on `O_PATH` descriptors and
+/// changes a symlink itself, never its target.
+fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, path: &Path) -> Result<(), TreeError> {
+    rustix::fs::chownat(
+        fd,
+        c"",
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::EMPTY_PATH,
+    )
+    .map_err(io_err("change the owner of", path))
+}
+
+/// Hands `dir` and everything below it to `uid:gid` (symlinks themselves,
+/// never their targets). Returns the number of entries.
+pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<u64, TreeError> {
+    walk_tree(dir, |fd, _, path| chown_fd(fd, uid, gid, path))
+}
+
+/// Clears setuid/setgid on every regular file and directory in `dir`
+/// (symlinks are not followed; other file types have no such bits that
+/// matter), then, with `chown_to`, gives every entry to that owner.
+pub fn clear_setid_tree(dir: &Path, chown_to: Option<(u32, u32)>) -> Result<TreeReport, TreeError> {
+    let mut cleared = 0u64;
+    let entries = walk_tree(dir, |fd, st, path| {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let mode = Mode::from_raw_mode(st.st_mode);
+        let setid = Mode::SUID | Mode::SGID;
+        if matches!(kind, FileType::RegularFile | FileType::Directory) && mode.intersects(setid) {
+            // fchmod does not take O_PATH descriptors; the descriptor's
+            // /proc link names exactly this inode, whatever its path is now.
+            let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            rustix::fs::chmodat(CWD, by_fd.as_str(), mode - setid, AtFlags::empty())
+                .map_err(io_err("clear setuid/setgid on", path))?;
+            cleared += 1;
+        }
+        match chown_to {
+            Some((uid, gid)) => chown_fd(fd, uid, gid, path),
+            None => Ok(()),
+        }
+    })?;
+    Ok(TreeReport { entries, cleared })
+}
+
+/// Who runs bubblewrap when the web app is root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOwner {
+    pub uid: u32,
+    pub gid: u32,
+    /// Give the tree back to root:root after the build (the build ran as
+    /// the shared `nobody`).
+    pub return_to_root: bool,
+}
+
+impl BuildOwner {
+    /// The data root's owner if that is not root (its group unless that is
+    /// root's, then `nogroup`), else `nobody:nogroup`.
+    pub fn for_data_root(uid: u32, gid: u32) -> BuildOwner {
+        if uid == 0 {
+            BuildOwner {
+                uid: NOBODY,
+                gid: NOBODY,
+                return_to_root: true,
+            }
+        } else {
+            BuildOwner {
+                uid,
+                gid: if gid == 0 { NOBODY } else { gid },
+                return_to_root: false,
+            }
+        }
+    }
+}
+
+/// `None` when the web app is not root: bubblewrap then runs as the app's
+/// own user, which is all its user namespace can map.
+pub fn build_owner(root: &Path) -> Result<Option<BuildOwner>, TreeError> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let meta = std::fs::metadata(root).map_err(|source| TreeError::Io {
+        what: "inspect the data root",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    Ok(Some(BuildOwner::for_data_root(meta.uid(), meta.gid())))
+}
+
+/// What the child of a root build needs to drop root before bubblewrap:
+/// detached copies (`open_tree(OPEN_TREE_CLONE)`, like `mount --bind`) of
+/// the overlay and work directories, made from descriptors here, so the
+/// child attaches them without looking up a path (and the build user needs
+/// no search permission on the data root's parents), and the ids. Prepared
+/// before the fork, because between fork and exec only system calls are
+/// allowed.
+struct RootDrop {
+    // Held open until the child has attached them; close-on-exec, so they
+    // never reach bubblewrap or the script.
+    overlay_tree: OwnedFd,
+    work_tree: OwnedFd,
+    stage_overlay: CString,
+    stage_work: CString,
+    uid: Uid,
+    gid: Gid,
+}
+
+impl RootDrop {
+    fn new(overlay: &Path, work: &Path, owner: BuildOwner) -> Result<RootDrop, TreeError> {
+        let tree = |p: &Path| {
+            let fd = rustix::fs::open(
+                p,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err("open", p))?;
+            use rustix::mount::OpenTreeFlags as F;
+            rustix::mount::open_tree(
+                &fd,
+                c"",
+                F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC | F::AT_EMPTY_PATH,
+            )
+            .map_err(io_err("make a bind mount of", p))
+        };
+        let c = |s: &str| {
+            CString::new(s).map_err(|e| TreeError::Io {
+                what: "name",
+                path: PathBuf::from(s),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })
+        };
+        Ok(RootDrop {
+            overlay_tree: tree(overlay)?,
+            work_tree: tree(work)?,
+            stage_overlay: c(STAGE_OVERLAY)?,
+            stage_work: c(STAGE_WORK)?,
+            uid: Uid::from_raw(owner.uid),
+            gid: Gid::from_raw(owner.gid),
+        })
+    }
+
+    /// Makes `cmd`'s child enter a private mount namespace with the overlay
+    /// and work directories attached under a fresh `/tmp`, then become
+    /// `uid:gid` with no supplementary groups, before it execs.
+    fn install(&self, cmd: &mut tokio::process::Command) {
+        let (overlay_tree, work_tree) = (self.overlay_tree.as_raw_fd(), self.work_tree.as_raw_fd());
+        let (stage_overlay, stage_work) = (self.stage_overlay.clone(), self.stage_work.clone());
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes system calls (rustix, no allocation, no locks) on data
+        // prepared before the fork; the two descriptors stay open in `self`
+        // until the command has been spawned. unshare(CLONE_NEWNS) is not
+        // the CLONE_FILES case that makes unshare_unsafe unsafe.
+        unsafe {
+            cmd.pre_exec(move || {
+                use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags};
+                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+                // Nothing mounted here may propagate back to the host.
+                rustix::mount::mount_change(
+                    c"/",
+                    MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+                )?;
+                rustix::mount::mount(
+                    c"tmpfs",
+                    c"/tmp",
+                    c"tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                    c"mode=0755,size=64k",
+                )?;
+                let dir_mode = Mode::from_raw_mode(0o755);
+                for (tree, stage) in [(overlay_tree, &stage_overlay), (work_tree, &stage_work)] {
+                    rustix::fs::mkdirat(CWD, stage.as_c_str(), dir_mode)?;
+                    rustix::mount::move_mount(
+                        BorrowedFd::borrow_raw(tree),
+                        c"",
+                        CWD,
+                        stage.as_c_str(),
+                        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                    )?;
+                }
+                // Groups first: after the uid change it is no longer allowed.
+                rustix::thread::set_thread_groups(&[])?;
+                rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+                rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Runs a blocking filesystem walk off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TreeError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the overlay walk did not finish: {e}")),
+    }
+}
+
 /// Runs the `overlay-build` job.
 pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), JobFailure> {
     let overlay = job_overlay(ctx, overlay_id).await?;
@@ -214,18 +547,69 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
         .await?;
     }
 
+    // A root web app never lets bubblewrap map the build to root.
+    let owner = match bwrap {
+        Some(_) => build_owner(&root).map_err(|e| JobFailure::msg(e.to_string()))?,
+        None => None,
+    };
+    if let Some(o) = owner {
+        ctx.say(format!(
+            "the web app runs as root: the build runs as uid {}:{} ({}); {}",
+            o.uid,
+            o.gid,
+            if o.return_to_root {
+                "nobody, the data root belongs to root"
+            } else {
+                "the data root's owner"
+            },
+            if o.return_to_root {
+                "the overlay's files are given back to root:root afterwards"
+            } else {
+                "the overlay's files stay that user's"
+            }
+        ))
+        .await?;
+        let d = dir.clone();
+        blocking(move || chown_tree(&d, o.uid, o.gid))
+            .await
+            .map_err(|e| {
+                JobFailure::msg(format!(
+                    "cannot hand the overlay directory to the build user: {e}"
+                ))
+            })?;
+    }
+
     let tmp = root.join("tmp");
     let stem = format!("overlay-{}-job-{}", overlay.id, ctx.job.id);
     let result = match bwrap {
         Some(bwrap) => {
             let work = tmp.join(&stem);
-            let files = write_local_files(&work, &overlay.script).map_err(JobFailure::msg);
+            let files = write_local_files(&work, &overlay.script, owner).map_err(JobFailure::msg);
             let outcome = match files {
-                Ok(files) => {
-                    let mut args = vec![bwrap.display().to_string()];
-                    args.extend(bwrap_args(&dir, &files));
-                    run_limited(ctx, &args, timeout, "build script").await
-                }
+                Ok(files) => match owner {
+                    None => {
+                        let mut args = vec![bwrap.display().to_string()];
+                        args.extend(bwrap_args(&dir, &files));
+                        run_limited(ctx, &args, timeout, "build script", None).await
+                    }
+                    Some(o) => match RootDrop::new(&dir, &work, o) {
+                        Ok(drop) => {
+                            // The same files, seen where the child binds them.
+                            let stage = Path::new(STAGE_WORK);
+                            let staged = LocalBuildFiles {
+                                script: stage.join("script.sh"),
+                                passwd: stage.join("passwd"),
+                                group: stage.join("group"),
+                            };
+                            let mut args = vec![bwrap.display().to_string()];
+                            args.extend(bwrap_args(Path::new(STAGE_OVERLAY), &staged));
+                            run_limited(ctx, &args, timeout, "build script", Some(&drop)).await
+                        }
+                        Err(e) => Err(JobFailure::msg(format!(
+                            "cannot prepare the build sandbox: {e}"
+                        ))),
+                    },
+                },
                 Err(e) => Err(e),
             };
             if let Err(e) = super::remove_tree(&work) {
@@ -235,7 +619,7 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
         }
         None => {
             let script = tmp.join(format!("{stem}.sh"));
-            let outcome = match write_exclusive(&tmp, &script, &overlay.script) {
+            let outcome = match write_exclusive(&tmp, &script, &overlay.script, None) {
                 Ok(()) => {
                     let helper = Path::new(HELPER_DIR).join("left4me-script-sandbox");
                     let args = vec![
@@ -245,7 +629,7 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
                         overlay.id.to_string(),
                         script.display().to_string(),
                     ];
-                    run_limited(ctx, &args, timeout, "build script").await
+                    run_limited(ctx, &args, timeout, "build script", None).await
                 }
                 Err(e) => Err(JobFailure::msg(e)),
             };
@@ -257,10 +641,40 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
             outcome
         }
     };
-    result?;
+    // After every build, whatever its outcome: a failed one may have left
+    // files too.
+    let d = dir.clone();
+    let give_back = owner.filter(|o| o.return_to_root).map(|_| (0, 0));
+    let walk = blocking(move || clear_setid_tree(&d, give_back)).await;
+    match (result, walk) {
+        (Ok(()), Ok(report)) => {
+            ctx.say(setid_line(report)).await?;
+        }
+        (Err(build), Ok(report)) => {
+            ctx.say(setid_line(report)).await?;
+            return Err(build);
+        }
+        (Ok(()), Err(e)) => {
+            return Err(JobFailure::msg(format!(
+                "cannot check the overlay for setuid/setgid files: {e}"
+            )))
+        }
+        (Err(build), Err(e)) => {
+            return Err(JobFailure::msg(format!(
+                "{build}; then the overlay could not be checked for setuid/setgid files: {e}"
+            )))
+        }
+    }
     mark_built(ctx, overlay.id).await?;
     ctx.say(format!("overlay {:?} built", overlay.name)).await?;
     Ok(())
+}
+
+fn setid_line(r: TreeReport) -> String {
+    format!(
+        "setuid/setgid bits cleared on {} of {} entries in the overlay directory",
+        r.cleared, r.entries
+    )
 }
 
 /// Makes sure the overlay directory exists; `clean` empties it (entries are
@@ -292,8 +706,13 @@ fn prepare_dir(dir: &Path, clean: bool) -> Result<(), String> {
 }
 
 /// Writes `body` to a new file (0600, O_EXCL: never into something a
-/// concurrent writer or an attacker placed there).
-fn write_exclusive(dir: &Path, path: &Path, body: &str) -> Result<(), String> {
+/// concurrent writer or an attacker placed there), owned by `owner` if set.
+fn write_exclusive(
+    dir: &Path,
+    path: &Path,
+    body: &str,
+    owner: Option<BuildOwner>,
+) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -306,11 +725,18 @@ fn write_exclusive(dir: &Path, path: &Path, body: &str) -> Result<(), String> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    if let Some(o) = owner {
+        chown_fd(f.as_fd(), o.uid, o.gid, path).map_err(|e| e.to_string())?;
+    }
     f.write_all(body.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn write_local_files(work: &Path, script: &str) -> Result<LocalBuildFiles, String> {
+fn write_local_files(
+    work: &Path,
+    script: &str,
+    owner: Option<BuildOwner>,
+) -> Result<LocalBuildFiles, String> {
     if let Some(parent) = work.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -321,23 +747,35 @@ fn write_local_files(work: &Path, script: &str) -> Result<LocalBuildFiles, Strin
         .mode(0o700)
         .create(work)
         .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    if let Some(o) = owner {
+        // Only the build user reads these (0700/0600), so it must own them.
+        let fd = rustix::fs::open(
+            work,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", work.display()))?;
+        chown_fd(fd.as_fd(), o.uid, o.gid, work).map_err(|e| e.to_string())?;
+    }
     let files = LocalBuildFiles {
         script: work.join("script.sh"),
         passwd: work.join("passwd"),
         group: work.join("group"),
     };
-    write_exclusive(work, &files.script, script)?;
+    write_exclusive(work, &files.script, script, owner)?;
     write_exclusive(
         work,
         &files.passwd,
         &format!(
             "build:x:{SANDBOX_UID}:{SANDBOX_UID}:left4me build:/tmp:/usr/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
         ),
+        owner,
     )?;
     write_exclusive(
         work,
         &files.group,
         &format!("build:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"),
+        owner,
     )?;
     Ok(files)
 }
@@ -350,6 +788,7 @@ async fn run_limited(
     argv: &[String],
     limit: Duration,
     what: &str,
+    root_drop: Option<&RootDrop>,
 ) -> Result<(), JobFailure> {
     let mut full: Vec<String> = Vec::new();
     if let Some(t) = first_existing(&TIMEOUT_CANDIDATES) {
@@ -362,6 +801,9 @@ async fn run_limited(
     full.extend(argv.iter().cloned());
     let mut cmd = ctx.child_command(Path::new(&full[0]));
     cmd.args(&full[1..]);
+    if let Some(d) = root_drop {
+        d.install(&mut cmd);
+    }
     let started = Instant::now();
     let backstop = limit + Duration::from_secs(30);
     let run = match tokio::time::timeout(backstop, ctx.run_command(cmd, what)).await {
@@ -431,6 +873,131 @@ mod tests {
             let e = parse_timeout(Some(bad)).unwrap_err();
             assert!(e.starts_with(BUILD_TIMEOUT_VAR), "{e}");
         }
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn setid_walk_clears_files_and_dirs_and_never_follows_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "x").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o6755)).unwrap();
+        let ov = d.path().join("ov");
+        std::fs::create_dir_all(ov.join("a/b")).unwrap();
+        for (path, mode) in [
+            (ov.join("a/suid"), 0o4755),
+            (ov.join("a/b/sgid"), 0o2711),
+            (ov.join("plain"), 0o644),
+        ] {
+            std::fs::write(&path, "x").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(ov.join("a/b"), std::fs::Permissions::from_mode(0o2775)).unwrap();
+        std::os::unix::fs::symlink(&outside, ov.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(d.path(), ov.join("dirlink")).unwrap();
+
+        let r = clear_setid_tree(&ov, None).unwrap();
+        // ov, a, a/b, a/suid, a/b/sgid, plain, a/link, dirlink
+        assert_eq!(
+            r,
+            TreeReport {
+                entries: 8,
+                cleared: 3
+            }
+        );
+        assert_eq!(mode_of(&ov.join("a/suid")), 0o755);
+        assert_eq!(mode_of(&ov.join("a/b/sgid")), 0o711);
+        assert_eq!(mode_of(&ov.join("a/b")), 0o775);
+        assert_eq!(mode_of(&ov.join("plain")), 0o644);
+        assert_eq!(
+            mode_of(&outside),
+            0o6755,
+            "a symlink's target is not touched"
+        );
+        assert_eq!(clear_setid_tree(&ov, None).unwrap().cleared, 0);
+        // The top itself must be a directory, never a link to one.
+        assert!(clear_setid_tree(&ov.join("dirlink"), None).is_err());
+    }
+
+    #[test]
+    fn walks_refuse_trees_deeper_than_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let mut deep = d.path().join("ov");
+        for _ in 0..MAX_TREE_DEPTH {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        assert!(clear_setid_tree(&d.path().join("ov"), None).is_ok());
+        std::fs::create_dir(deep.join("d")).unwrap();
+        let e = clear_setid_tree(&d.path().join("ov"), None).unwrap_err();
+        assert!(matches!(e, TreeError::TooDeep { .. }), "{e}");
+        assert!(e.to_string().contains("clean build"), "{e}");
+    }
+
+    #[test]
+    fn root_builds_run_as_the_data_roots_owner_or_nobody() {
+        assert_eq!(
+            BuildOwner::for_data_root(0, 0),
+            BuildOwner {
+                uid: NOBODY,
+                gid: NOBODY,
+                return_to_root: true
+            }
+        );
+        assert_eq!(
+            BuildOwner::for_data_root(981, 982),
+            BuildOwner {
+                uid: 981,
+                gid: 982,
+                return_to_root: false
+            }
+        );
+        assert_eq!(BuildOwner::for_data_root(981, 0).gid, NOBODY);
+        // Unprivileged, bubblewrap simply runs as this user.
+        if !rustix::process::geteuid().is_root() {
+            assert_eq!(build_owner(Path::new("/")).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn chown_walk_changes_links_not_their_targets() {
+        if !rustix::process::geteuid().is_root() {
+            // Only root may give files away; the overlays tests cover the rest.
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "x").unwrap();
+        let ov = d.path().join("ov");
+        std::fs::create_dir_all(ov.join("sub")).unwrap();
+        std::fs::write(ov.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, ov.join("link")).unwrap();
+        assert_eq!(chown_tree(&ov, 4242, 4343).unwrap(), 4);
+        for p in [
+            ov.clone(),
+            ov.join("sub"),
+            ov.join("sub/f"),
+            ov.join("link"),
+        ] {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", p.display());
+        }
+        let m = std::fs::metadata(&outside).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (0, 0),
+            "the link's target keeps its owner"
+        );
+        let r = clear_setid_tree(&ov, Some((0, 0))).unwrap();
+        assert_eq!(r.entries, 4);
+        assert_eq!(
+            std::fs::symlink_metadata(ov.join("sub/f")).unwrap().uid(),
+            0
+        );
     }
 
     #[test]
