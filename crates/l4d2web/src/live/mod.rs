@@ -213,6 +213,9 @@ impl LiveHub {
     /// they end when `shutdown` fires.
     pub fn spawn(&self, shutdown: CancellationToken) {
         if let Some(listener) = &self.inner.listener {
+            // The task only receives; lines are parsed on the listener's own
+            // thread (bounded queue, over-long datagrams dropped by size), so
+            // a flood of log packets never occupies the workers serving HTTP.
             let socket_task = listener.spawn();
             let stop = shutdown.clone();
             tokio::spawn(async move {
