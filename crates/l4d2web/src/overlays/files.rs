@@ -10,6 +10,11 @@
 //!   link text is exactly the cache file of item `<id>` and whose item
 //!   belongs to the overlay. That file is then opened beneath
 //!   `workshop_cache/`, again without following any symlink.
+//! - Downloads serve regular files only. The path is opened with `O_PATH`
+//!   (which never blocks and has no side effects, unlike opening a FIFO,
+//!   socket or device for reading), checked with `fstat`, and only then
+//!   reopened for reading through `/proc/self/fd`, so the file read is the
+//!   inode that was checked.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -33,6 +38,8 @@ pub enum FileError {
     NotADirectory(String),
     #[error("{0:?} is not a regular file")]
     NotAFile(String),
+    #[error("{0:?} is {1}; only regular files can be downloaded")]
+    NotRegular(String, &'static str),
     #[error("cannot read {0:?}: {1}")]
     Io(String, std::io::Error),
 }
@@ -187,7 +194,10 @@ pub fn open_download(
         return Err(FileError::NotAFile(rel));
     }
     let root = open_root(dir)?;
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    // O_PATH: resolving the path opens nothing for I/O, so a FIFO cannot
+    // block this thread and a device cannot react to being opened. Without
+    // O_NOFOLLOW, a trailing symlink fails with ELOOP under NO_SYMLINKS.
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
     let strict = BENEATH.union(ResolveFlags::NO_SYMLINKS);
     let fd = match openat2(&root, rel.as_str(), flags, Mode::empty(), strict) {
         Ok(fd) => fd,
@@ -215,16 +225,48 @@ pub fn open_download(
         }
         Err(e) => return Err(map_err(&rel, e)),
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| map_err(&rel, e))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(FileError::NotAFile(rel));
+    let checked = rustix::fs::fstat(&fd).map_err(|e| map_err(&rel, e))?;
+    require_regular(&rel, checked.st_mode)?;
+    let file = reopen_for_reading(&fd).map_err(|e| map_err(&rel, e))?;
+    // The magic link names the checked inode; this guards against a kernel
+    // or /proc that behaves otherwise.
+    let st = rustix::fs::fstat(&file).map_err(|e| map_err(&rel, e))?;
+    require_regular(&rel, st.st_mode)?;
+    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino) {
+        return Err(FileError::Escapes(rel));
     }
     let name = rel.rsplit('/').next().unwrap_or("download").to_string();
     Ok(Download {
-        file: std::fs::File::from(fd),
+        file: std::fs::File::from(file),
         size: st.st_size as u64,
         name,
     })
+}
+
+/// Refuses everything but a regular file, saying what it is instead.
+fn require_regular(rel: &str, mode: u32) -> Result<(), FileError> {
+    let what = match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => return Ok(()),
+        FileType::Directory => return Err(FileError::NotAFile(rel.into())),
+        FileType::Fifo => "a named pipe",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        FileType::Symlink => return Err(FileError::Escapes(rel.into())),
+        FileType::Unknown => "not a regular file",
+    };
+    Err(FileError::NotRegular(rel.into(), what))
+}
+
+/// Opens the inode behind an `O_PATH` descriptor for reading. O_NONBLOCK
+/// and O_NOCTTY are belt and braces: the inode was checked to be a regular
+/// file, for which neither changes anything.
+fn reopen_for_reading(path_fd: &OwnedFd) -> Result<OwnedFd, rustix::io::Errno> {
+    use std::os::fd::AsRawFd;
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", path_fd.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
 }
 
 #[cfg(test)]
@@ -298,5 +340,34 @@ mod tests {
             Err(FileError::NotAFile(_))
         ));
         assert!(open_download(&ov, "../secret", none).is_err());
+    }
+
+    #[test]
+    fn downloads_refuse_fifos_and_sockets_without_blocking() {
+        let (_d, ov) = tree();
+        let none = |_: &str, _: &Path| None;
+        let fifo = ov.join("left4dead2/pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(ov.join("left4dead2/sock")).unwrap();
+        // Opening the FIFO for reading would wait for a writer forever.
+        let err = open_download(&ov, "left4dead2/pipe", none).err().unwrap();
+        assert!(
+            matches!(err, FileError::NotRegular(_, "a named pipe")),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .contains("only regular files can be downloaded"));
+        let err = open_download(&ov, "left4dead2/sock", none).err().unwrap();
+        assert!(matches!(err, FileError::NotRegular(_, "a socket")), "{err}");
+        let err = open_download(&ov, "/dev/null", none).err().unwrap();
+        assert!(matches!(err, FileError::BadPath(..)), "{err}");
     }
 }
