@@ -25,12 +25,12 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::User;
 use crate::auth::{self, LoginLimiter, Session, SESSION_COOKIE};
 use crate::config::Config;
+use crate::db::now_unix;
 use crate::jobs::Jobs;
 use crate::live::LiveHub;
 
 /// Largest accepted request body (all forms are small).
 pub const MAX_BODY: usize = 16 * 1024;
-
 #[derive(Clone)]
 pub struct AppState {
     pub pool: SqlitePool,
@@ -304,35 +304,87 @@ pub async fn read_protected_form<T: DeserializeOwned>(
     limit: usize,
     too_large: impl FnOnce() -> AppError,
 ) -> Result<(Session, T), AppError> {
-    let (mut parts, body) = req.into_parts();
-    let MaybeSession(session) = MaybeSession::from_request_parts(&mut parts, state).await?;
-    let header_token = parts
-        .headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
+    let mut raw = RawForm::read(req, limit, too_large).await?;
+    let MaybeSession(session) = MaybeSession::from_request_parts(&mut raw.parts, state).await?;
     let Some(session) = session else {
         return Err(AppError::Csrf);
     };
-    let field_token = form_urlencoded_field(&bytes, "csrf_token");
-    let given = header_token.or(field_token).unwrap_or_default();
-    if !auth::tokens_match(&session.csrf_token, &given) {
+    if !auth::tokens_match(&session.csrf_token, &raw.token) {
         return Err(AppError::Csrf);
     }
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !bytes.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
-            return Err(AppError::BadRequest(format!(
-                "unsupported content type {ct:?}: send an HTML form (application/x-www-form-urlencoded)"
-            )));
+    Ok((session, raw.parse()?))
+}
+
+/// The login form's submission. There is no session before a login, so
+/// instead of [`Protected`]'s session token the CSRF token (field
+/// `csrf_token` or header `X-CSRF-Token`) must be a login token signed with
+/// SECRET_KEY, unexpired, and equal to the one in the session cookie
+/// ([`auth::issue_login_token`]). The login handler takes this, so it cannot
+/// skip the check either.
+pub struct LoginSubmission<T> {
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for LoginSubmission<T> {
+    type Rejection = AppError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        let raw = RawForm::read(req, MAX_BODY, || AppError::TooLarge).await?;
+        let cookie = session_token(&raw.parts).unwrap_or_default();
+        if !auth::tokens_match(&cookie, &raw.token)
+            || !auth::login_token_valid(&state.config.secret_key, &raw.token, now_unix())
+        {
+            return Err(AppError::Csrf);
         }
+        Ok(LoginSubmission { form: raw.parse()? })
     }
-    let form = serde_urlencoded::from_bytes(&bytes)
-        .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))?;
-    Ok((session, form))
+}
+
+/// A form body read up to a limit, with the CSRF token it carries (the
+/// `X-CSRF-Token` header wins over the `csrf_token` field), not yet checked.
+struct RawForm {
+    parts: Parts,
+    token: String,
+    bytes: axum::body::Bytes,
+}
+
+impl RawForm {
+    async fn read(
+        req: Request,
+        limit: usize,
+        too_large: impl FnOnce() -> AppError,
+    ) -> Result<RawForm, AppError> {
+        let (parts, body) = req.into_parts();
+        let header_token = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| too_large())?;
+        let token = header_token
+            .or_else(|| form_urlencoded_field(&bytes, "csrf_token"))
+            .unwrap_or_default();
+        Ok(RawForm {
+            parts,
+            token,
+            bytes,
+        })
+    }
+
+    /// The urlencoded body as `T` (call only after the token was checked).
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        if let Some(ct) = self.parts.headers.get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            if !self.bytes.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
+                return Err(AppError::BadRequest(format!(
+                    "unsupported content type {ct:?}: send an HTML form (application/x-www-form-urlencoded)"
+                )));
+            }
+        }
+        serde_urlencoded::from_bytes(&self.bytes)
+            .map_err(|e| AppError::BadRequest(format!("malformed form: {e}")))
+    }
 }
 
 fn form_urlencoded_field(bytes: &[u8], name: &str) -> Option<String> {

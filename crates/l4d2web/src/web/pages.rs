@@ -14,11 +14,12 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
-    render, session_cookie, Admin, AppError, AppState, Authed, ClientIp, MaybeSession, Nav,
-    Protected,
+    render, session_cookie, Admin, AppError, AppState, Authed, ClientIp, LoginSubmission,
+    MaybeSession, Nav, Protected,
 };
 use crate::accounts::{self, AccountError, User};
-use crate::auth::{self, SESSION_TTL_SECS};
+use crate::auth::{self, RetryAfter, SESSION_TTL_SECS};
+use crate::db::now_unix;
 use crate::jobs::{Job, JobEvent, JobLine};
 
 static HTMX_JS: &str = include_str!("../../assets/vendor/htmx-2.0.11.min.js");
@@ -86,44 +87,42 @@ struct LoginPage {
     error: Option<String>,
 }
 
-/// Shows the login form, creating an anonymous session to carry its CSRF token.
+/// Shows the login form. Its CSRF token is stateless (signed, with an
+/// expiry) and goes into the form and the session cookie, so a visitor who
+/// has not logged in leaves nothing in the database.
 pub async fn login_form(
     State(state): State<AppState>,
     MaybeSession(s): MaybeSession,
 ) -> Result<Response, AppError> {
-    if let Some(session) = &s {
-        if session.user.is_some() {
-            return Ok(Redirect::to("/servers").into_response());
-        }
+    if s.is_some_and(|session| session.user.is_some()) {
+        return Ok(Redirect::to("/servers").into_response());
     }
-    let (cookie, session) = match s {
-        Some(session) => (None, session),
-        None => {
-            let (token, session) =
-                auth::create_session(&state.pool, &state.config.secret_key, None)
-                    .await
-                    .map_err(|e| AppError::Internal(e.into()))?;
-            (
-                Some(session_cookie(
-                    &token,
-                    state.config.session_cookie_secure,
-                    auth::ANON_TTL_SECS,
-                )),
-                session,
-            )
-        }
-    };
+    login_page(&state, StatusCode::OK, String::new(), None)
+}
+
+/// The login form with a fresh login token (also set as the cookie).
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    username: String,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let token = auth::issue_login_token(&state.config.secret_key, now_unix())
+        .map_err(|e| AppError::Internal(e.into()))?;
     let page = LoginPage {
         nav: Nav::anonymous(),
-        csrf: session.csrf_token.clone(),
-        username: String::new(),
-        error: None,
+        csrf: token.clone(),
+        username,
+        error,
     };
-    let mut res = render(&page)?.into_response();
-    if let Some(c) = cookie {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            res.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    let mut res = (status, render(&page)?).into_response();
+    let cookie = session_cookie(
+        &token,
+        state.config.session_cookie_secure,
+        auth::LOGIN_TOKEN_TTL_SECS,
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(res)
 }
@@ -139,35 +138,41 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Protected { session, form }: Protected<LoginForm>,
+    LoginSubmission { form }: LoginSubmission<LoginForm>,
 ) -> Result<Response, AppError> {
     let username = form.username.trim().to_string();
-    let page = |status: StatusCode, error: String| -> Result<Response, AppError> {
-        let p = LoginPage {
-            nav: Nav::anonymous(),
-            csrf: session.csrf_token.clone(),
-            username: username.clone(),
-            error: Some(error),
-        };
-        Ok((status, render(&p)?).into_response())
-    };
     if username.is_empty() || form.password.is_empty() {
-        return page(
+        return login_page(
+            &state,
             StatusCode::BAD_REQUEST,
-            "Enter a username and a password.".into(),
+            username,
+            Some("Enter a username and a password.".into()),
         );
     }
-    if let Err(wait) = state.limiter.check(ip, &username) {
-        let secs = wait.as_secs().max(1);
-        tracing::warn!(%ip, "login rate limit hit");
-        let mut res = page(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many login attempts. Try again in {secs} seconds."),
-        )?;
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
+    let delay = match state.limiter.check(ip, &username) {
+        Ok(delay) => delay,
+        Err(RetryAfter(wait)) => {
+            let secs = wait.as_secs().max(1);
+            tracing::warn!(%ip, "login rate limit hit");
+            let mut res = login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                username,
+                Some(format!(
+                    "Too many login attempts. Try again in {secs} seconds."
+                )),
+            )?;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(res);
         }
-        return Ok(res);
+    };
+    if !delay.is_zero() {
+        // Someone is guessing this username's password (from anywhere):
+        // slow every try, never refuse, so the owner still gets in.
+        tracing::info!(delay_ms = delay.as_millis() as u64, "login slowed down");
+        tokio::time::sleep(delay).await;
     }
     let user = accounts::find_by_name(&state.pool, &username).await?;
     // Verify even for unknown users so timing does not reveal which exist.
@@ -183,14 +188,17 @@ pub async fn login(
         Some(u) if ok && !u.disabled => u,
         _ => {
             tracing::info!(%ip, "failed login");
-            return page(
+            state.limiter.record_failure(&username);
+            return login_page(
+                &state,
                 StatusCode::UNAUTHORIZED,
-                "Wrong username or password.".into(),
+                username,
+                Some("Wrong username or password.".into()),
             );
         }
     };
-    // A fresh session id on login (no session fixation).
-    auth::delete_session(&state.pool, &session.id).await?;
+    // The first session row of this visitor: created only now. Its fresh
+    // token replaces the login token in the cookie.
     let (token, _) = auth::create_session(&state.pool, &state.config.secret_key, Some(user))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
@@ -530,6 +538,13 @@ pub async fn user_action(
         "delete" => {
             accounts::delete(&state.pool, id).await?;
             format!("User {} deleted.", target.username)
+        }
+        "unlock" => {
+            state.limiter.unlock(&target.username);
+            format!(
+                "Login limits of {} cleared: failed attempts are forgotten.",
+                target.username
+            )
         }
         "password" => {
             let pw = form.password.unwrap_or_default();
