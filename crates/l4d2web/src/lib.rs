@@ -10,13 +10,13 @@ pub mod cli;
 pub mod config;
 pub mod db;
 mod demo;
+mod http;
 pub mod jobs;
 pub mod live;
 pub mod overlays;
 pub mod servers;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,12 +73,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "left4me listening");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
-    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+    http::serve(listener, web::router(state), shutdown.clone()).await;
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("HTTP stopped; waiting for running jobs");
     workers_stop.cancel();

@@ -1,5 +1,6 @@
 //! Hardening against real HTTP: file downloads refuse FIFOs, sockets and
-//! devices without blocking a thread.
+//! devices without blocking a thread; slow or idle connections are closed
+//! by the header-read timeout while SSE streams outlive it.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A generous bound for "the server reacted" (the header-read timeout is
 /// 10 s; a loaded CI machine must not turn this into a flaky test).
@@ -142,5 +144,86 @@ async fn many_fifo_downloads_do_not_starve_logins() {
     }
     let health = s.client().get("/health").await;
     assert_eq!(health.status, StatusCode::OK);
+    s.stop().await;
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+/// Panics if it stays open for longer than [`PROMPTLY`].
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> String {
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(PROMPTLY, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{what}: the server kept the connection open for {PROMPTLY:?}"
+    );
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    let s = TestServer::start().await;
+    let addr = s.base.strip_prefix("http://").unwrap().to_string();
+    // Half a request line, then nothing.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /health HT").await.unwrap();
+    // Nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // One request, then an idle keep-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: left4me\r\n\r\n")
+        .await
+        .unwrap();
+    let (half, silent, idle) = tokio::join!(
+        read_until_closed(&mut half, "half a request line"),
+        read_until_closed(&mut silent, "a silent connection"),
+        read_until_closed(&mut idle, "an idle keep-alive connection"),
+    );
+    assert!(!half.contains("200 OK"), "{half}");
+    assert!(!silent.contains("200 OK"), "{silent}");
+    assert!(
+        idle.starts_with("HTTP/1.1 200 OK") && idle.contains(r#""status":"ok""#),
+        "the request itself was answered: {idle}"
+    );
+    // The server itself is unaffected.
+    assert_eq!(s.client().get("/health").await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn sse_streams_outlive_the_header_timeout() {
+    let s = TestServer::start().await;
+    // An install that prints for longer than the header-read timeout.
+    slow_steamcmd(s.root.path(), 14, 1.0);
+    let mut admin = s.login(ADMIN).await;
+    let r = admin.post("/admin/install", &[]).await;
+    let id: i64 = r
+        .location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut sse = SseStream::open(&admin, &format!("/jobs/{id}/stream")).await;
+    sse.wait_for(PROMPTLY, "the first tick", |f| {
+        f.data.contains("slow-steamcmd tick 1<")
+    })
+    .await;
+    // Ticks are a second apart: tick 13 comes at least 12 s after tick 1.
+    sse.wait_for(PROMPTLY, "tick 13", |f| {
+        f.data.contains("slow-steamcmd tick 13<")
+    })
+    .await;
+    let end = sse
+        .wait_for(PROMPTLY, "the end event", |f| f.event == "end")
+        .await;
+    assert!(end.data.contains("succeeded"), "{end:?}");
     s.stop().await;
 }
