@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod data_root;
 pub mod db;
 mod demo;
 mod http;
@@ -29,17 +30,21 @@ use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::web::AppState;
 
-/// Opens and migrates the database, recovers interrupted jobs, starts the
-/// job workers and serves HTTP on `listener` until `shutdown` fires. Then it
-/// stops accepting, ends live streams and gives running jobs the grace
-/// period (after which they are handed back to the queue).
+/// Locks the data root, opens and migrates the database, recovers
+/// interrupted jobs, starts the job workers and serves HTTP on `listener`
+/// until `shutdown` fires. Then it stops accepting, ends live streams and
+/// gives running jobs the grace period (after which they are handed back to
+/// the queue).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Held until serve returns.
+    let _data_root_lock = claim_data_root(&config)?;
     let pool = db::connect(&config.database_url).await?;
     db::migrate(&pool).await?;
+    data_root::check_database_writable(&pool, &config.database_url).await?;
     let config = Arc::new(config);
     let jobs = Jobs::new(pool.clone(), config.clone());
     jobs.recover()
@@ -82,6 +87,13 @@ pub async fn serve(
     pool.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Refuses a data root this process cannot write, then takes its lock so
+/// no second `serve`/`demo` runs on it.
+fn claim_data_root(config: &Config) -> Result<data_root::DataRootLock, data_root::DataRootError> {
+    data_root::check_writable(&config.root)?;
+    data_root::lock(&config.root)
 }
 
 fn notify_systemd(state: &[sd_notify::NotifyState]) {

@@ -482,3 +482,144 @@ async fn jobs_never_pass_secrets_to_l4d2ctl() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_root_refuses_to_start() {
+    let root = DataRoot::empty();
+    let out = left4me(root.path())
+        .args(["create-user", "admin", "--admin"])
+        .env("LEFT4ME_ADMIN_PASSWORD", ADMIN.1)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    slow_steamcmd(root.path(), 600, 0.1);
+    let first = start_serve(root.path(), &[]).await;
+    let pool = l4d2web::db::connect(&format!("sqlite://{}/left4me.db", root.path().display()))
+        .await
+        .unwrap();
+    let mut admin = Client::new(&first.base);
+    admin.login(ADMIN.0, ADMIN.1).await;
+    let id: i64 = admin
+        .post("/admin/install", &[])
+        .await
+        .location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for_line(&pool, id, "slow-steamcmd tick 2").await;
+
+    // The second one exits at once, naming the lock file and its holder.
+    let out = left4me(root.path())
+        .arg("serve")
+        .env("SECRET_KEY", SECRET)
+        .env("LEFT4ME_BIND", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lock = root.path().join("left4me.lock");
+    assert!(
+        err.contains("already serving")
+            && err.contains(&lock.display().to_string())
+            && err.contains(&format!("pid {}", first.child.id())),
+        "{err}"
+    );
+    // ... and touched nothing: the first one's job is still running.
+    assert_eq!(job_state(&pool, id).await, ("running".to_string(), None));
+    assert_eq!(
+        reqwest::get(format!("{}/health", first.base))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // The lock dies with its holder, even with kill -9.
+    drop(first);
+    let again = start_serve(root.path(), &[]).await;
+    let (state, error) = job_state(&pool, id).await;
+    assert_eq!(state, "failed", "the killed instance's job: {error:?}");
+    drop(again);
+}
+
+/// Runs `left4me serve` on `root` as a user that the file modes apply to:
+/// this user, or `nobody` when the tests run as root (root writes anywhere).
+/// Returns its stderr once it exited; kills it (and fails) if it serves.
+async fn serve_as_unprivileged(root: &Path) -> (std::process::ExitStatus, String) {
+    use std::os::unix::process::CommandExt;
+    let log = root.with_extension("serve.log");
+    let mut cmd = left4me(root);
+    cmd.arg("serve")
+        .env("SECRET_KEY", SECRET)
+        .env("LEFT4ME_BIND", format!("127.0.0.1:{}", free_port()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    if test_support::is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "left4me serve did not refuse to start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    (status, err)
+}
+
+#[tokio::test]
+async fn serve_refuses_an_unwritable_data_root_or_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // A read-only data root.
+    let root = DataRoot::empty();
+    mode(root.path(), 0o555);
+    let (status, err) = serve_as_unprivileged(root.path()).await;
+    mode(root.path(), 0o755);
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!(
+            "the data root {} is not writable",
+            root.path().display()
+        )),
+        "{err}"
+    );
+    assert!(!root.path().join("left4me.db").exists(), "nothing created");
+
+    // A writable data root with a database its user may read, not write.
+    let root = DataRoot::empty();
+    let out = left4me(root.path()).arg("migrate").output().unwrap();
+    assert!(out.status.success());
+    let db = root.path().join("left4me.db");
+    if test_support::is_root() {
+        // Everything belongs to the user serve runs as (see above).
+        for entry in std::fs::read_dir(root.path()).unwrap() {
+            std::os::unix::fs::chown(entry.unwrap().path(), Some(65534), Some(65534)).unwrap();
+        }
+        std::os::unix::fs::chown(root.path(), Some(65534), Some(65534)).unwrap();
+    }
+    mode(&db, 0o440);
+    let (status, err) = serve_as_unprivileged(root.path()).await;
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!(
+            "the database sqlite://{} is not writable",
+            db.display()
+        )),
+        "{err}"
+    );
+}
