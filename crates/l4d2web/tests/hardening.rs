@@ -1,6 +1,7 @@
 //! Hardening against real HTTP: file downloads refuse FIFOs, sockets and
 //! devices without blocking a thread; slow or idle connections are closed
-//! by the header-read timeout while SSE streams outlive it.
+//! by the header-read timeout while SSE streams outlive it; body limits
+//! fit a full blueprint and say why when a form is too large.
 
 mod common;
 
@@ -225,5 +226,97 @@ async fn sse_streams_outlive_the_header_timeout() {
         .wait_for(PROMPTLY, "the end event", |f| f.event == "end")
         .await;
     assert!(end.data.contains("succeeded"), "{end:?}");
+    s.stop().await;
+}
+
+/// A server.cfg of exactly `bytes` bytes (as stored, LF line ends) that
+/// URL-encodes large, sent with CRLF line ends as browsers do.
+fn server_cfg_crlf(bytes: usize) -> String {
+    let line = "sv_tags \"coop,versus;10%\"";
+    let mut cfg = String::new();
+    while cfg.len() + line.len() < bytes {
+        cfg.push_str(line);
+        cfg.push('\n');
+    }
+    while cfg.len() < bytes {
+        cfg.insert(0, '/');
+    }
+    cfg.replace('\n', "\r\n")
+}
+
+#[tokio::test]
+async fn body_limits_fit_a_full_blueprint_and_explain_a_413() {
+    let max = l4d2web::servers::blueprints::MAX_CONFIG_BYTES;
+    let s = TestServer::start().await;
+    let mut alice = s.login(USER).await;
+    let full = server_cfg_crlf(max);
+    let encoded = serde_urlencoded::to_string([("config", &full)]).unwrap();
+    assert!(
+        encoded.len() > 3 * max / 2,
+        "the test body must be well over the old 16 KiB limit"
+    );
+    let r = alice
+        .post(
+            "/blueprints",
+            &[
+                ("name", "full"),
+                ("args", "+map c1m1_hotel"),
+                ("config", &full),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let bp = r.location().to_string();
+    let stored: String = sqlx::query_scalar("SELECT config FROM blueprints WHERE name = 'full'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), max);
+    // Saving the edit form takes the same size.
+    let r = alice
+        .post(&bp, &[("name", "full"), ("args", ""), ("config", &full)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // One byte over the content limit: the blueprint's own message.
+    let over = server_cfg_crlf(max + 1);
+    let r = alice
+        .post(
+            "/blueprints",
+            &[("name", "over"), ("args", ""), ("config", &over)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains(&format!("at most {max}")), "{}", r.body);
+    // A body beyond any valid blueprint: 413, saying what the limit is for.
+    let huge = "x".repeat(l4d2web::web::MAX_BLUEPRINT_BODY);
+    let r = alice
+        .post(
+            "/blueprints",
+            &[("name", "huge"), ("args", ""), ("config", &huge)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.body.contains("larger than the limit") && r.body.contains("server.cfg"),
+        "{}",
+        r.body
+    );
+    // Other forms keep the small limit, with a clear message too.
+    let r = alice
+        .post("/logout", &[("padding", &"x".repeat(64 * 1024))])
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.body
+            .contains(&format!("limit of {} bytes", l4d2web::web::MAX_BODY)),
+        "{}",
+        r.body
+    );
+    assert_eq!(alice.get("/blueprints").await.status, StatusCode::OK);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blueprints")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
     s.stop().await;
 }

@@ -28,9 +28,46 @@ use crate::config::Config;
 use crate::db::now_unix;
 use crate::jobs::Jobs;
 use crate::live::LiveHub;
+use crate::servers::blueprints;
 
-/// Largest accepted request body (all forms are small).
+/// Largest accepted request body of an ordinary form.
 pub const MAX_BODY: usize = 16 * 1024;
+/// Largest accepted body of a form carrying a blueprint (server.cfg and
+/// launch args), so that every blueprint within its own limits fits: URL
+/// encoding can triple each byte, and browsers send server.cfg's line ends
+/// as CRLF, which counts twice before the blueprint stores LF.
+pub const MAX_BLUEPRINT_BODY: usize = 6 * blueprints::MAX_CONFIG_BYTES
+    + 3 * blueprints::MAX_ARGS * (blueprints::MAX_ARG_LEN + 1)
+    + MAX_BODY;
+
+/// The body limit of a [`Protected`] form on `path`, and the error for a
+/// larger one. The blueprint routes carry server.cfg; every other form is
+/// small.
+fn form_limit(path: &str) -> (usize, impl FnOnce() -> AppError) {
+    let blueprint = match path.strip_prefix("/blueprints") {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix('/').is_some_and(|id| !id.contains('/')),
+        None => false,
+    };
+    let limit = if blueprint {
+        MAX_BLUEPRINT_BODY
+    } else {
+        MAX_BODY
+    };
+    let error = move || AppError::TooLarge {
+        limit,
+        hint: if blueprint {
+            format!(
+                " (a blueprint's server.cfg may have at most {} bytes)",
+                blueprints::MAX_CONFIG_BYTES
+            )
+        } else {
+            String::new()
+        },
+    };
+    (limit, error)
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: SqlitePool,
@@ -144,8 +181,10 @@ pub enum AppError {
     BadRequest(String),
     #[error("missing or wrong CSRF token; reload the page and try again")]
     Csrf,
-    #[error("request body too large (limit {MAX_BODY} bytes)")]
-    TooLarge,
+    #[error(
+        "the request body is larger than the limit of {limit} bytes{hint}; nothing was changed"
+    )]
+    TooLarge { limit: usize, hint: String },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -163,7 +202,7 @@ impl IntoResponse for AppError {
             AppError::LoginRequired => StatusCode::UNAUTHORIZED,
             AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(e) => {
                 // Details go to the log only; the page says nothing internal.
                 tracing::error!(error = format!("{e:#}"), "request failed");
@@ -289,8 +328,8 @@ pub struct Protected<T> {
 impl<T: DeserializeOwned> FromRequest<AppState> for Protected<T> {
     type Rejection = AppError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
-        let (session, form) =
-            read_protected_form(req, state, MAX_BODY, || AppError::TooLarge).await?;
+        let (limit, too_large) = form_limit(req.uri().path());
+        let (session, form) = read_protected_form(req, state, limit, too_large).await?;
         Ok(Protected { session, form })
     }
 }
@@ -328,7 +367,11 @@ pub struct LoginSubmission<T> {
 impl<T: DeserializeOwned> FromRequest<AppState> for LoginSubmission<T> {
     type Rejection = AppError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
-        let raw = RawForm::read(req, MAX_BODY, || AppError::TooLarge).await?;
+        let raw = RawForm::read(req, MAX_BODY, || AppError::TooLarge {
+            limit: MAX_BODY,
+            hint: String::new(),
+        })
+        .await?;
         let cookie = session_token(&raw.parts).unwrap_or_default();
         if !auth::tokens_match(&cookie, &raw.token)
             || !auth::login_token_valid(&state.config.secret_key, &raw.token, now_unix())
