@@ -336,10 +336,10 @@ impl LoginLimiter {
         entry.last = now;
     }
 
-    /// The wait before a login of `name` is checked: nothing for the first
-    /// `free_failures` failures in a row (each within a window of the
-    /// previous one), then [`LOGIN_SLOWDOWN_STEP`] doubling per failure, at
-    /// most [`MAX_LOGIN_SLOWDOWN`].
+    /// The wait before a login of `name` is checked: nothing while it has
+    /// fewer than `free_failures` failures in a row (each within a window
+    /// of the previous one), then [`LOGIN_SLOWDOWN_STEP`], doubling with
+    /// every further failure, at most [`MAX_LOGIN_SLOWDOWN`].
     fn slowdown(&self, name: &str, now: Instant) -> Duration {
         let count = match lock(&self.failures).get(name) {
             Some(f) if now.saturating_duration_since(f.last) < self.window => f.count,
@@ -478,10 +478,9 @@ mod tests {
         let t0 = Instant::now();
         let wait = |n: &str, t| l.slowdown(n, t);
         l.record_failure_at("bob", t0);
-        l.record_failure_at("bob", t0);
         assert_eq!(wait("bob", t0), Duration::ZERO, "within the allowance");
         l.record_failure_at("bob", t0);
-        assert_eq!(wait("bob", t0), LOGIN_SLOWDOWN_STEP);
+        assert_eq!(wait("bob", t0), LOGIN_SLOWDOWN_STEP, "allowance used up");
         l.record_failure_at("bob", t0);
         assert_eq!(wait("bob", t0), LOGIN_SLOWDOWN_STEP * 2);
         for _ in 0..100 {

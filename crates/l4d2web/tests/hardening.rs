@@ -274,7 +274,14 @@ async fn body_limits_fit_a_full_blueprint_and_explain_a_413() {
     assert_eq!(stored.len(), max);
     // Saving the edit form takes the same size.
     let r = alice
-        .post(&bp, &[("name", "full"), ("args", ""), ("config", &full)])
+        .post(
+            &bp,
+            &[
+                ("name", "full"),
+                ("args", "+map c1m2_streets"),
+                ("config", &full),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // One byte over the content limit: the blueprint's own message.
@@ -282,7 +289,11 @@ async fn body_limits_fit_a_full_blueprint_and_explain_a_413() {
     let r = alice
         .post(
             "/blueprints",
-            &[("name", "over"), ("args", ""), ("config", &over)],
+            &[
+                ("name", "over"),
+                ("args", "+map c1m1_hotel"),
+                ("config", &over),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -292,7 +303,11 @@ async fn body_limits_fit_a_full_blueprint_and_explain_a_413() {
     let r = alice
         .post(
             "/blueprints",
-            &[("name", "huge"), ("args", ""), ("config", &huge)],
+            &[
+                ("name", "huge"),
+                ("args", "+map c1m1_hotel"),
+                ("config", &huge),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
