@@ -50,6 +50,9 @@ pub struct SrcdsArgs {
     pub sim_churn: Option<Duration>,
     /// `-sim_crash_after <seconds>`: abort like a crash after that time.
     pub sim_crash_after: Option<Duration>,
+    /// `-sim_stop_delay <seconds>`: take that long to shut down after
+    /// SIGINT/`quit` (a real server saves and flushes first).
+    pub sim_stop_delay: Option<Duration>,
     /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.0/8 addresses,
     /// which real srcds silently drops.
     pub sim_log_loopback: bool,
@@ -126,6 +129,7 @@ impl SrcdsArgs {
         let mut sim_players = DEFAULT_SIM_PLAYERS;
         let mut sim_churn = Some(Duration::from_secs(DEFAULT_CHURN_SECS));
         let mut sim_crash_after = None;
+        let mut sim_stop_delay = None;
         let mut sim_log_loopback = false;
         let mut strict_port_bind = false;
         let mut no_hltv = false;
@@ -165,6 +169,7 @@ impl SrcdsArgs {
                     sim_churn = (!d.is_zero()).then_some(d);
                 }
                 "-sim_crash_after" => sim_crash_after = Some(parse_secs(flag, first(flag)?)?),
+                "-sim_stop_delay" => sim_stop_delay = Some(parse_secs(flag, first(flag)?)?),
                 "-sim_log_loopback" => sim_log_loopback = true,
                 "-strictportbind" => strict_port_bind = true,
                 "-nohltv" => no_hltv = true,
@@ -198,6 +203,7 @@ impl SrcdsArgs {
             sim_players,
             sim_churn,
             sim_crash_after,
+            sim_stop_delay,
             sim_log_loopback,
             strict_port_bind,
             no_hltv,
@@ -234,6 +240,13 @@ mod tests {
             ]
         );
         assert_eq!(a.ignored, vec!["-norestart".to_string()]);
+    }
+
+    #[test]
+    fn stop_delay() {
+        let a = parse("-game left4dead2 +hostport 1 -sim_stop_delay 3").unwrap();
+        assert_eq!(a.sim_stop_delay, Some(Duration::from_secs(3)));
+        assert!(parse("-game left4dead2 +hostport 1 -sim_stop_delay soon").is_err());
     }
 
     #[test]

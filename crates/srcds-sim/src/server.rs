@@ -470,6 +470,9 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
     }
 
     console("Server shutting down: received shutdown request");
+    if let Some(delay) = server.args.sim_stop_delay {
+        thread::sleep(delay);
+    }
     {
         let mut st = server.lock();
         server.log(&st, "server_message: \"quit\"");
