@@ -197,7 +197,7 @@ pub fn initialize(
         env.render().as_bytes(),
     )?;
     write_file(&staging.path().join("server.cfg"), spec.config.as_bytes())?;
-    set_mode(staging.path(), 0o755)?;
+    set_mode(staging.path(), 0o750)?;
 
     let target = layout.instance_dir(name);
     if target.exists() {

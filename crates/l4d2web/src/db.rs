@@ -6,10 +6,19 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+/// The database holds password hashes, session ids and every server's RCON
+/// password: never readable by others, whoever creates it.
+pub const DB_MODE: u32 = 0o640;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error("cannot create or protect database file {path}: {source}")]
+    Protect {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -17,13 +26,20 @@ pub enum DbError {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens (creating if missing) the database in WAL mode. Does not migrate.
+/// The file is created (and an existing one tightened) to [`DB_MODE`]
+/// before SQLite opens it; SQLite gives its `-wal`/`-shm` files the
+/// database file's mode.
 pub async fn connect(url: &str) -> Result<SqlitePool, DbError> {
     let open_err = |source| DbError::Open {
         url: url.to_string(),
         source,
     };
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(open_err)?
+    let options = SqliteConnectOptions::from_str(url).map_err(open_err)?;
+    let path = options.get_filename().to_path_buf();
+    if path != std::path::Path::new(":memory:") {
+        protect_file(&path)?;
+    }
+    let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // NORMAL is durable across process crashes in WAL mode (only a power
@@ -36,6 +52,46 @@ pub async fn connect(url: &str) -> Result<SqlitePool, DbError> {
         .connect_with(options)
         .await
         .map_err(open_err)
+}
+
+/// Creates `path` with [`DB_MODE`] if it is missing; removes group write and
+/// every permission of others from it and its sidecars if it exists.
+fn protect_file(path: &std::path::Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let protect = |source| DbError::Protect {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DB_MODE)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(protect(e)),
+    }
+    let mut sidecars = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        sidecars.push(p.into());
+    }
+    for file in sidecars {
+        let meta = match std::fs::metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(protect(e)),
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        let tight = mode & DB_MODE;
+        if tight != mode {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(tight))
+                .map_err(protect)?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies all embedded migrations that are not applied yet.

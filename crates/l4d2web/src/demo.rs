@@ -38,8 +38,15 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
         Some(r) => PathBuf::from(r),
         None => PathBuf::from("left4me-data"),
     };
+    // The demo's data (database, every server's RCON password, log
+    // secrets) is nobody else's business: everything it and its children
+    // create is private to the user, and an older, wider data directory is
+    // tightened.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::create_dir_all(&root)
         .with_context(|| format!("cannot create the demo data directory {}", root.display()))?;
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", root.display()))?;
     let root = root
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", root.display()))?;

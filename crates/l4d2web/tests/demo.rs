@@ -102,6 +102,16 @@ async fn demo_first_and_second_run() {
     let jobs = wait_install(&demo.base, &mut admin).await;
     assert!(jobs.contains("state-succeeded"), "{jobs}");
     assert!(data.join("installation").is_dir());
+    // The demo's data is private to the user running it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&data), 0o700);
+    for db in ["left4me.db", "left4me.db-wal", "left4me.db-shm"] {
+        let path = data.join(db);
+        if path.exists() {
+            assert_eq!(mode(&path) & 0o077, 0, "{db} is {:o}", mode(&path));
+        }
+    }
     let link = std::fs::read_link(data.join("steam/steamcmd.sh")).unwrap();
     assert_eq!(link, workspace_bin("steamcmd-sim"));
     let job = admin.get("/jobs/1").await;
