@@ -163,11 +163,12 @@ fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let t = token.clone();
     tokio::spawn(async move {
+        // Cancel before logging: logging can fail (a closed stderr),
+        // stopping must not.
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => { t.cancel(); tracing::info!("SIGTERM: shutting down") }
+            _ = int.recv() => { t.cancel(); tracing::info!("SIGINT: shutting down") }
         }
-        t.cancel();
     });
     Ok(token)
 }
