@@ -233,6 +233,13 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             reason: "the port range must be non-empty and start above 0".into(),
         });
     }
+    if let Err(e) = l4d2_contract::launch::GamePorts::for_game_port(end) {
+        return Err(ConfigError::Invalid {
+            var: "LEFT4ME_PORT_RANGE_END",
+            value: end.to_string(),
+            reason: e.to_string(),
+        });
+    }
     let bind: SocketAddr = env.parse(
         "LEFT4ME_BIND",
         SocketAddr::from(([127, 0, 0, 1], 8000)),
@@ -396,6 +403,10 @@ mod tests {
             (
                 vec![KEY, ("LEFT4ME_PORT_RANGE_START", "70000")],
                 "LEFT4ME_PORT_RANGE_START",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_PORT_RANGE_END", "50000")],
+                "LEFT4ME_PORT_RANGE_END",
             ),
             (
                 vec![

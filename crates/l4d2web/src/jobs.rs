@@ -22,19 +22,10 @@ use crate::db::now_text;
 const MAX_LINE: usize = 8 * 1024;
 const RECOVERY_REASON: &str = "interrupted: the left4me process stopped while this job was running (crash or kill); it was not re-run, check the host and run the action again";
 
-/// Environment variables never passed to `l4d2ctl`.
-const SECRET_VARS: [&str; 5] = [
-    "SECRET_KEY",
-    "STEAM_WEB_API_KEY",
-    "DATABASE_URL",
-    "LEFT4ME_ADMIN_PASSWORD",
-    "NOTIFY_SOCKET",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("cannot find l4d2ctl: set LEFT4ME_L4D2CTL or install it next to the left4me binary (looked in {0})")]
-    NoL4d2ctl(String),
+    #[error(transparent)]
+    Host(#[from] crate::l4d2ctl::HostError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -139,6 +130,8 @@ impl Hub {
 pub struct Jobs {
     pub pool: SqlitePool,
     pub hub: Arc<Hub>,
+    /// How jobs (and pages, for read-only calls) run l4d2ctl.
+    pub host: crate::l4d2ctl::HostClient,
     wake: Arc<Notify>,
     config: Arc<Config>,
     grace: Duration,
@@ -164,6 +157,7 @@ impl Jobs {
         Jobs {
             pool,
             hub: Arc::new(Hub::default()),
+            host: crate::l4d2ctl::HostClient::new(config.clone()),
             wake: Arc::new(Notify::new()),
             grace: Duration::from_secs(config.shutdown_grace_secs),
             config,
@@ -203,42 +197,52 @@ impl Jobs {
     /// Enqueues any job; returns its id (or the id of the queued system job
     /// it coalesced into).
     pub async fn submit(&self, new: NewJob<'_>) -> Result<i64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let id = Self::submit_in(&mut tx, new).await?;
+        tx.commit().await?;
+        self.wake();
+        Ok(id)
+    }
+
+    /// [`Jobs::submit`] inside the caller's transaction, so a job and the
+    /// state change it belongs to commit together, in one order. Call
+    /// [`Jobs::wake`] after the commit.
+    pub async fn submit_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        new: NewJob<'_>,
+    ) -> Result<i64, sqlx::Error> {
         let args_json = new.payload.to_string();
         let key = new
             .user_id
             .is_none()
             .then(|| format!("{}:{args_json}", new.kind));
-        // Two rounds: the queued twin may be claimed between our INSERT and
-        // SELECT, after which a fresh insert succeeds.
-        for _ in 0..2 {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, title, state) VALUES (?, ?, ?, ?, ?, ?, 'queued')
-                 ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING
-                 RETURNING id",
-            )
-            .bind(new.kind)
-            .bind(&args_json)
-            .bind(new.user_id)
-            .bind(&key)
-            .bind(&new.lock_key)
-            .bind(&new.title)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(id) = inserted {
-                self.wake.notify_one();
-                return Ok(id);
-            }
-            let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued'",
-            )
-            .bind(&key)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(id) = existing {
-                return Ok(id);
-            }
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, title, state) VALUES (?, ?, ?, ?, ?, ?, 'queued')
+             ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(new.kind)
+        .bind(&args_json)
+        .bind(new.user_id)
+        .bind(&key)
+        .bind(&new.lock_key)
+        .bind(&new.title)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(id);
         }
-        Err(sqlx::Error::RowNotFound)
+        // Inside one transaction the queued twin cannot be claimed between
+        // the INSERT and this SELECT.
+        sqlx::query_scalar("SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued'")
+            .bind(&key)
+            .fetch_one(&mut **tx)
+            .await
+    }
+
+    /// Tells idle workers that a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Job>, sqlx::Error> {
@@ -378,43 +382,19 @@ impl Jobs {
         .await
     }
 
-    /// A `Command` for `l4d2ctl` (e.g. a read-only `list --json` from a
-    /// page handler) with the job environment: the web app's secrets
-    /// removed, the configured child environment added.
+    /// A `Command` for `l4d2ctl` with the job environment (see
+    /// [`crate::l4d2ctl::HostClient`]).
     pub fn l4d2ctl_command(&self) -> Result<Command, JobError> {
-        Ok(self.child_command(&self.resolve_l4d2ctl()?))
+        Ok(self.host.l4d2ctl()?)
     }
 
     /// A `Command` for any program with the job environment.
     pub fn child_command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        // The web app's secrets stay here: l4d2ctl starts game servers, which
-        // run third-party plugins and must never see them (SPEC §9).
-        for var in SECRET_VARS {
-            cmd.env_remove(var);
-        }
-        for (k, v) in self.config.child_env.iter() {
-            cmd.env(k, v);
-        }
-        cmd
+        self.host.command(program)
     }
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
-    }
-
-    fn resolve_l4d2ctl(&self) -> Result<PathBuf, JobError> {
-        if let Some(p) = &self.config.l4d2ctl {
-            return Ok(p.clone());
-        }
-        let dir = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(Path::to_path_buf));
-        match dir {
-            Some(dir) if dir.join("l4d2ctl").is_file() => Ok(dir.join("l4d2ctl")),
-            Some(dir) => Err(JobError::NoL4d2ctl(dir.display().to_string())),
-            None => Err(JobError::NoL4d2ctl("<unknown executable dir>".into())),
-        }
     }
 
     async fn next_seq(&self, job_id: i64) -> Result<i64, sqlx::Error> {
@@ -499,13 +479,13 @@ impl Jobs {
         };
         match outcome {
             None => {
-                let group = child_group.load(Ordering::SeqCst);
-                if group > 0 {
-                    // SAFETY: plain kill(2) on the process group created for
-                    // this job's current child, which is not reaped yet.
-                    unsafe {
-                        libc::kill(-group, libc::SIGKILL);
-                    }
+                // The process group created for this job's current child,
+                // which is not reaped yet.
+                if let Some(group) =
+                    rustix::process::Pid::from_raw(child_group.load(Ordering::SeqCst))
+                {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 }
                 ctx.say(
                     "shutdown grace period over: the job was stopped and put back in the queue",
@@ -657,23 +637,11 @@ impl JobCtx {
         mut cmd: Command,
         what: &str,
     ) -> Result<CommandRun, JobFailure> {
+        // Process group and death with the panel come from HostClient.
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Own process group, so a shutdown can stop the child's children too.
-            .process_group(0);
-        // SAFETY: prctl is async-signal-safe; it only changes this child's
-        // parent-death signal, so a kill -9 of left4me takes the child down
-        // too instead of leaving it running unsupervised.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            .kill_on_drop(true);
         let program = PathBuf::from(cmd.as_std().get_program());
         let mut child = cmd.spawn().map_err(|e| {
             JobFailure::msg(format!("cannot start {what} ({}): {e}", program.display()))

@@ -13,6 +13,7 @@ pub mod db;
 mod demo;
 mod http;
 pub mod jobs;
+pub mod l4d2ctl;
 pub mod live;
 pub mod overlays;
 pub mod servers;
@@ -50,6 +51,7 @@ pub async fn serve(
     jobs.recover()
         .await
         .context("recovering interrupted jobs")?;
+    converge_servers(&jobs).await;
     let limiter = Arc::new(LoginLimiter::new(
         config.login_limit_per_ip,
         config.login_limit_per_user,
@@ -94,6 +96,22 @@ pub async fn serve(
 fn claim_data_root(config: &Config) -> Result<data_root::DataRootLock, data_root::DataRootError> {
     data_root::check_writable(&config.root)?;
     data_root::lock(&config.root)
+}
+
+/// After a crash, kill or reboot of the panel: queue what brings every
+/// server back to its desired state. A host that cannot be asked is logged,
+/// not fatal: the panel still serves, and the drift shows on the dashboard.
+async fn converge_servers(jobs: &Jobs) {
+    match servers::converge(jobs).await {
+        Ok(done) => {
+            for (name, action) in &done.queued {
+                tracing::info!(server = %name, action = action.verb(), "queued to restore the desired state after a restart of the panel");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot bring servers to their desired state at startup")
+        }
+    }
 }
 
 fn notify_systemd(state: &[sd_notify::NotifyState]) {

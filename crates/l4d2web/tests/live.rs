@@ -6,14 +6,12 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
-use test_support::DataRoot;
 
 const RCON_PASSWORD: &str = "live-rcon-pw-0123";
 const LOG_SECRET: &str = "424242";
@@ -32,49 +30,6 @@ fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-struct Game {
-    child: Child,
-}
-
-impl Drop for Game {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// srcds-sim from a real (simulated) install, logging to `log_port` with
-/// the server's secret; two simulated players on c1m1_hotel.
-fn start_game(root: &DataRoot, port: u16, log_port: u16) -> Game {
-    let installation = root.path().join("installation");
-    let cfg = installation.join("left4dead2/cfg");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("server.cfg"),
-        format!(
-            "hostname \"Live Test\"\nrcon_password \"{RCON_PASSWORD}\"\nsv_logsecret {LOG_SECRET}\nlog on\nlogaddress_add 127.0.0.1:{log_port}\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(installation.join("srcds_run"))
-        .args(["-game", "left4dead2", "+ip", "0.0.0.0", "+hostport"])
-        .arg(port.to_string())
-        .args([
-            "+map",
-            "c1m1_hotel",
-            "-sim_players",
-            "2",
-            "-sim_churn",
-            "0",
-            "-sim_log_loopback",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Game { child }
 }
 
 /// A local stand-in for api.steampowered.com answering GetPlayerSummaries
@@ -156,23 +111,69 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     let steam_requests = Arc::new(AtomicUsize::new(0));
     let steam = fake_steam(steam_requests.clone()).await;
     let bind = format!("127.0.0.1:{log_port}");
-    let s = TestServer::start_with(&[
+    let s = TestServer::start_installed(&[
         ("LOG_LISTENER_BIND", bind.as_str()),
         ("LOG_LISTENER_ADDR", bind.as_str()),
         ("STEAM_WEB_API_KEY", STEAM_KEY),
         ("STEAM_API_BASE_URL", steam.as_str()),
+        ("LEFT4ME_PORT_RANGE_START", "26300"),
+        ("LEFT4ME_PORT_RANGE_END", "26309"),
     ])
     .await;
-    let game_root = DataRoot::installed();
-    let port = free_port();
-    let _game = start_game(&game_root, port, log_port);
-    let id = insert_server(&s, s.ids["admin"], "live", port, LOG_SECRET).await;
-    // A server of a non-admin owner: its panel is hers, its console is not.
-    let alices = insert_server(&s, s.ids["alice"], "alices", free_port(), "777").await;
-
     let mut alice = s.login(USER).await;
     let mut bob = s.login(USER2).await;
     let mut admin = s.login(ADMIN).await;
+
+    // The game runs the way the panel runs every server (blueprint, server,
+    // start job through l4d2ctl): the panel sends RCON only to a port that
+    // belongs to the instance l4d2ctl reports.
+    let r = admin
+        .post(
+            "/blueprints",
+            &[
+                ("name", "live"),
+                (
+                    "args",
+                    "+map c1m1_hotel -sim_players 2 -sim_churn 0 -sim_log_loopback",
+                ),
+                ("config", "hostname \"Live Test\""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let bp = r.location().trim_start_matches("/blueprints/").to_string();
+    let r = admin
+        .post(
+            "/servers",
+            &[("name", "live"), ("blueprint_id", bp.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id: i64 = r
+        .location()
+        .trim_start_matches("/servers/")
+        .parse()
+        .unwrap();
+    let r = admin.post(&format!("/servers/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
+    let rcon_password: String =
+        sqlx::query_scalar("SELECT rcon_password FROM servers WHERE id = ?")
+            .bind(id)
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    // A server of a non-admin owner: its panel is hers, its console is not.
+    let alices = insert_server(&s, s.ids["alice"], "alices", free_port(), "777").await;
 
     // Access: owners see their panel; everyone else gets 404 (admins too).
     let panel = admin.get(&format!("/servers/{id}/live")).await;
@@ -222,7 +223,7 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     );
     assert!(frame.data.contains("STEAM_1:"), "{}", frame.data);
     assert!(steam_requests.load(Ordering::SeqCst) >= 1);
-    assert!(!frame.data.contains(STEAM_KEY) && !frame.data.contains(RCON_PASSWORD));
+    assert!(!frame.data.contains(STEAM_KEY) && !frame.data.contains(&rcon_password));
     // The dashboard shows the same player count.
     let dashboard = admin.get("/servers").await;
     assert_eq!(dashboard.status, StatusCode::OK);
@@ -259,7 +260,7 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     );
     let page = admin.get(&console).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(!page.body.contains(RCON_PASSWORD));
+    assert!(!page.body.contains(&rcon_password));
     // Bad commands change nothing.
     for bad in ["", "say a\nquit", &"x".repeat(600)] {
         let res = admin.post(&console, &[("command", bad)]).await;
@@ -341,6 +342,38 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
         }
     }
     assert!(!saw_forged, "unauthenticated log packets reached the panel");
+    let r = admin.post(&format!("/servers/{id}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    s.wait_job(job).await;
+    s.stop().await;
+}
+
+/// A port held by something that is not the server never gets its RCON
+/// password: the console refuses and says why.
+#[tokio::test]
+async fn rcon_is_never_sent_to_a_port_another_process_holds() {
+    let s = TestServer::start().await;
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    squatter.set_nonblocking(true).unwrap();
+    let id = insert_server(&s, s.ids["admin"], "squatted", port, LOG_SECRET).await;
+    let mut admin = s.login(ADMIN).await;
+    let console = format!("/servers/{id}/rcon");
+    admin.get(&console).await;
+    let r = admin.post(&console, &[("command", "status")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = admin.get(&console).await;
+    assert!(
+        page.body.contains("RCON password was not sent") || page.body.contains("not running"),
+        "{}",
+        page.body
+    );
+    // Nobody connected to the squatter, so it never saw the password.
+    assert!(matches!(squatter.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
     s.stop().await;
 }
 

@@ -293,7 +293,7 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
 
     // Bob (and the admin: servers are private) get 404 everywhere, and change nothing.
     let mut bob = s.login(USER2).await;
-    let bob_bp = create_blueprint(&mut bob, "bobs", "", "").await;
+    let bob_bp = create_blueprint(&mut bob, "bobs", "+map c1m1_hotel", "").await;
     let mut admin = s.login(ADMIN).await;
     let jobs_before = latest_job(&s).await;
     for other in [&mut bob, &mut admin] {
@@ -475,7 +475,7 @@ async fn live_link_rules_delete_refused_switch_applies_on_next_action() {
 
     // Switch to another of my blueprints: applies on the next start.
     let mut bob = s.login(USER2).await;
-    let bobs = create_blueprint(&mut bob, "bobs", "", "").await;
+    let bobs = create_blueprint(&mut bob, "bobs", "+map c1m1_hotel", "").await;
     let r = c
         .post(
             &format!("/servers/{id}/blueprint"),

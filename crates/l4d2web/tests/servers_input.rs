@@ -18,7 +18,10 @@ async fn counts(s: &TestServer) -> (i64, i64, i64, i64) {
 #[tokio::test]
 async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     // A one-port range: the second server exhausts it.
-    let held = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // Below the highest game port (its client and SourceTV ports must fit).
+    let held = (27451..27499)
+        .find_map(|p| std::net::UdpSocket::bind(("0.0.0.0", p)).ok())
+        .unwrap();
     let busy = held.local_addr().unwrap().port();
     let s = TestServer::start_with(&[
         ("LEFT4ME_PORT_RANGE_START", "27450"),
@@ -47,7 +50,11 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     let r = bob
         .post(
             "/blueprints",
-            &[("name", "bobs"), ("args", ""), ("config", "")],
+            &[
+                ("name", "bobs"),
+                ("args", "+map c1m1_hotel"),
+                ("config", ""),
+            ],
         )
         .await;
     let bob_bp = r.location().trim_start_matches("/blueprints/").to_string();
@@ -129,7 +136,7 @@ async fn bad_server_and_blueprint_input_is_refused_and_changes_nothing() {
     let r = c2
         .post(
             "/blueprints",
-            &[("name", "b"), ("args", ""), ("config", "")],
+            &[("name", "b"), ("args", "+map c1m1_hotel"), ("config", "")],
         )
         .await;
     let b2 = r.location().trim_start_matches("/blueprints/").to_string();
@@ -158,7 +165,11 @@ async fn unknown_ids_actions_and_bad_blueprints() {
     let r = c
         .post(
             "/blueprints",
-            &[("name", "base"), ("args", ""), ("config", "hostname x")],
+            &[
+                ("name", "base"),
+                ("args", "+map c1m1_hotel"),
+                ("config", "hostname x"),
+            ],
         )
         .await;
     let bp: i64 = r
@@ -213,17 +224,57 @@ async fn unknown_ids_actions_and_bad_blueprints() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Blueprint fields.
-    for (name, args, needle) in [
-        ("", "", "enter a blueprint name"),
-        ("base", "", "already have a blueprint named"),
-        ("x", "+map 'open", "cannot be split"),
-        ("x", "+hostname \"two words\"", "two words"),
-        ("x", "-x $(reboot)", "which launch arguments may not"),
+    for (name, args, config, needle) in [
+        ("", "", "", "enter a blueprint name"),
+        (
+            "base",
+            "+map c1m1_hotel",
+            "",
+            "already have a blueprint named",
+        ),
+        ("x", "+map 'open", "", "cannot be split"),
+        (
+            "x",
+            "+map c1m1_hotel +hostname \"two words\"",
+            "",
+            "two words",
+        ),
+        (
+            "x",
+            "+map c1m1_hotel -x $(reboot)",
+            "",
+            "launch arguments are single words",
+        ),
+        ("x", "-tickrate 60", "", "need a first map"),
+        (
+            "x",
+            "+map c1m1_hotel +hostport 27016",
+            "",
+            "`+hostport` is managed by left4me",
+        ),
+        (
+            "x",
+            "+map c1m1_hotel +servercfgfile x.cfg",
+            "",
+            "`+servercfgfile` is managed by left4me",
+        ),
+        (
+            "x",
+            "+map c1m1_hotel -frobnicate",
+            "",
+            "unknown launch option `-frobnicate`",
+        ),
+        (
+            "x",
+            "+map c1m1_hotel",
+            "hostname a\nsv_logsecret 1",
+            "server.cfg line 2: `sv_logsecret` is managed by left4me",
+        ),
     ] {
         let r = c
             .post(
                 "/blueprints",
-                &[("name", name), ("args", args), ("config", "")],
+                &[("name", name), ("args", args), ("config", config)],
             )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?} {args:?}");
@@ -237,7 +288,7 @@ async fn unknown_ids_actions_and_bad_blueprints() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
-        r.body.contains("which launch arguments may not"),
+        r.body.contains("launch arguments are single words"),
         "{}",
         r.body
     );

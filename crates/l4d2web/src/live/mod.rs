@@ -25,6 +25,10 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::l4d2ctl::HostClient;
+
+mod ownership;
+pub use ownership::NotOwned;
 
 /// Recent events kept per server for newly opened pages.
 const RECENT_EVENTS: usize = 50;
@@ -130,6 +134,8 @@ pub struct LiveHub {
 
 struct Inner {
     pool: SqlitePool,
+    /// Instance states, to check whose port RCON would talk to.
+    host: HostClient,
     servers: Mutex<HashMap<i64, Arc<ServerLive>>>,
     listener: Option<LogListener>,
     profiles: ProfileCache,
@@ -187,6 +193,7 @@ impl LiveHub {
         Ok(LiveHub {
             inner: Arc::new(Inner {
                 pool,
+                host: HostClient::new(Arc::new(config.clone())),
                 servers: Mutex::new(HashMap::new()),
                 listener,
                 profiles: ProfileCache::new(api, PROFILE_TTL),
@@ -395,17 +402,34 @@ impl LiveHub {
         &self,
         sessions: &mut HashMap<i64, (String, RconSession)>,
     ) -> Result<(), sqlx::Error> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT id, port, rcon_password FROM servers WHERE desired_state = 'running'",
+        let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT id, name, port, rcon_password FROM servers WHERE desired_state = 'running'",
         )
         .fetch_all(&self.inner.pool)
         .await?;
-        sessions.retain(|id, _| rows.iter().any(|(rid, _, _)| rid == id));
+        sessions.retain(|id, _| rows.iter().any(|(rid, ..)| rid == id));
+        // RCON (with the password) only goes to ports that belong to their
+        // servers: one host query per poll, and only when someone watches.
+        let any_watched = rows
+            .iter()
+            .any(|(id, ..)| self.server(*id).viewers.load(Ordering::SeqCst) > 0);
+        let states = if any_watched {
+            Some(self.inner.host.list().await.map_err(|e| e.to_string()))
+        } else {
+            None
+        };
         let mut polls = Vec::new();
-        for (id, port, password) in rows {
+        for (id, name, port, password) in rows {
             let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
             let live = self.server(id);
             let watched = live.viewers.load(Ordering::SeqCst) > 0;
+            let rcon_allowed = match &states {
+                Some(Ok(states)) => {
+                    ownership::check(port as u16, states.get(&name)).map_err(|e| e.to_string())
+                }
+                Some(Err(e)) => Err(format!("cannot check who holds port {port}: {e}")),
+                None => Err(String::new()),
+            };
             // A session per server, replaced when the password changed.
             let mut session = match sessions.remove(&id) {
                 Some((pw, s)) if pw == password => Some((pw, s)),
@@ -416,7 +440,8 @@ impl LiveHub {
                 (password, s)
             });
             polls.push(async move {
-                let outcome = poll_server(addr, watched, &mut session.1).await;
+                let outcome =
+                    poll_server(addr, watched.then_some(rcon_allowed), &mut session.1).await;
                 (id, live, outcome, session)
             });
         }
@@ -476,8 +501,22 @@ impl LiveHub {
         Ok(())
     }
 
-    /// Runs one RCON command on server `id` (the admin console).
-    pub async fn rcon(&self, port: u16, password: &str, command: &str) -> Result<String, String> {
+    /// Runs one RCON command on server `name` (the console), after checking
+    /// that its port belongs to it.
+    pub async fn rcon(
+        &self,
+        name: &str,
+        port: u16,
+        password: &str,
+        command: &str,
+    ) -> Result<String, String> {
+        let state = self
+            .inner
+            .host
+            .status(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        ownership::check(port, Some(&state)).map_err(|e| e.to_string())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut session = RconSession::new(addr, password, RCON_TIMEOUT);
         session.exec(command).await.map_err(|e| e.to_string())
@@ -493,9 +532,11 @@ struct Polled {
     rcon_error: Option<String>,
 }
 
+/// A2S always; RCON `status` when watched (`rcon` is Some) and the port's
+/// ownership check passed.
 async fn poll_server(
     addr: SocketAddr,
-    watched: bool,
+    rcon_check: Option<Result<(), String>>,
     rcon: &mut RconSession,
 ) -> Result<Polled, String> {
     let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT)
@@ -508,14 +549,16 @@ async fn poll_server(
         players: None,
         rcon_error: None,
     };
-    if watched {
-        match rcon.exec("status").await {
+    match rcon_check {
+        None => {}
+        Some(Err(refused)) => polled.rcon_error = Some(format!("RCON: {refused}")),
+        Some(Ok(())) => match rcon.exec("status").await {
             Ok(text) => match source_proto::status::parse_status(&text) {
                 Ok(status) => polled.players = Some(status.players),
                 Err(e) => polled.rcon_error = Some(format!("unreadable RCON status: {e}")),
             },
             Err(e) => polled.rcon_error = Some(format!("RCON: {e}")),
-        }
+        },
     }
     Ok(polled)
 }

@@ -5,12 +5,10 @@ use sqlx::SqlitePool;
 
 /// Longest blueprint name.
 pub const MAX_NAME: usize = 64;
-/// Same limits `l4d2ctl` applies to a spec (l4d2host::spec), checked here
-/// so a bad blueprint is refused when saved, not when a server starts.
-pub const MAX_ARGS: usize = 64;
-pub const MAX_ARG_LEN: usize = 256;
-/// server.cfg limit of the spec (64 KiB) minus room for the managed lines.
-pub const MAX_CONFIG_BYTES: usize = 60 * 1024;
+pub use l4d2_contract::spec::{MAX_ARGS, MAX_ARG_LEN};
+/// server.cfg limit of the spec ([`l4d2_contract::spec::MAX_CONFIG_BYTES`])
+/// minus room for the managed lines.
+pub const MAX_CONFIG_BYTES: usize = l4d2_contract::spec::MAX_CONFIG_BYTES - 4 * 1024;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Blueprint {
@@ -80,7 +78,12 @@ impl BlueprintInput {
                 "blueprint name contains control characters".into(),
             ));
         }
-        split_args(args).map_err(BlueprintError::Invalid)?;
+        let words = split_args(args).map_err(BlueprintError::Invalid)?;
+        if !has_map(&words) {
+            return Err(BlueprintError::Invalid(
+                "launch arguments need a first map, e.g. +map c1m1_hotel: without one the server never loads a map, so it never runs server.cfg (its RCON password and live events would not work)".into(),
+            ));
+        }
         // Browsers send CRLF line ends; server.cfg is stored with LF.
         let config = config.replace("\r\n", "\n");
         if config.len() > MAX_CONFIG_BYTES {
@@ -94,6 +97,8 @@ impl BlueprintInput {
                 "server.cfg contains a NUL byte".into(),
             ));
         }
+        l4d2_contract::server_cfg::check_user_config(&config)
+            .map_err(|e| BlueprintError::Invalid(e.to_string()))?;
         Ok(BlueprintInput {
             name: name.to_string(),
             args: args.trim().to_string(),
@@ -103,37 +108,22 @@ impl BlueprintInput {
 }
 
 /// Splits launch arguments into argv words (shell-style quoting, never run
-/// by a shell) and checks each word against the rules `l4d2ctl` enforces
-/// (systemd re-splits `$L4D2_ARGS` on whitespace, so no word may hold
-/// whitespace, quotes, `\`, `$`, `` ` `` or `;`).
+/// by a shell) and checks them with the rules `l4d2ctl` enforces
+/// ([`l4d2_contract::launch::check_user_args`]): a bad blueprint is refused
+/// when it is saved, not when a server starts.
 pub fn split_args(text: &str) -> Result<Vec<String>, String> {
     let words = shell_words::split(text)
         .map_err(|e| format!("launch arguments cannot be split into words: {e}"))?;
-    if words.len() > MAX_ARGS {
-        return Err(format!(
-            "launch arguments: {} words; at most {MAX_ARGS} are allowed",
-            words.len()
-        ));
-    }
-    for w in &words {
-        if w.is_empty() {
-            return Err("launch arguments: an empty word (\"\") is not allowed".into());
-        }
-        if w.len() > MAX_ARG_LEN {
-            return Err(format!(
-                "launch argument {:?}… is longer than {MAX_ARG_LEN} characters",
-                w.chars().take(20).collect::<String>()
-            ));
-        }
-        if let Some(c) = w.chars().find(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`' | ';')
-        }) {
-            return Err(format!(
-                "launch argument {w:?} contains {c:?}, which launch arguments may not (set such values in server.cfg instead)"
-            ));
-        }
-    }
+    l4d2_contract::launch::check_user_args(&words).map_err(|e| e.to_string())?;
     Ok(words)
+}
+
+/// Whether the arguments load a map (`+map <name>`).
+fn has_map(words: &[String]) -> bool {
+    words
+        .iter()
+        .position(|w| w.eq_ignore_ascii_case("+map"))
+        .is_some_and(|i| words.get(i + 1).is_some())
 }
 
 fn map_unique(e: sqlx::Error, name: &str) -> BlueprintError {
@@ -400,20 +390,51 @@ mod tests {
             .unwrap_err()
             .contains("' '"));
         assert!(split_args("-x $(reboot)").unwrap_err().contains("'$'"));
-        assert!(split_args("a;b").unwrap_err().contains("';'"));
-        assert!(split_args(&"a ".repeat(65))
+        assert!(split_args("+a;b").unwrap_err().contains("';'"));
+        assert!(split_args(&"-nohltv ".repeat(65))
             .unwrap_err()
             .contains("at most 64"));
     }
 
     #[test]
     fn blueprint_input_is_checked() {
-        assert!(BlueprintInput::validate("  ", "", "").is_err());
-        assert!(BlueprintInput::validate(&"x".repeat(65), "", "").is_err());
-        assert!(BlueprintInput::validate("ok", "", "a\0b").is_err());
+        assert!(BlueprintInput::validate("  ", "+map c1m1_hotel", "").is_err());
+        assert!(BlueprintInput::validate(&"x".repeat(65), "+map c1m1_hotel", "").is_err());
+        assert!(BlueprintInput::validate("ok", "+map c1m1_hotel", "a\0b").is_err());
         let ok =
             BlueprintInput::validate(" coop ", "+map c1m1_hotel", "hostname \"x\"\r\n").unwrap();
         assert_eq!(ok.name, "coop");
         assert_eq!(ok.config, "hostname \"x\"\n");
+    }
+
+    #[test]
+    fn what_the_panel_manages_is_refused_by_name() {
+        for (args, config, expected) in [
+            (
+                "+map c1m1_hotel +hostport 27016",
+                "",
+                "`+hostport` is managed by left4me",
+            ),
+            ("+map c1m1_hotel +sv_logsecret 5", "", "`+sv_logsecret`"),
+            ("+map c1m1_hotel -port 1", "", "`-port`"),
+            ("+map c1m1_hotel -gdb", "", "`-gdb`"),
+            (
+                "+map c1m1_hotel",
+                "hostname x\nrcon_password mine",
+                "server.cfg line 2: `rcon_password`",
+            ),
+            (
+                "+map c1m1_hotel",
+                "logaddress_add 1.2.3.4:5",
+                "`logaddress_add`",
+            ),
+            ("-tickrate 60", "", "need a first map"),
+        ] {
+            let Err(BlueprintError::Invalid(e)) = BlueprintInput::validate("b", args, config)
+            else {
+                panic!("{args} / {config} accepted");
+            };
+            assert!(e.contains(expected), "{args} / {config}: {e}");
+        }
     }
 }

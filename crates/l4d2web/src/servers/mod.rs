@@ -32,10 +32,12 @@ pub struct ServerRow {
     pub blueprint_name: String,
     pub port: i64,
     pub desired_state: String,
+    /// A delete was requested and has not finished.
+    pub deleting: bool,
     pub created_at: String,
 }
 
-const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.created_at";
+const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at";
 
 /// The server `id` if `user` owns it, else 404 (also for admins: servers
 /// are private to their owner, SPEC §9).
@@ -65,23 +67,19 @@ pub async fn list_owned(pool: &SqlitePool, owner: i64) -> Result<Vec<ServerRow>,
     .await
 }
 
-/// Checks an instance name (the same rule as `l4d2ctl`).
+/// Checks an instance name: the contract's rule, with a message for the
+/// create form.
 pub fn validate_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if name.is_empty() {
         return Err("enter a server name".into());
     }
-    if !first_ok || !rest_ok || name.len() > 64 {
-        return Err(format!(
-            "server name {name:?} is invalid: use 1–64 characters a-z, 0-9, '_' or '-', starting with a letter or digit"
-        ));
-    }
-    Ok(())
+    l4d2_contract::InstanceName::parse(name)
+        .map(drop)
+        .map_err(|_| {
+            format!(
+                "server name {name:?} is invalid: use 1–64 characters a-z, 0-9, '_' or '-', starting with a letter or digit"
+            )
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +226,7 @@ impl Action {
         }
     }
     /// The desired state this action expresses (None: unchanged).
-    fn desired(self) -> Option<&'static str> {
+    pub fn desired(self) -> Option<&'static str> {
         match self {
             Action::Start | Action::Restart => Some("running"),
             Action::Stop => Some("stopped"),
@@ -238,28 +236,132 @@ impl Action {
 }
 
 /// Records the desired state and queues the action's job (after any job
-/// already queued or running for this server). Returns the job id.
+/// already queued or running for this server), in one transaction: the
+/// desired state always matches the last requested job, however requests
+/// race. Returns the job id.
 pub async fn request_action(
     jobs: &Jobs,
     server: &ServerRow,
     action: Action,
     user_id: i64,
 ) -> Result<i64, sqlx::Error> {
-    if let Some(desired) = action.desired() {
-        sqlx::query("UPDATE servers SET desired_state = ? WHERE id = ?")
-            .bind(desired)
-            .bind(server.id)
-            .execute(&jobs.pool)
-            .await?;
-    }
-    jobs.submit(NewJob {
-        kind: &format!("server-{}", action.verb()),
+    let mut tx = jobs.pool.begin().await?;
+    // The first statement writes, so concurrent requests serialise here.
+    // The newest request wins: any action but delete cancels a pending one.
+    sqlx::query(
+        "UPDATE servers SET desired_state = COALESCE(?, desired_state), deleting = ? WHERE id = ?",
+    )
+    .bind(action.desired())
+    .bind(action == Action::Delete)
+    .bind(server.id)
+    .execute(&mut *tx)
+    .await?;
+    let id = Jobs::submit_in(&mut tx, action_job(server, action, Some(user_id), None)).await?;
+    tx.commit().await?;
+    jobs.wake();
+    Ok(id)
+}
+
+fn action_job(
+    server: &ServerRow,
+    action: Action,
+    user_id: Option<i64>,
+    why: Option<&str>,
+) -> NewJob<'static> {
+    let kind: &'static str = match action {
+        Action::Start => "server-start",
+        Action::Stop => "server-stop",
+        Action::Restart => "server-restart",
+        Action::Reset => "server-reset",
+        Action::Delete => "server-delete",
+    };
+    let title = match why {
+        Some(why) => format!("{} server {} ({why})", action.verb(), server.name),
+        None => format!("{} server {}", action.verb(), server.name),
+    };
+    NewJob {
+        kind,
         payload: serde_json::json!({ "server_id": server.id }),
-        user_id: Some(user_id),
+        user_id,
         lock_key: Some(format!("server:{}", server.name)),
-        title: Some(format!("{} server {}", action.verb(), server.name)),
-    })
-    .await
+        title: Some(title),
+    }
+}
+
+/// What a converge pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Converged {
+    /// Jobs queued, by server name and action.
+    pub queued: Vec<(String, Action)>,
+}
+
+/// Brings every server to its desired state after the panel was down (a
+/// crash, a kill, a reboot): a server that should run but does not is
+/// started, one that should be stopped but runs is stopped, an unfinished
+/// delete is finished. Servers with a job already queued are left to it.
+/// Runs once at startup, after interrupted jobs were recovered; the jobs it
+/// queues belong to the servers' owners, so they see them in their lists.
+pub async fn converge(jobs: &Jobs) -> Result<Converged, ConvergeError> {
+    let rows: Vec<ServerRow> = sqlx::query_as(&format!(
+        "SELECT {SERVER_COLUMNS} FROM servers s JOIN blueprints b ON b.id = s.blueprint_id ORDER BY s.name"
+    ))
+    .fetch_all(&jobs.pool)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Converged::default());
+    }
+    let busy: HashSet<String> = sqlx::query_scalar::<_, String>(
+        "SELECT lock_key FROM jobs WHERE state IN ('queued', 'running') AND lock_key IS NOT NULL",
+    )
+    .fetch_all(&jobs.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let actual = status::list_all(&jobs.host)
+        .await
+        .map_err(ConvergeError::Status)?;
+    let mut done = Converged::default();
+    for server in rows {
+        if busy.contains(&format!("server:{}", server.name)) {
+            continue;
+        }
+        let up = actual.get(&server.name).is_some_and(|s| s.is_up());
+        let action = if server.deleting {
+            Some(Action::Delete)
+        } else {
+            match server.desired_state.as_str() {
+                "running" if !up => Some(Action::Start),
+                "stopped" if up => Some(Action::Stop),
+                _ => None,
+            }
+        };
+        let Some(action) = action else { continue };
+        let mut tx = jobs.pool.begin().await?;
+        Jobs::submit_in(
+            &mut tx,
+            action_job(
+                &server,
+                action,
+                Some(server.owner_id),
+                Some("back to its desired state after the panel restarted"),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        done.queued.push((server.name.clone(), action));
+    }
+    if !done.queued.is_empty() {
+        jobs.wake();
+    }
+    Ok(done)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    #[error("cannot read the servers' state: {0}")]
+    Status(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
 }
 
 #[derive(serde::Deserialize)]
@@ -355,11 +457,9 @@ async fn check_game_installed(
             "not starting {name}: the game is being installed or updated (job {job}); start it again when that job has finished"
         )));
     }
-    let srcds_run = root.join("installation/srcds_run");
-    if !srcds_run.is_file() {
+    if !root.join("installation/srcds_run").is_file() {
         return Err(JobFailure::msg(format!(
-            "not starting {name}: the game is not installed ({} is missing); an administrator runs \"Install / update game\" on the Jobs page first",
-            srcds_run.display()
+            "not starting {name}: the game is not installed (installation/srcds_run is missing); an administrator runs \"Install / update game\" on the Jobs page first"
         )));
     }
     Ok(())
@@ -428,7 +528,7 @@ async fn prepare_spec(ctx: &mut JobCtx, server: &JobServer) -> Result<String, Jo
         spec.args.join(" ")
     ))
     .await?;
-    spec.to_yaml().map_err(JobFailure::msg)
+    spec::to_yaml(&spec).map_err(JobFailure::msg)
 }
 
 /// `l4d2ctl <verb> <name>` (owned argv: nothing borrowed lives across the await).
@@ -441,7 +541,13 @@ async fn l4d2ctl(ctx: &mut JobCtx, verb: &str, name: &str) -> Result<(), JobFail
 async fn initialize(ctx: &mut JobCtx, name: &str, spec_yaml: &str) -> Result<(), JobFailure> {
     let root = ctx.config().root.clone();
     let path = spec::write_spec_file(&root, name, spec_yaml).map_err(JobFailure::msg)?;
-    let path_text = path.display().to_string();
+    // Relative to the data root, l4d2ctl's working directory: job logs
+    // do not need to show where the data root lives.
+    let path_text = path
+        .strip_prefix(&root)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
     let argv = vec![
         "initialize".to_string(),
         name.to_string(),

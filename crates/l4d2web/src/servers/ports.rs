@@ -4,11 +4,21 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 
-/// True when both UDP and TCP `0.0.0.0:port` can be bound right now (srcds
-/// needs both: A2S/game on UDP, RCON on TCP). The probe sockets close at once.
+use l4d2_contract::launch::GamePorts;
+
+/// True when every port a server on game port `port` binds is free right
+/// now: UDP and TCP on the game port (game traffic and A2S, RCON), UDP on
+/// its client and SourceTV ports ([`GamePorts`]). The probe sockets close
+/// at once.
 pub fn port_is_free(port: u16) -> bool {
-    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
-        && TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
+    let Ok(ports) = GamePorts::for_game_port(port) else {
+        return false;
+    };
+    let udp = |p: u16| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).is_ok();
+    udp(ports.game)
+        && TcpListener::bind((Ipv4Addr::UNSPECIFIED, ports.game)).is_ok()
+        && udp(ports.client)
+        && udp(ports.tv)
 }
 
 /// The lowest port in `range` (inclusive) that is not in `taken` and is free
@@ -20,6 +30,21 @@ pub fn lowest_free(range: (u16, u16), taken: &HashSet<u16>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_client_or_sourcetv_port_makes_the_game_port_unusable() {
+        let game = 26_500;
+        let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, game + 10_000));
+        if let Ok(held) = client {
+            assert!(!port_is_free(game));
+            drop(held);
+        }
+        let tv = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, game + 20_000));
+        if let Ok(held) = tv {
+            assert!(!port_is_free(game));
+            drop(held);
+        }
+    }
 
     #[test]
     fn skips_taken_and_bound_ports() {

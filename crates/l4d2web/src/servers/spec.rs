@@ -6,15 +6,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The spec keys `l4d2ctl initialize` accepts (l4d2host::spec).
-#[derive(Debug, serde::Serialize)]
-pub struct InstanceSpec {
-    pub port: u16,
-    /// Uppermost first, relative to the data root ("overlays/<id>").
-    pub overlays: Vec<String>,
-    pub args: Vec<String>,
-    pub config: String,
-}
+/// The spec `l4d2ctl initialize` reads: the contract's type, so a new
+/// field is a compile error on both sides of the process boundary.
+pub use l4d2_contract::spec::InstanceSpec;
 
 /// The server's own settings that always win over the blueprint's text.
 pub struct Managed<'a> {
@@ -42,10 +36,9 @@ pub fn server_cfg(blueprint_cfg: &str, m: &Managed) -> String {
     out
 }
 
-impl InstanceSpec {
-    pub fn to_yaml(&self) -> Result<String, String> {
-        serde_yaml_ng::to_string(self).map_err(|e| format!("cannot write the spec: {e}"))
-    }
+/// The spec as YAML.
+pub fn to_yaml(spec: &InstanceSpec) -> Result<String, String> {
+    serde_yaml_ng::to_string(spec).map_err(|e| format!("cannot write the spec: {e}"))
 }
 
 /// Writes `text` to a new file `<root>/tmp/spec-<name>-<random>.yaml`, mode
@@ -107,7 +100,7 @@ mod tests {
             args: vec!["+map".into(), "c1m1_hotel".into(), "60".into()],
             config: "hostname \"a: b # c\"\n'x'\n".into(),
         };
-        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&spec.to_yaml().unwrap()).unwrap();
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&to_yaml(&spec).unwrap()).unwrap();
         assert_eq!(v["config"].as_str().unwrap(), spec.config);
         assert_eq!(v["args"][2].as_str().unwrap(), "60");
         assert_eq!(v["port"].as_i64().unwrap(), 27015);

@@ -3,83 +3,30 @@
 //! desired state in the database.
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::Duration;
 
-use crate::jobs::Jobs;
+use crate::l4d2ctl::HostClient;
 
-/// Status calls must not hang a page.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// What `l4d2ctl` reports for one instance: the contract's type, the same
+/// one `l4d2ctl` prints.
+pub use crate::l4d2ctl::InstanceStatus;
 
-/// What `l4d2ctl` reports for one instance (l4d2host::InstanceStatus).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct InstanceStatus {
-    pub name: String,
-    pub exists: bool,
-    pub port: Option<u16>,
-    pub active_state: String,
-    pub sub_state: String,
-    pub pid: Option<u32>,
-    #[serde(default)]
-    pub restarts: Option<u32>,
-}
-
-impl InstanceStatus {
-    /// Running or on its way there (systemd's words).
-    pub fn is_up(&self) -> bool {
-        self.exists
-            && matches!(
-                self.active_state.as_str(),
-                "active" | "activating" | "reloading"
-            )
+/// A state for pages, in systemd's words.
+pub fn label(s: &InstanceStatus) -> String {
+    if !s.exists {
+        "not initialized".into()
+    } else {
+        format!("{} ({})", s.service.active_state, s.service.sub_state)
     }
-    pub fn label(&self) -> String {
-        if !self.exists {
-            "not initialized".into()
-        } else {
-            format!("{} ({})", self.active_state, self.sub_state)
-        }
-    }
-}
-
-async fn run_json(jobs: &Jobs, args: &[&str]) -> Result<Vec<u8>, String> {
-    let mut cmd = jobs.l4d2ctl_command().map_err(|e| e.to_string())?;
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(STATUS_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| {
-            format!(
-                "l4d2ctl {} did not answer within {} s",
-                args.join(" "),
-                STATUS_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| format!("cannot run l4d2ctl: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("").trim();
-        return Err(format!("l4d2ctl {} failed: {last}", args.join(" ")));
-    }
-    Ok(out.stdout)
 }
 
 /// Every instance on the host by name, in one `l4d2ctl list --json` call.
-pub async fn list_all(jobs: &Jobs) -> Result<HashMap<String, InstanceStatus>, String> {
-    let out = run_json(jobs, &["list", "--json"]).await?;
-    let all: Vec<InstanceStatus> = serde_json::from_slice(&out)
-        .map_err(|e| format!("l4d2ctl list --json printed something unexpected: {e}"))?;
-    Ok(all.into_iter().map(|s| (s.name.clone(), s)).collect())
+pub async fn list_all(host: &HostClient) -> Result<HashMap<String, InstanceStatus>, String> {
+    host.list().await.map_err(|e| e.to_string())
 }
 
 /// One instance (`l4d2ctl status <name> --json`).
-pub async fn one(jobs: &Jobs, name: &str) -> Result<InstanceStatus, String> {
-    let out = run_json(jobs, &["status", name, "--json"]).await?;
-    serde_json::from_slice(&out)
-        .map_err(|e| format!("l4d2ctl status --json printed something unexpected: {e}"))
+pub async fn one(host: &HostClient, name: &str) -> Result<InstanceStatus, String> {
+    host.status(name).await.map_err(|e| e.to_string())
 }
 
 /// Desired (database) vs actual (service) state.
@@ -112,7 +59,7 @@ impl Drift {
 pub fn drift(desired: &str, actual: Option<&InstanceStatus>) -> Option<Drift> {
     let up = actual.is_some_and(InstanceStatus::is_up);
     let label = actual
-        .map(InstanceStatus::label)
+        .map(label)
         .unwrap_or_else(|| "not initialized".into());
     match desired {
         "running" if !up => Some(Drift::ShouldRun { actual: label }),
@@ -129,11 +76,13 @@ mod tests {
         InstanceStatus {
             name: "a".into(),
             exists,
+            backend: "local".into(),
             port: Some(27015),
-            active_state: active.into(),
-            sub_state: "x".into(),
-            pid: None,
-            restarts: None,
+            service: l4d2_contract::status::ServiceState {
+                active_state: active.into(),
+                sub_state: "x".into(),
+                ..l4d2_contract::status::ServiceState::stopped()
+            },
         }
     }
 
@@ -158,6 +107,6 @@ mod tests {
             r#"[{"name":"a","exists":true,"backend":"local","port":27015,"active_state":"failed","sub_state":"failed","pid":null,"enabled":null,"restarts":null}]"#,
         )
         .unwrap();
-        assert_eq!(parsed[0].active_state, "failed");
+        assert_eq!(parsed[0].service.active_state, "failed");
     }
 }

@@ -227,7 +227,7 @@ async fn console_send(
     let command = validate_command(&form.command).map_err(AppError::BadRequest)?;
     let (ok, mut output) = match state
         .live
-        .rcon(server.port, &server.rcon_password, command)
+        .rcon(&server.name, server.port, &server.rcon_password, command)
         .await
     {
         Ok(out) => (true, out),

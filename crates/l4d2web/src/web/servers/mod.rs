@@ -81,14 +81,14 @@ impl ServerView {
         match &self.actual {
             None => "unknown".into(),
             Some(None) => "not initialized".into(),
-            Some(Some(s)) => s.label(),
+            Some(Some(s)) => status::label(s),
         }
     }
     /// CSS class of the state badge.
     pub fn state_class(&self) -> &'static str {
         match &self.actual {
             Some(Some(s)) if s.is_up() => "state-succeeded",
-            Some(Some(s)) if s.active_state == "failed" => "state-failed",
+            Some(Some(s)) if s.service.active_state == "failed" => "state-failed",
             _ => "",
         }
     }
@@ -120,7 +120,7 @@ async fn dashboard_with(
     let (all, status_error) = if rows.is_empty() {
         (Some(Default::default()), None)
     } else {
-        match status::list_all(&state.jobs).await {
+        match status::list_all(&state.jobs.host).await {
             Ok(all) => (Some(all), None),
             Err(e) => (None, Some(e)),
         }
@@ -223,7 +223,7 @@ async fn actual_one(
     state: &AppState,
     name: &str,
 ) -> (Option<Option<InstanceStatus>>, Option<String>) {
-    match status::one(&state.jobs, name).await {
+    match status::one(&state.jobs.host, name).await {
         Ok(s) if s.exists => (Some(Some(s)), None),
         Ok(_) => (Some(None), None),
         Err(e) => (None, Some(e)),
