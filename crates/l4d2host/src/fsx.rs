@@ -14,18 +14,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-/// Resolution for paths below a trusted directory: stay beneath it, follow
-/// no symlink (magic links included).
-const SAFE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS);
-
-/// Opens `rel` beneath `dir` without following any symlink. `rel` must be
-/// relative and free of `..`.
+/// Opens `rel` beneath `dir` without following any symlink (also where
+/// seccomp hides `openat2`, see [`beneath`]). `rel` must be relative and
+/// free of `..`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> std::io::Result<OwnedFd> {
     check_relative(rel)?;
-    retry_again(|| rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), SAFE))
+    Ok(beneath::open(dir, rel, flags, beneath::Links::Refuse)?)
 }
 
 /// Opens an absolute path that only trusted users can change (the data
@@ -262,17 +259,6 @@ fn check_relative(rel: &Path) -> std::io::Result<()> {
             format!("{} is not a plain relative path", rel.display()),
         ))
     }
-}
-
-/// openat2 can fail with EAGAIN when a concurrent rename races the lookup.
-fn retry_again(mut f: impl FnMut() -> rustix::io::Result<OwnedFd>) -> std::io::Result<OwnedFd> {
-    for _ in 0..8 {
-        match f() {
-            Err(Errno::AGAIN) => continue,
-            other => return other.map_err(Into::into),
-        }
-    }
-    f().map_err(Into::into)
 }
 
 fn random_suffix() -> u64 {

@@ -17,11 +17,12 @@
 //!   inode that was checked.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{openat2, statat, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use beneath::Links;
+use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags};
 
 /// Most entries shown for one directory.
 pub const MAX_ENTRIES: usize = 5000;
@@ -122,19 +123,16 @@ fn open_root(dir: &Path) -> Result<OwnedFd, FileError> {
     .map_err(|e| map_err("", e))
 }
 
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
-
 /// Lists directory `rel` of the overlay at `dir`, directories first.
 pub fn list(dir: &Path, rel: &str) -> Result<Vec<Entry>, FileError> {
     let rel = clean_path(rel)?;
     let root = open_root(dir)?;
     let target = if rel.is_empty() { "." } else { rel.as_str() };
-    let fd = openat2(
-        &root,
-        target,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
+    let fd = beneath::open(
+        root.as_fd(),
+        Path::new(target),
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Links::Within,
     )
     .map_err(|e| map_err(&rel, e))?;
     let mut d = rustix::fs::Dir::read_from(&fd).map_err(|e| map_err(&rel, e))?;
@@ -197,20 +195,18 @@ pub fn open_download(
     // O_PATH: resolving the path opens nothing for I/O, so a FIFO cannot
     // block this thread and a device cannot react to being opened. Without
     // O_NOFOLLOW, a trailing symlink fails with ELOOP under NO_SYMLINKS.
-    let flags = OFlags::PATH | OFlags::CLOEXEC;
-    let strict = BENEATH.union(ResolveFlags::NO_SYMLINKS);
-    let fd = match openat2(&root, rel.as_str(), flags, Mode::empty(), strict) {
+    let flags = OFlags::PATH;
+    let fd = match beneath::open(root.as_fd(), Path::new(&rel), flags, Links::Refuse) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP) => {
             // The last component may be the one allowed workshop link; its
             // parent is opened strictly (no symlink on the way).
             let (parent, last) = rel.rsplit_once('/').unwrap_or((".", rel.as_str()));
-            let parent_fd = openat2(
-                &root,
-                parent,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                strict,
+            let parent_fd = beneath::open(
+                root.as_fd(),
+                Path::new(parent),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Links::Refuse,
             )
             .map_err(|e| map_err(&rel, e))?;
             let text = rustix::fs::readlinkat(&parent_fd, last, Vec::new())
@@ -220,7 +216,7 @@ pub fn open_download(
                 return Err(FileError::Escapes(rel));
             };
             let cache = open_root(&cache_dir).map_err(|_| FileError::NotFound(rel.clone()))?;
-            openat2(&cache, &file_name, flags, Mode::empty(), strict)
+            beneath::open(cache.as_fd(), &file_name, flags, Links::Refuse)
                 .map_err(|e| map_err(&rel, e))?
         }
         Err(e) => return Err(map_err(&rel, e)),
