@@ -22,6 +22,7 @@ pub mod journalctl;
 pub mod overlay;
 pub mod sandbox;
 pub mod systemctl;
+pub mod units;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;

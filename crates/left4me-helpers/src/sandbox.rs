@@ -8,7 +8,7 @@
 //!    the caller cannot swap it after validation;
 //! 2. idmapped bind of the overlay dir into the staging dir: the build user's
 //!    writes land on disk as `left4me`;
-//! 3. `systemd-run --wait --pipe --collect` with every restriction of SPEC §6;
+//! 3. `systemd-run --wait --pipe --collect` with every restriction of docs/deployment.md, The helpers;
 //! 4. unmount and remove the staging dir, exit with the script's status.
 
 use std::ffi::OsString;
@@ -182,7 +182,7 @@ impl Plan {
         )
     }
 
-    /// The transient service with every restriction of SPEC §6.
+    /// The transient service with every restriction of docs/deployment.md, The helpers.
     pub fn systemd_run_argv(&self) -> Argv {
         let mut args: Vec<String> = [
             "--quiet",

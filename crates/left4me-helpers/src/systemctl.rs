@@ -25,8 +25,7 @@ pub const USAGE: &str =
     "left4me-systemctl [--dry-run] enable|disable|delete <name> | show <name>...";
 
 /// The properties `show` reports, as `KEY=VALUE` lines per unit.
-pub const SHOW_PROPERTIES: &str =
-    "Id,LoadState,ActiveState,SubState,MainPID,UID,UnitFileState,NRestarts";
+pub const SHOW_PROPERTIES: &str = "Id,ActiveState,SubState,MainPID,UID,NRestarts,UnitFileState";
 /// At most this many names in one `show` (a bound on the argv).
 pub const MAX_SHOW: usize = 2000;
 /// Where per-instance drop-ins go.
@@ -139,13 +138,6 @@ impl DropIn {
     }
 }
 
-pub fn show_argv(names: &[InstanceName]) -> Argv {
-    let mut args: Vec<String> = vec!["show".into()];
-    args.extend(names.iter().map(server_unit));
-    args.push(format!("--property={SHOW_PROPERTIES}"));
-    Argv::new(tools::SYSTEMCTL, args)
-}
-
 pub fn enable_argvs(name: &InstanceName) -> [Argv; 2] {
     let unit = server_unit(name);
     [
@@ -186,12 +178,6 @@ mod tests {
         assert_eq!(
             plan(&os(&["show", "srv1", "b"])).unwrap(),
             Plan::Show(vec![n.clone(), InstanceName::parse("b").unwrap()])
-        );
-        assert_eq!(
-            show_argv(std::slice::from_ref(&n)).to_json_line(),
-            format!(
-                r#"["/usr/bin/systemctl","show","left4me-server@srv1.service","--property={SHOW_PROPERTIES}"]"#
-            )
         );
         assert_eq!(
             enable_argvs(&n)[1].to_json_line(),

@@ -52,7 +52,7 @@ fn systemctl_accepted_forms() {
         ),
         (
             &["show", "srv-1", "srv-2"],
-            r#"["/usr/bin/systemctl","show","left4me-server@srv-1.service","left4me-server@srv-2.service","--property=Id,LoadState,ActiveState,SubState,MainPID,UID,UnitFileState,NRestarts"]"#,
+            r#"{"dbus":"LoadUnit + Properties.Get","properties":"Id,ActiveState,SubState,MainPID,UID,NRestarts,UnitFileState","units":["left4me-server@srv-1.service","left4me-server@srv-2.service"]}"#,
         ),
         (
             &["delete", "srv-1"],

@@ -29,7 +29,21 @@ fn main() -> ExitCode {
 fn run(dry_run: bool, plan: Plan) -> anyhow::Result<ExitCode> {
     match plan {
         // Read-only and D-Bus only: fine from inside the caller's sandbox.
-        Plan::Show(names) => finish(dry_run, systemctl::show_argv(&names)),
+        Plan::Show(names) => {
+            if dry_run {
+                let units: Vec<String> = names
+                    .iter()
+                    .map(l4d2_contract::launch::server_unit)
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"dbus": "LoadUnit + Properties.Get", "units": units, "properties": systemctl::SHOW_PROPERTIES})
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!("{}", left4me_helpers::units::show(&names)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Plan::Disable(name) => finish(dry_run, systemctl::disable_argv(&name)),
         // These read the instance definition and write /etc/systemd: only
         // with real root, so first leave the caller's sandbox.
