@@ -123,6 +123,7 @@ const OPTIONS: &[(&str, Value)] = &[
             max: 86_400,
         },
     ),
+    ("-sim_stop_delay", Value::Int { min: 0, max: 60 }),
     ("-sim_log_loopback", Value::None),
 ];
 
@@ -417,6 +418,7 @@ mod tests {
             "+sv_gravity -800 -nohltv",
             "+exec mycfg.cfg +z_difficulty Impossible",
             "-sim_churn 0 -sim_players 3 +map c8m1_apartment",
+            "+map c1m1_hotel -sim_stop_delay 3 -sim_crash_after 60 -sim_log_loopback",
             "+sv_lan 1 +sv_cheats 0",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");

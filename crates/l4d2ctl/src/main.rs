@@ -1,4 +1,4 @@
-//! `l4d2ctl`: the host contract of left4me (SPEC §3) as a CLI, a thin layer
+//! `l4d2ctl`: the host contract of left4me (docs/host-contract.md) as a CLI, a thin layer
 //! over `l4d2host`. Exit 0 on success; otherwise non-zero with a one-line
 //! reason on stderr.
 

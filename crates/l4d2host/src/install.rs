@@ -1,4 +1,4 @@
-//! `l4d2ctl install`: installs or updates the game with steamcmd (SPEC §3).
+//! `l4d2ctl install`: installs or updates the game with steamcmd (docs/host-contract.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;

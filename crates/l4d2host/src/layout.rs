@@ -1,4 +1,4 @@
-//! The data-root layout (`LEFT4ME_ROOT`, SPEC §2). All paths are derived here
+//! The data-root layout (`LEFT4ME_ROOT`, docs/host-contract.md, Data root). All paths are derived here
 //! so nothing else hard-codes a directory name.
 
 use std::path::{Path, PathBuf};

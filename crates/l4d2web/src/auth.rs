@@ -238,7 +238,7 @@ pub const MAX_LOGIN_SLOWDOWN: Duration = Duration::from_secs(3);
 /// limit still counts every attempt).
 const MAX_TRACKED_USERNAMES: usize = 10_000;
 
-/// Login attempt limits (SPEC §7). Refusing (429) is only ever keyed by
+/// Login attempt limits (docs/product.md). Refusing (429) is only ever keyed by
 /// the client: at most `per_ip` attempts per window from one address, and
 /// `per_user` attempts per window for one username from one address. A
 /// username's failures from all addresses together only slow its logins

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the web app (configuration from the environment, SPEC §7).
+    /// Serve the web app (settings come from the environment; crates/l4d2web/README.md lists them).
     Serve,
     /// One-command demo: local data dir, simulated install, generated admin.
     Demo {
@@ -37,9 +37,9 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
-    /// Seed example script overlays from a directory (issue 5).
+    /// Seed example script overlays from a directory.
     SeedScriptOverlays { dir: PathBuf },
-    /// Enqueue the coalesced workshop refresh job (issue 5).
+    /// Enqueue the coalesced workshop refresh job.
     WorkshopRefresh,
 }
 

@@ -1,4 +1,4 @@
-//! Configuration from the environment (SPEC §7). Every invalid value is an
+//! Configuration from the environment (docs/product.md). Every invalid value is an
 //! error naming the variable; nothing falls back silently.
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +31,7 @@ pub struct Config {
     pub job_workers: usize,
     pub session_cookie_secure: bool,
     pub port_range: (u16, u16),
-    /// Never logged or rendered (SPEC §9).
+    /// Never logged or rendered (docs/product.md, Security rules).
     pub steam_web_api_key: Option<String>,
     pub log_listener_addr: Option<SocketAddr>,
     pub log_listener_bind: Option<SocketAddr>,

@@ -1,4 +1,4 @@
-//! `left4me demo` (SPEC §8): no root, no configuration.
+//! `left4me demo` (docs/product.md, The simulator and the demo): no root, no configuration.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{symlink, OpenOptionsExt};

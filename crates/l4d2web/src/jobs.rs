@@ -1,4 +1,4 @@
-//! The persistent job queue (SPEC §7): jobs are rows, `JOB_WORKER_THREADS`
+//! The persistent job queue (docs/product.md): jobs are rows, `JOB_WORKER_THREADS`
 //! workers claim them, run `l4d2ctl` as a subprocess and append its output
 //! line by line to the database while fanning it out to live viewers.
 

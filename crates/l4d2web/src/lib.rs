@@ -1,7 +1,7 @@
 //! left4me web app: accounts, jobs with live logs, and the admin CLI
 //! (`left4me serve|demo|create-user|migrate|...`).
 //!
-//! Host operations run through the `l4d2ctl` binary as a subprocess (SPEC §1);
+//! Host operations run through the `l4d2ctl` binary as a subprocess (docs/host-contract.md);
 //! this crate never links `l4d2host`.
 
 pub mod accounts;

@@ -386,6 +386,19 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
         c.get(&format!("/servers/{id}")).await.status,
         StatusCode::NOT_FOUND
     );
+    // Job logs are read by server owners: they never say where the data
+    // root lives (relative paths mean the data root).
+    let root = s.root.path().canonicalize().unwrap().display().to_string();
+    let leaks: Vec<String> =
+        sqlx::query_scalar("SELECT line FROM job_lines WHERE instr(line, ?) > 0")
+            .bind(&root)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert!(
+        leaks.is_empty(),
+        "absolute data-root paths in job logs: {leaks:?}"
+    );
     s.stop().await;
 }
 

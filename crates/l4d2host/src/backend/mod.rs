@@ -1,4 +1,4 @@
-//! Service backends: who runs the game process (SPEC §4). Both sit behind
+//! Service backends: who runs the game process (docs/host-contract.md, Backends). Both sit behind
 //! [`Backend`]; `LEFT4ME_BACKEND=systemd|local` chooses, otherwise systemd is
 //! used when it is PID 1 and the helpers are installed.
 

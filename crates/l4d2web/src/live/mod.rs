@@ -1,4 +1,4 @@
-//! Live state of running servers (SPEC §7 "Live state"): map and players
+//! Live state of running servers (docs/product.md, Live state): map and players
 //! from A2S and RCON `status`, game events from the UDP log listener,
 //! Steam persona names and avatars, fanned out to any number of viewers.
 //!

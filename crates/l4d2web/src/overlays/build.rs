@@ -1,7 +1,7 @@
 //! Script overlay builds. A build never runs unsandboxed:
 //!
 //! - **systemd backend**: the root helper `left4me-script-sandbox` runs the
-//!   script as a hardened transient unit (SPEC §6; public internet only,
+//!   script as a hardened transient unit (see docs/deployment.md; public internet only,
 //!   no host or LAN, resource limits, `RuntimeMaxSec=3600`).
 //! - **local backend**: bubblewrap (no root needed): own user, mount, pid,
 //!   net, ipc, uts and cgroup namespaces, all capabilities dropped, no
@@ -528,10 +528,10 @@ pub async fn run(ctx: &mut JobCtx, overlay_id: i64, clean: bool) -> Result<(), J
         },
     };
     ctx.say(format!(
-        "building overlay {:?} (#{}) into {}; time limit {} s ({BUILD_TIMEOUT_VAR})",
+        "building overlay {:?} (#{}) into overlays/{}/; time limit {} s ({BUILD_TIMEOUT_VAR})",
         overlay.name,
         overlay.id,
-        dir.display(),
+        overlay.id,
         timeout.as_secs()
     ))
     .await?;

@@ -1,4 +1,4 @@
-//! Overlays (SPEC §7): script overlays built in a sandbox, Steam Workshop
+//! Overlays (docs/product.md): script overlays built in a sandbox, Steam Workshop
 //! overlays linked into the shared cache, and what a server needs to know
 //! about them before it mounts them.
 //!

@@ -170,7 +170,10 @@ async fn sync_overlay(
         report.downloaded.len(),
         report.up_to_date.len(),
         report.failed.len(),
-        addons_dir(&dir).display()
+        addons_dir(&dir)
+            .strip_prefix(&ctx.config().root)
+            .unwrap_or(&addons_dir(&dir))
+            .display()
     ))
     .await?;
     if !report.failed.is_empty() {

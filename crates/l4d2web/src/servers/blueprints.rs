@@ -143,7 +143,7 @@ pub async fn list(pool: &SqlitePool, owner: i64) -> Result<Vec<Blueprint>, sqlx:
 }
 
 /// The blueprint if `owner` owns it; otherwise `NotFound` (others' blueprints
-/// do not exist for them, SPEC §9).
+/// do not exist for them, docs/product.md, Security rules).
 pub async fn find_owned(
     pool: &SqlitePool,
     owner: i64,

@@ -1,4 +1,4 @@
-//! Blueprints and servers (SPEC §7): the recipe, the instances made from
+//! Blueprints and servers (docs/product.md): the recipe, the instances made from
 //! it, and the jobs that drive them through `l4d2ctl`.
 //!
 //! Every server action is a job with lock key `server:<name>`, so actions on
@@ -40,7 +40,7 @@ pub struct ServerRow {
 const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at";
 
 /// The server `id` if `user` owns it, else 404 (also for admins: servers
-/// are private to their owner, SPEC §9).
+/// are private to their owner, docs/product.md, Security rules).
 pub async fn find_owned_server(
     pool: &SqlitePool,
     user: &User,
