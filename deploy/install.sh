@@ -2,11 +2,13 @@
 # Installs or updates left4me on a Debian 13 host. Idempotent: a second run
 # with the same inputs changes nothing (and says "0 changes").
 #
-#   deploy/install.sh --bin-dir DIR [--system-cpus LIST|none] [--enable]
+#   deploy/install.sh --bin-dir DIR [--public-ip IP] [--system-cpus LIST|none] [--enable]
 #
 #   --bin-dir DIR       directory with the release binaries (target/release):
 #                       left4me l4d2ctl l4d2-launch left4me-admin left4me-overlay
 #                       left4me-systemctl left4me-journalctl left4me-script-sandbox
+#   --public-ip IP      the address game servers send their live events to
+#                       (LOG_LISTENER_ADDR=IP:28000 in /etc/left4me/web.env).
 #   --system-cpus LIST  CPUs kept for the system, the web app and overlay builds
 #                       (cpuset syntax, default 0); all other online CPUs go to
 #                       l4d2-game.slice. "none" disables the split.
@@ -17,6 +19,7 @@ DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FILES="$DEPLOY_DIR/files"
 BIN_DIR=""
 SYSTEM_CPUS="0"
+PUBLIC_IP=""
 ENABLE=0
 CHANGES=0
 UNITS_CHANGED=0
@@ -29,14 +32,21 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --bin-dir) BIN_DIR=${2:?--bin-dir needs a directory}; shift 2 ;;
         --system-cpus) SYSTEM_CPUS=${2:?--system-cpus needs a CPU list or none}; shift 2 ;;
+        --public-ip) PUBLIC_IP=${2:?--public-ip needs an address}; shift 2 ;;
         --enable) ENABLE=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 [ -n "$BIN_DIR" ] || die "--bin-dir is required"
+if [ -n "$PUBLIC_IP" ]; then
+    # Source keeps a log destination of exactly 127.0.0.1 in an internal
+    # queue and never sends it: live events need a real address.
+    [[ "$PUBLIC_IP" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "--public-ip $PUBLIC_IP is not an IPv4 address"
+    [[ "$PUBLIC_IP" != 127.* ]] || die "--public-ip $PUBLIC_IP is a loopback address; game servers never send their logs there"
+fi
 LIBEXEC_BINS="left4me-overlay left4me-systemctl left4me-journalctl left4me-script-sandbox"
 OPT_BINS="left4me l4d2ctl l4d2-launch"
 for bin in $OPT_BINS $LIBEXEC_BINS left4me-admin; do
@@ -197,6 +207,23 @@ if [ ! -e /etc/left4me/web.env ]; then
     changed "created /etc/left4me/web.env (with a generated SECRET_KEY)"
 fi
 ensure_owner_mode /etc/left4me/web.env root left4me 0640
+if [ -n "$PUBLIC_IP" ] && ! grep -qx "LOG_LISTENER_ADDR=$PUBLIC_IP:28000" /etc/left4me/web.env; then
+    sed -i "s/^LOG_LISTENER_ADDR=.*/LOG_LISTENER_ADDR=$PUBLIC_IP:28000/" /etc/left4me/web.env
+    grep -qx "LOG_LISTENER_ADDR=$PUBLIC_IP:28000" /etc/left4me/web.env ||
+        echo "LOG_LISTENER_ADDR=$PUBLIC_IP:28000" >>/etc/left4me/web.env
+    changed "LOG_LISTENER_ADDR=$PUBLIC_IP:28000 in /etc/left4me/web.env"
+fi
+
+# Client (P+10000) and SourceTV (P+20000) ports of the game port range:
+# reserved, so the kernel never hands them out as ephemeral ports.
+range_var() { sed -n "s/^$1=//p" /etc/left4me/host.env | tail -1; }
+PORT_START=$(range_var LEFT4ME_PORT_RANGE_START); PORT_START=${PORT_START:-27000}
+PORT_END=$(range_var LEFT4ME_PORT_RANGE_END); PORT_END=${PORT_END:-27999}
+[[ "$PORT_START" =~ ^[0-9]+$ && "$PORT_END" =~ ^[0-9]+$ && "$PORT_START" -le "$PORT_END" && "$PORT_END" -le 45535 ]] ||
+    die "LEFT4ME_PORT_RANGE_START/_END in /etc/left4me/host.env must be a range ending at 45535 or below (got $PORT_START-$PORT_END)"
+printf '# Written by left4me deploy/install.sh from the game port range %s-%s.\nnet.ipv4.ip_local_reserved_ports = %s-%s,%s-%s\n' \
+    "$PORT_START" "$PORT_END" $((PORT_START + 10000)) $((PORT_END + 10000)) $((PORT_START + 20000)) $((PORT_END + 20000)) |
+    ensure_content /etc/sysctl.d/99-left4me-ports.conf root root 0644 && SYSCTL_CHANGED=1
 
 # --- activate --------------------------------------------------------------
 if [ -d /run/systemd/system ]; then
@@ -215,8 +242,10 @@ else
 fi
 if [ "$SYSCTL_CHANGED" = 1 ]; then
     # Failing keys (e.g. a read-only /proc/sys in a container) apply at next boot.
-    sysctl -q -p /etc/sysctl.d/99-left4me.conf ||
-        echo "warning: some sysctl settings could not be applied now; they apply at boot" >&2
+    for conf in /etc/sysctl.d/99-left4me.conf /etc/sysctl.d/99-left4me-ports.conf; do
+        sysctl -q -p "$conf" ||
+            echo "warning: some settings of $conf could not be applied now; they apply at boot" >&2
+    done
 fi
 
 echo "install.sh: done, $CHANGES changes"
