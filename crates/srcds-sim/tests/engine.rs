@@ -129,6 +129,9 @@ fn server_cfg_runs_after_the_command_line_and_again_at_every_map_change() {
         (info.map.as_str(), info.name.as_str()),
         ("c2m1_highway", "blueprint host")
     );
+    // The console is read by another thread: wait for the new map's last
+    // line before counting.
+    sim.wait_console("Started map \"c2m1_highway\"");
     let console = sim.console_text();
     assert_eq!(
         console
