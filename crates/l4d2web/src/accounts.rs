@@ -206,15 +206,6 @@ pub enum DeleteUserError {
     Db(#[from] sqlx::Error),
 }
 
-impl From<DeleteUserError> for crate::web::AppError {
-    fn from(e: DeleteUserError) -> Self {
-        match e {
-            DeleteUserError::Db(e) => e.into(),
-            other => crate::web::AppError::BadRequest(other.to_string()),
-        }
-    }
-}
-
 /// Deletes a user with their blueprints and private overlays. Refused while
 /// they own servers (servers.owner_id is ON DELETE RESTRICT: a running game
 /// server must be deleted through its own job, not vanish with a row).

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, EnvSource};
+use crate::config;
+use crate::jobs::Jobs;
+use crate::tasks::{self, Task};
 use crate::{accounts, db};
 
 #[derive(Parser)]
@@ -20,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the web app (settings come from the environment; crates/l4d2web/README.md lists them).
+    /// Serve the web app (settings come from the environment, listed below).
+    #[command(after_help = config::help_table())]
     Serve,
     /// One-command demo: local data dir, simulated install, generated admin.
     Demo {
@@ -47,8 +50,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEFT4ME_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            config::env_var("LEFT4ME_LOG")
+                .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -87,22 +91,44 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::CreateUser { name, admin } => create_user(&name, admin).await,
         Command::Migrate => {
-            let (_, url) = config::database_location(&EnvSource(|k| std::env::var(k).ok()))?;
+            let (_, url) = config::database_location_from_env()?;
             let pool = db::connect(&url).await?;
             db::migrate(&pool).await?;
             println!("database {url} is up to date");
             Ok(())
         }
         Command::SeedScriptOverlays { dir } => crate::overlays::seed::run_cli(&dir).await,
-        Command::WorkshopRefresh => crate::overlays::workshop::refresh_cli().await,
+        Command::WorkshopRefresh => workshop_refresh().await,
     }
+}
+
+/// `left4me workshop-refresh` (also the daily timer): queue only; the
+/// serving process's workers (they poll the database) run the job.
+async fn workshop_refresh() -> anyhow::Result<()> {
+    let (_, url) = config::database_location_from_env()?;
+    let pool = db::connect(&url).await?;
+    db::migrate(&pool).await?;
+    let jobs = Jobs::new(pool, std::time::Duration::ZERO);
+    let queued = tasks::submit(&jobs, &Task::WorkshopRefresh, None).await?;
+    if queued.new {
+        println!(
+            "queued workshop refresh job #{}; the left4me web service runs it",
+            queued.id
+        );
+    } else {
+        println!(
+            "workshop refresh job #{} is already queued; nothing added",
+            queued.id
+        );
+    }
+    Ok(())
 }
 
 async fn create_user(name: &str, admin: bool) -> anyhow::Result<()> {
     accounts::validate_username(name)?;
-    let password = match std::env::var("LEFT4ME_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
+    let password = match config::env_var("LEFT4ME_ADMIN_PASSWORD") {
+        Some(p) => p,
+        None => {
             let p = rpassword::prompt_password(format!("Password for {name}: ")).context(
                 "cannot read the password (set LEFT4ME_ADMIN_PASSWORD when there is no terminal)",
             )?;
@@ -115,7 +141,7 @@ async fn create_user(name: &str, admin: bool) -> anyhow::Result<()> {
         }
     };
     accounts::validate_password(&password)?;
-    let (_, url) = config::database_location(&EnvSource(|k| std::env::var(k).ok()))?;
+    let (_, url) = config::database_location_from_env()?;
     let pool = db::connect(&url).await?;
     db::migrate(&pool).await?;
     let user = accounts::create_user(&pool, name, &password, admin).await?;
@@ -134,23 +160,18 @@ async fn create_user(name: &str, admin: bool) -> anyhow::Result<()> {
 /// Every SSE viewer holds a socket: lift the soft open-file limit to the
 /// hard limit (like Go's runtime does), so thousands of viewers fit.
 fn raise_open_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-                tracing::warn!(
-                    "cannot raise the open-file limit; live viewers are limited to {}",
-                    lim.rlim_cur
-                );
-            }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let wanted = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, wanted).is_err() {
+            tracing::warn!(
+                "cannot raise the open-file limit; live viewers are limited to {:?}",
+                lim.current
+            );
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Configuration from the environment (docs/product.md). Every invalid value is an
-//! error naming the variable; nothing falls back silently.
+//! Configuration from the environment (docs/product.md): every variable the
+//! web app reads is in [`VARS`] (printed by `left4me serve --help`) and read
+//! here, nowhere else. Every invalid value is an error naming the variable;
+//! nothing falls back silently.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -9,6 +11,73 @@ use ipnet::IpNet;
 
 /// Default data root in production.
 pub const DEFAULT_ROOT: &str = "/var/lib/left4me";
+
+/// One environment variable: its name, its default and what it sets.
+pub struct Var {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, meaning: &'static str) -> Var {
+    Var {
+        name,
+        default,
+        meaning,
+    }
+}
+
+/// Every environment variable of the web app and its commands.
+pub const VARS: &[Var] = &[
+    var("SECRET_KEY", "(required)", "signs sessions and login forms; at least 32 characters (`openssl rand -hex 32`)"),
+    var("LEFT4ME_ROOT", DEFAULT_ROOT, "the data root (absolute path): game, overlays, instances, database"),
+    var("DATABASE_URL", "sqlite://<root>/left4me.db", "the SQLite database (only sqlite: URLs)"),
+    var("LEFT4ME_BIND", "127.0.0.1:8000", "where the web app listens (ip:port); put a TLS proxy in front"),
+    var("SESSION_COOKIE_SECURE", "false", "mark the session cookie Secure (true behind HTTPS)"),
+    var("LEFT4ME_TRUSTED_PROXIES", "(none)", "IPs or networks whose X-Forwarded-For is believed, comma-separated"),
+    var("JOB_WORKER_THREADS", "4", "jobs run at the same time (1-64)"),
+    var("LEFT4ME_SHUTDOWN_GRACE_SECS", "20", "how long a shutdown waits for running jobs before handing them back to the queue"),
+    var("LEFT4ME_PORT_RANGE_START", "27000", "first game port given to new servers"),
+    var("LEFT4ME_PORT_RANGE_END", "27999", "last game port given to new servers (at most 45535: ports +10000 and +20000 are used too)"),
+    var("LEFT4ME_BACKEND", "(detected)", "systemd or local: how servers run and builds are sandboxed; systemd when it is PID 1 and the helpers are installed"),
+    var("LEFT4ME_L4D2CTL", "(next to left4me)", "path of the l4d2ctl binary (absolute)"),
+    var("LOG_LISTENER_BIND", "(off)", "UDP ip:port where game servers' live events are received"),
+    var("LOG_LISTENER_ADDR", "(off)", "ip:port game servers send their events to (the host's public address: srcds refuses loopback)"),
+    var("STEAM_WEB_API_KEY", "(none)", "Steam Web API key, for players' names and avatars; never shown"),
+    var("STEAM_API_BASE_URL", "https://api.steampowered.com", "Steam Web API base URL"),
+    var("LEFT4ME_STEAM_API_TIMEOUT_SECS", "30", "per-request timeout of Steam Web API calls (1-3600)"),
+    var("LEFT4ME_WORKSHOP_PARALLEL", "4", "workshop downloads at the same time (1-32)"),
+    var("LEFT4ME_WORKSHOP_MAX_FILE_BYTES", "4294967296", "largest workshop file accepted into the cache"),
+    var("LEFT4ME_BUILD_TIMEOUT_SECS", "3600", "time limit of one overlay build (1-86400)"),
+    var("LEFT4ME_LOGIN_LIMIT_PER_IP", "20", "login attempts per client address per window"),
+    var("LEFT4ME_LOGIN_LIMIT_PER_USER", "5", "failed logins per username and client before logins are slowed down"),
+    var("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "60", "the window both login limits count over (1-86400)"),
+    var("LEFT4ME_LOG", "info", "log filter (tracing syntax, e.g. info,l4d2web=debug)"),
+    var("LEFT4ME_ADMIN_PASSWORD", "(prompt)", "create-user: the new user's password when there is no terminal"),
+];
+
+/// The [`VARS`] table as text, for `--help`.
+pub fn help_table() -> String {
+    let width = VARS.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::from("Environment (the unit's EnvironmentFile in production):\n");
+    for v in VARS {
+        out.push_str(&format!(
+            "  {:width$}  {} [default: {}]\n",
+            v.name, v.meaning, v.default
+        ));
+    }
+    out
+}
+
+/// The process environment's value of `name` (one of [`VARS`]); empty
+/// counts as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    debug_assert!(
+        VARS.iter().any(|v| v.name == name),
+        "{name} is missing from config::VARS"
+    );
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,6 +126,12 @@ pub struct Config {
     pub steam_api_base_url: String,
     /// Workshop downloads running at the same time (LEFT4ME_WORKSHOP_PARALLEL).
     pub workshop_parallel: usize,
+    /// Per-request timeout of Steam Web API calls.
+    pub steam_api_timeout_secs: u64,
+    /// Largest workshop file accepted into the cache.
+    pub workshop_max_file_bytes: u64,
+    /// Time limit of one overlay build.
+    pub build_timeout_secs: u64,
 }
 
 /// Where the privileged helpers live (fixed: sudoers names these paths).
@@ -117,6 +192,28 @@ impl<F: Fn(&str) -> Option<String>> EnvSource<F> {
         (self.0)(var).filter(|v| !v.is_empty())
     }
 
+    /// A number in `range`, `default` when unset.
+    fn ranged<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let n: T = self.parse(var, default, what)?;
+        if !range.contains(&n) {
+            return Err(ConfigError::Invalid {
+                var,
+                value: n.to_string(),
+                reason: format!("must be between {} and {}", range.start(), range.end()),
+            });
+        }
+        Ok(n)
+    }
+
     fn parse<T: std::str::FromStr>(
         &self,
         var: &'static str,
@@ -165,7 +262,12 @@ impl<F: Fn(&str) -> Option<String>> EnvSource<F> {
 }
 
 pub fn from_process_env() -> Result<Config, ConfigError> {
-    load(&EnvSource(|k| std::env::var(k).ok()))
+    load(&EnvSource(env_var))
+}
+
+/// [`database_location`] from the process environment.
+pub fn database_location_from_env() -> Result<(PathBuf, String), ConfigError> {
+    database_location(&EnvSource(env_var))
 }
 
 /// The data root and database URL alone (for `migrate` and `create-user`,
@@ -216,14 +318,7 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
         }
         Some(k) => k.into_bytes(),
     };
-    let job_workers: usize = env.parse("JOB_WORKER_THREADS", 4, "a number of workers (1-64)")?;
-    if !(1..=64).contains(&job_workers) {
-        return Err(ConfigError::Invalid {
-            var: "JOB_WORKER_THREADS",
-            value: job_workers.to_string(),
-            reason: "must be between 1 and 64".into(),
-        });
-    }
+    let job_workers = env.ranged("JOB_WORKER_THREADS", 4, 1..=64, "a number of workers")?;
     let start: u16 = env.parse("LEFT4ME_PORT_RANGE_START", 27000, "a port number")?;
     let end: u16 = env.parse("LEFT4ME_PORT_RANGE_END", 27999, "a port number")?;
     if start == 0 || start > end {
@@ -285,21 +380,12 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
             "a positive number of login attempts per window",
         )?,
-        login_limit_window_secs: {
-            let w: u64 = env.parse(
-                "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
-                60,
-                "a number of seconds (1-86400)",
-            )?;
-            if !(1..=86400).contains(&w) {
-                return Err(ConfigError::Invalid {
-                    var: "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
-                    value: w.to_string(),
-                    reason: "must be between 1 and 86400".into(),
-                });
-            }
-            w
-        },
+        login_limit_window_secs: env.ranged(
+            "LEFT4ME_LOGIN_LIMIT_WINDOW_SECS",
+            60,
+            1..=86400,
+            "a number of seconds",
+        )?,
         l4d2ctl,
         child_env: Vec::new(),
         shutdown_grace_secs: env.parse("LEFT4ME_SHUTDOWN_GRACE_SECS", 20, "a number of seconds")?,
@@ -328,21 +414,30 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             }
             url.trim_end_matches('/').to_string()
         },
-        workshop_parallel: {
-            let n: usize = env.parse(
-                "LEFT4ME_WORKSHOP_PARALLEL",
-                4,
-                "a number of parallel downloads (1-32)",
-            )?;
-            if !(1..=32).contains(&n) {
-                return Err(ConfigError::Invalid {
-                    var: "LEFT4ME_WORKSHOP_PARALLEL",
-                    value: n.to_string(),
-                    reason: "must be between 1 and 32".into(),
-                });
-            }
-            n
-        },
+        workshop_parallel: env.ranged(
+            "LEFT4ME_WORKSHOP_PARALLEL",
+            4,
+            1..=32,
+            "a number of parallel downloads",
+        )?,
+        steam_api_timeout_secs: env.ranged(
+            "LEFT4ME_STEAM_API_TIMEOUT_SECS",
+            30,
+            1..=3600,
+            "a number of seconds",
+        )?,
+        workshop_max_file_bytes: env.ranged(
+            "LEFT4ME_WORKSHOP_MAX_FILE_BYTES",
+            4 * 1024 * 1024 * 1024,
+            1..=u64::MAX,
+            "a number of bytes",
+        )?,
+        build_timeout_secs: env.ranged(
+            "LEFT4ME_BUILD_TIMEOUT_SECS",
+            3600,
+            1..=86_400,
+            "a number of seconds",
+        )?,
     })
 }
 
@@ -444,10 +539,61 @@ mod tests {
                 vec![KEY, ("LEFT4ME_WORKSHOP_PARALLEL", "0")],
                 "LEFT4ME_WORKSHOP_PARALLEL",
             ),
+            (
+                vec![KEY, ("LEFT4ME_BUILD_TIMEOUT_SECS", "0")],
+                "LEFT4ME_BUILD_TIMEOUT_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_BUILD_TIMEOUT_SECS", "86401")],
+                "LEFT4ME_BUILD_TIMEOUT_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_BUILD_TIMEOUT_SECS", "-1")],
+                "LEFT4ME_BUILD_TIMEOUT_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_STEAM_API_TIMEOUT_SECS", "abc")],
+                "LEFT4ME_STEAM_API_TIMEOUT_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_WORKSHOP_MAX_FILE_BYTES", "0")],
+                "LEFT4ME_WORKSHOP_MAX_FILE_BYTES",
+            ),
         ] {
             let err = load_map(&pairs).expect_err("must fail").to_string();
             assert!(err.starts_with(var), "{err:?} should name {var}");
         }
+    }
+
+    #[test]
+    fn every_variable_read_is_in_the_table() {
+        let read = std::sync::Mutex::new(Vec::new());
+        load(&EnvSource(|k: &str| {
+            read.lock().unwrap().push(k.to_string());
+            (k == KEY.0).then(|| KEY.1.to_string())
+        }))
+        .unwrap();
+        let read = read.into_inner().unwrap();
+        for name in &read {
+            assert!(
+                VARS.iter().any(|v| v.name == name),
+                "{name} missing from VARS"
+            );
+        }
+        // The table lists nothing that is not read somewhere: by `load`, or
+        // by the commands that read one variable themselves.
+        for v in VARS {
+            assert!(
+                read.iter().any(|r| r == v.name)
+                    || ["LEFT4ME_LOG", "LEFT4ME_ADMIN_PASSWORD"].contains(&v.name),
+                "{} is in VARS but never read",
+                v.name
+            );
+        }
+        let table = help_table();
+        assert!(table.contains("LEFT4ME_BUILD_TIMEOUT_SECS") && table.contains("[default: 3600]"));
+        let c = load_map(&[KEY, ("LEFT4ME_BUILD_TIMEOUT_SECS", " 15 ")]).unwrap();
+        assert_eq!(c.build_timeout_secs, 15);
     }
 
     #[test]

@@ -25,6 +25,14 @@ pub enum DbError {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Whether the database answers.
+pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .map(drop)
+}
+
 /// Opens (creating if missing) the database in WAL mode. Does not migrate.
 /// The file is created (and an existing one tightened) to [`DB_MODE`]
 /// before SQLite opens it; SQLite gives its `-wal`/`-shm` files the

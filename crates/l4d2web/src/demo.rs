@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, EnvSource};
+use crate::jobs::Jobs;
+use crate::tasks::{self, Task};
 use crate::{accounts, db};
 
 pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -24,7 +26,7 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
             steamcmd_sim.display()
         );
     }
-    let l4d2ctl = match std::env::var_os("LEFT4ME_L4D2CTL") {
+    let l4d2ctl = match config::env_var("LEFT4ME_L4D2CTL") {
         Some(p) => PathBuf::from(p),
         None => exe_dir.join("l4d2ctl"),
     };
@@ -34,7 +36,7 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
             l4d2ctl.display()
         );
     }
-    let root = match std::env::var_os("LEFT4ME_ROOT").filter(|v| !v.is_empty()) {
+    let root = match config::env_var("LEFT4ME_ROOT") {
         Some(r) => PathBuf::from(r),
         None => PathBuf::from("left4me-data"),
     };
@@ -58,9 +60,9 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
     let bind_text = bind.to_string();
     // The live panel's log listener on a free loopback port (the simulated
     // servers are told to log to loopback, which real srcds refuses).
-    let log_listener = match std::env::var("LOG_LISTENER_BIND") {
-        Ok(v) if !v.is_empty() => v,
-        _ => {
+    let log_listener = match config::env_var("LOG_LISTENER_BIND") {
+        Some(v) => v,
+        None => {
             let probe = std::net::UdpSocket::bind("127.0.0.1:0")
                 .context("cannot find a free UDP port for the log listener")?;
             probe
@@ -76,7 +78,7 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
         "LEFT4ME_L4D2CTL" => Some(l4d2ctl.display().to_string()),
         "LEFT4ME_BACKEND" => Some("local".into()),
         "LOG_LISTENER_BIND" | "LOG_LISTENER_ADDR" => Some(log_listener.clone()),
-        other => std::env::var(other).ok(),
+        other => config::env_var(other),
     }))?;
     config.child_env = vec![
         ("LEFT4ME_ROOT".into(), root_text.clone()),
@@ -102,23 +104,11 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
     } else {
         banner.push_str("  existing data directory reused; log in with your admin account\n");
     }
-    let installed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE kind = 'install' AND state = 'succeeded'",
-    )
-    .fetch_one(&pool)
-    .await?;
-    if installed == 0 {
-        // Enqueued directly; the server's workers run it and it shows up
-        // under Jobs with its live log.
-        let args = serde_json::to_string(&["install"])?;
-        sqlx::query(
-            "INSERT INTO jobs (kind, args, user_id, coalesce_key, state) VALUES ('install', ?, NULL, ?, 'queued')
-             ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING",
-        )
-        .bind(&args)
-        .bind(format!("install:{args}"))
-        .execute(&pool)
-        .await?;
+    let jobs = Jobs::new(pool.clone(), std::time::Duration::ZERO);
+    if !jobs.ever_succeeded(Task::Install.kind()).await? {
+        // Queued now; the server's workers run it and it shows up under
+        // Jobs with its live log.
+        tasks::submit(&jobs, &Task::Install, None).await?;
         banner.push_str("  installing the simulated game: see the install job under Jobs\n");
     }
     pool.close().await;

@@ -10,11 +10,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 
 pub use l4d2_contract::status::InstanceStatus;
+
+/// Longest output line kept; longer lines are cut (progress spam guard).
+pub const MAX_LINE: usize = 8 * 1024;
 
 /// Read-only calls must not hang a page or the live poller.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,5 +156,40 @@ impl HostClient {
             args: shown,
             reason: e.to_string(),
         })
+    }
+}
+
+/// Which pipe of a child a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Reads a child's pipe line by line (lossy UTF-8, trailing CR/LF
+/// stripped, lines longer than [`MAX_LINE`] cut) into `out`, until the pipe
+/// closes or nobody receives.
+pub async fn read_lines<R: AsyncRead + Unpin>(
+    pipe: R,
+    which: Pipe,
+    out: mpsc::Sender<(Pipe, String)>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                buf.truncate(MAX_LINE);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if out.send((which, text)).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -1,8 +1,17 @@
-//! left4me web app: accounts, jobs with live logs, and the admin CLI
-//! (`left4me serve|demo|create-user|migrate|...`).
+//! left4me web app: accounts, servers, overlays, jobs with live logs, and
+//! the admin CLI (`left4me serve|demo|create-user|migrate|...`).
 //!
-//! Host operations run through the `l4d2ctl` binary as a subprocess (docs/host-contract.md);
-//! this crate never links `l4d2host`.
+//! Host operations run through the `l4d2ctl` binary as a subprocess
+//! (docs/host-contract.md); this crate never links `l4d2host`. The layers,
+//! each calling only those below it (ARCHITECTURE.md):
+//!
+//! 1. [`l4d2ctl`] (the process client) and the infrastructure beside it:
+//!    [`config`], [`db`], [`fanout`];
+//! 2. [`jobs`]: the job engine, which knows no job kinds;
+//! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
+//!    [`live`];
+//! 4. [`tasks`]: every job kind, and requests that queue work;
+//! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
 pub mod accounts;
 pub mod auth;
@@ -11,12 +20,14 @@ pub mod config;
 pub mod data_root;
 pub mod db;
 mod demo;
+pub mod fanout;
 mod http;
 pub mod jobs;
 pub mod l4d2ctl;
 pub mod live;
 pub mod overlays;
 pub mod servers;
+pub mod tasks;
 pub mod web;
 
 use std::sync::Arc;
@@ -29,6 +40,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::jobs::Jobs;
+use crate::l4d2ctl::HostClient;
+use crate::servers::console::ConsoleHub;
+use crate::tasks::TaskRunner;
 use crate::web::AppState;
 
 /// Locks the data root, opens and migrates the database, recovers
@@ -47,22 +61,27 @@ pub async fn serve(
     db::migrate(&pool).await?;
     data_root::check_database_writable(&pool, &config.database_url).await?;
     let config = Arc::new(config);
-    let jobs = Jobs::new(pool.clone(), config.clone());
+    let host = HostClient::new(config.clone());
+    let jobs = Jobs::new(
+        pool.clone(),
+        Duration::from_secs(config.shutdown_grace_secs),
+    );
     jobs.recover()
         .await
         .context("recovering interrupted jobs")?;
-    converge_servers(&jobs).await;
+    converge_servers(&jobs, &host).await;
     let limiter = Arc::new(LoginLimiter::new(
         config.login_limit_per_ip,
         config.login_limit_per_user,
         Duration::from_secs(config.login_limit_window_secs),
     ));
-    let live = live::LiveHub::new(pool.clone(), &config)
+    let live = live::LiveHub::new(pool.clone(), host.clone(), &config)
         .await
         .context("starting live state")?;
     live.spawn(shutdown.clone());
     let workers_stop = CancellationToken::new();
-    let mut workers = jobs.spawn_workers(config.job_workers, workers_stop.clone());
+    let runner = Arc::new(TaskRunner::new(config.clone(), host.clone(), jobs.clone()));
+    let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         limiter.clone(),
@@ -74,6 +93,8 @@ pub async fn serve(
         config,
         limiter,
         jobs,
+        consoles: ConsoleHub::new(host.clone()),
+        host,
         live,
         shutdown: shutdown.clone(),
     };
@@ -101,8 +122,8 @@ fn claim_data_root(config: &Config) -> Result<data_root::DataRootLock, data_root
 /// After a crash, kill or reboot of the panel: queue what brings every
 /// server back to its desired state. A host that cannot be asked is logged,
 /// not fatal: the panel still serves, and the drift shows on the dashboard.
-async fn converge_servers(jobs: &Jobs) {
-    match servers::converge(jobs).await {
+async fn converge_servers(jobs: &Jobs, host: &HostClient) {
+    match tasks::converge(jobs, host).await {
         Ok(done) => {
             for (name, action) in &done.queued {
                 tracing::info!(server = %name, action = action.verb(), "queued to restore the desired state after a restart of the panel");
@@ -114,11 +135,10 @@ async fn converge_servers(jobs: &Jobs) {
     }
 }
 
+/// Tells systemd (Type=notify); does nothing when not started by it.
 fn notify_systemd(state: &[sd_notify::NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(false, state) {
-            tracing::warn!(error = %e, "sd_notify failed");
-        }
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "sd_notify failed");
     }
 }
 

@@ -69,14 +69,7 @@ async fn anonymous_access_rules() {
 async fn user_and_admin_access_rules() {
     let s = TestServer::start().await;
     let jobs = common::enqueuer(s.pool.clone());
-    let alice_job = jobs
-        .enqueue(
-            "status",
-            &["status", "nope", "--json"],
-            Some(s.ids["alice"]),
-        )
-        .await
-        .unwrap();
+    let alice_job = common::queue_install(&jobs, Some(s.ids["alice"]), None).await;
     let mut alice = s.login(USER).await;
     let mut bob = s.login(USER2).await;
     let mut admin = s.login(ADMIN).await;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
+use l4d2web::jobs::JobState;
+use l4d2web::tasks::Task;
 use reqwest::StatusCode;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,18 +165,20 @@ async fn job_log_streams_live_to_several_viewers() {
 #[tokio::test]
 async fn failing_command_fails_the_job_with_its_reason() {
     let s = TestServer::start().await;
+    // l4d2ctl refuses the install with a one-line reason: steamcmd is gone.
+    std::fs::remove_file(s.root.path().join("steam/steamcmd.sh")).unwrap();
     let jobs = common::enqueuer(s.pool.clone());
-    // Invalid instance name: l4d2ctl refuses it with a one-line reason.
-    let id = jobs
-        .enqueue("start", &["start", "Bad Name!"], Some(s.ids["alice"]))
-        .await
-        .unwrap();
+    let id = common::queue_install(&jobs, Some(s.ids["alice"]), None).await;
     assert_eq!(s.wait_job(id).await, "failed");
     let job = jobs.get(id).await.unwrap().unwrap();
     let error = job.error.unwrap();
     assert!(error.starts_with("l4d2ctl failed (exit code"), "{error}");
+    assert!(
+        error.contains("steamcmd"),
+        "the reason is l4d2ctl's: {error}"
+    );
     let lines = s.job_lines(id).await;
-    assert_eq!(lines[0], "$ l4d2ctl start Bad Name!");
+    assert_eq!(lines[0], "$ l4d2ctl install");
     assert!(lines.last().unwrap().contains("l4d2ctl failed"));
     // Alice sees the failure on her job page.
     let mut alice = s.login(USER).await;
@@ -194,16 +198,16 @@ async fn missing_l4d2ctl_fails_clearly() {
     let token = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(l4d2web::serve(config, listener, token.clone()));
     let jobs = common::enqueuer(pool.clone());
-    let id = jobs.enqueue("install", &["install"], None).await.unwrap();
-    let mut state = String::new();
+    let id = common::queue_install(&jobs, None, None).await;
+    let mut state = JobState::Queued;
     for _ in 0..100 {
         state = jobs.get(id).await.unwrap().unwrap().state;
-        if state == "failed" {
+        if state == JobState::Failed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(state, "failed");
+    assert_eq!(state, JobState::Failed);
     let error = jobs.get(id).await.unwrap().unwrap().error.unwrap();
     assert!(
         error.contains("cannot start") && error.contains("no-such-l4d2ctl"),
@@ -224,22 +228,24 @@ async fn identical_queued_system_jobs_are_coalesced() {
         .await
         .unwrap();
     let jobs = common::enqueuer(pool.clone());
-    let a = jobs.enqueue("install", &["install"], None).await.unwrap();
-    let b = jobs.enqueue("install", &["install"], None).await.unwrap();
-    assert_eq!(a, b, "identical system jobs coalesce");
-    let other = jobs
-        .enqueue("status", &["status", "x", "--json"], None)
+    let install = |user: Option<i64>| Task::Install.to_job(user, None);
+    let a = jobs.submit(install(None)).await.unwrap();
+    let b = jobs.submit(install(None)).await.unwrap();
+    assert!(a.new && !b.new);
+    assert_eq!(a.id, b.id, "identical system jobs coalesce");
+    let a = a.id;
+    let mut different = install(None);
+    different.payload = serde_json::json!({"other": 1});
+    let other = jobs.submit(different).await.unwrap().id;
+    assert_ne!(a, other, "different payloads are different jobs");
+    let refresh = jobs
+        .submit(Task::WorkshopRefresh.to_job(None, None))
         .await
-        .unwrap();
-    assert_ne!(a, other, "different args are different jobs");
-    let u1 = jobs
-        .enqueue("install", &["install"], Some(alice.id))
-        .await
-        .unwrap();
-    let u2 = jobs
-        .enqueue("install", &["install"], Some(alice.id))
-        .await
-        .unwrap();
+        .unwrap()
+        .id;
+    assert_ne!(a, refresh, "different kinds are different jobs");
+    let u1 = jobs.submit(install(Some(alice.id))).await.unwrap().id;
+    let u2 = jobs.submit(install(Some(alice.id))).await.unwrap().id;
     assert_ne!(u1, u2, "user jobs are never coalesced");
     // Once the queued one has started, a new request queues a new job.
     sqlx::query("UPDATE jobs SET state = 'running' WHERE id = ?")
@@ -247,17 +253,14 @@ async fn identical_queued_system_jobs_are_coalesced() {
         .execute(&pool)
         .await
         .unwrap();
-    let c = jobs.enqueue("install", &["install"], None).await.unwrap();
+    let c = jobs.submit(install(None)).await.unwrap().id;
     assert_ne!(a, c);
-    assert_eq!(
-        jobs.enqueue("install", &["install"], None).await.unwrap(),
-        c
-    );
+    assert_eq!(jobs.submit(install(None)).await.unwrap().id, c);
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[tokio::test]
@@ -278,18 +281,14 @@ async fn jobs_with_one_lock_key_run_one_at_a_time_in_order() {
     l4d2web::db::migrate(&pool).await.unwrap();
     let jobs = common::enqueuer(pool.clone());
     // Queued before the workers start, so all three are eligible at once.
-    let a = jobs
-        .enqueue_locked("start", &["start", "x"], None, Some("server:x"))
+    // User jobs: identical system jobs would coalesce into one.
+    let user = l4d2web::accounts::create_user(&pool, "alice", "alice-password", false)
         .await
-        .unwrap();
-    let b = jobs
-        .enqueue_locked("stop", &["stop", "x"], None, Some("server:x"))
-        .await
-        .unwrap();
-    let c = jobs
-        .enqueue_locked("start", &["start", "y"], None, Some("server:y"))
-        .await
-        .unwrap();
+        .unwrap()
+        .id;
+    let a = common::queue_install(&jobs, Some(user), Some("server:x")).await;
+    let b = common::queue_install(&jobs, Some(user), Some("server:x")).await;
+    let c = common::queue_install(&jobs, Some(user), Some("server:y")).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let token = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(l4d2web::serve(config, listener, token.clone()));

@@ -7,21 +7,15 @@ mod common;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::Once;
 
 use common::{TestServer, ADMIN, USER, USER2};
 use reqwest::StatusCode;
 
-static ENV: Once = Once::new();
-
-/// Builds in this binary get a short time limit (read per build).
-fn test_env() {
-    ENV.call_once(|| std::env::set_var("LEFT4ME_BUILD_TIMEOUT_SECS", "15"));
-}
+/// Builds here get a short time limit.
+const BUILD_TIMEOUT: (&str, &str) = ("LEFT4ME_BUILD_TIMEOUT_SECS", "15");
 
 async fn server() -> TestServer {
-    test_env();
-    TestServer::start().await
+    TestServer::start_with(&[BUILD_TIMEOUT]).await
 }
 
 fn bwrap_available() -> bool {
@@ -543,10 +537,12 @@ async fn build_timeout_kills_the_sandbox() {
     }
     let s = server().await;
     let mut alice = s.login(USER).await;
+    // A nap no other process on this machine takes, for pgrep below.
+    let nap = format!("sleep 600.{}", std::process::id());
     let id = create_script(
         &mut alice,
         "forever",
-        "echo sleeping\nsleep 600\necho woke\n",
+        &format!("echo sleeping\n{nap}\necho woke\n"),
     )
     .await;
     let job = build(&mut alice, id, false).await;
@@ -556,7 +552,7 @@ async fn build_timeout_kills_the_sandbox() {
     assert!(!s.job_lines(job).await.contains(&"woke".to_string()));
     // No sandboxed sleep survives.
     let out = Command::new("pgrep")
-        .args(["-f", "sleep 600"])
+        .args(["-f", &nap])
         .output()
         .unwrap();
     assert!(
@@ -814,8 +810,7 @@ async fn systemd_backend_goes_through_the_sandbox_helper_and_cleans_up() {
     // The real helper needs root + systemd as PID 1 (covered by the system
     // test); here the job must take the helper path, say so first, fail
     // clearly when the helper cannot run, and remove its script copy.
-    test_env();
-    let s = TestServer::start_with(&[("LEFT4ME_BACKEND", "systemd")]).await;
+    let s = TestServer::start_with(&[("LEFT4ME_BACKEND", "systemd"), BUILD_TIMEOUT]).await;
     let mut alice = s.login(USER).await;
     let id = create_script(&mut alice, "via-helper", "echo hi\n").await;
     let job = build(&mut alice, id, false).await;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -29,12 +29,6 @@ const SE_ITEM: u64 = 294534489; // recorded Space Engineers item
 const COLLECTION: u64 = 3400000001; // recorded collection: REAL_ITEM, 3400000102, 3400000103
 const SECOND: u64 = 3400000102;
 const THIRD: u64 = 3400000103;
-
-static ENV: Once = Once::new();
-
-fn test_env() {
-    ENV.call_once(|| std::env::set_var("LEFT4ME_STEAM_API_TIMEOUT_SECS", "2"));
-}
 
 #[derive(Clone, Debug, PartialEq)]
 enum ApiMode {
@@ -288,11 +282,12 @@ async fn file(State(sim): State<Arc<Sim>>, UrlPath(id): UrlPath<u64>) -> Respons
 }
 
 async fn setup() -> (SteamSim, TestServer) {
-    test_env();
     let steam = SteamSim::start().await;
     let base = steam.base();
     let server = TestServer::start_with(&[
         ("STEAM_API_BASE_URL", base.as_str()),
+        // A hanging API call fails the job quickly.
+        ("LEFT4ME_STEAM_API_TIMEOUT_SECS", "2"),
         ("LEFT4ME_WORKSHOP_PARALLEL", "2"),
     ])
     .await;
@@ -486,7 +481,8 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     std::fs::remove_file(cache(&root, SECOND)).unwrap();
     let err = l4d2web::overlays::check_ready(&s.pool, &root, id)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&SECOND.to_string()) && err.contains("missing from the cache"),
         "{err}"
@@ -589,7 +585,8 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
     assert!(addons(&root, id).join(format!("{REAL_ITEM}.vpk")).exists());
     let err = l4d2web::overlays::check_ready(&s.pool, &root, id)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&THIRD.to_string()), "{err}");
 
     // Once the network behaves, a sync completes it.

@@ -12,20 +12,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use source_proto::a2s::A2sError;
 use source_proto::hllog::{LogEvent, PlayerTag};
 use source_proto::listener::{LogListener, ServerLogEvent};
-use source_proto::rcon::RconSession;
+use source_proto::rcon::{RconError, RconSession};
 use sqlx::SqlitePool;
 use steam_api::{PlayerSummary, ProfileCache, SteamApi};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::l4d2ctl::HostClient;
+use crate::fanout::{Fanout, Subscription};
+use crate::l4d2ctl::{HostClient, HostError};
 
 mod ownership;
 pub use ownership::NotOwned;
@@ -97,6 +98,12 @@ pub struct LiveState {
     pub updated_at: Option<String>,
 }
 
+/// Updates a slow viewer may fall behind before it re-renders the panel.
+const VIEWER_LAG: usize = 1024;
+
+/// A viewer of one server's live panel.
+pub type LiveSubscription = Subscription<i64, LiveUpdate>;
+
 /// What viewers of one server are told.
 #[derive(Debug, Clone)]
 pub enum LiveUpdate {
@@ -108,16 +115,12 @@ pub enum LiveUpdate {
 
 struct ServerLive {
     state: Mutex<LiveState>,
-    tx: broadcast::Sender<LiveUpdate>,
-    viewers: AtomicUsize,
 }
 
 impl ServerLive {
     fn new() -> Self {
         ServerLive {
             state: Mutex::new(LiveState::default()),
-            tx: broadcast::channel(1024).0,
-            viewers: AtomicUsize::new(0),
         }
     }
 
@@ -137,23 +140,14 @@ struct Inner {
     /// Instance states, to check whose port RCON would talk to.
     host: HostClient,
     servers: Mutex<HashMap<i64, Arc<ServerLive>>>,
+    /// Panel updates, by server id; a server has a topic while watched.
+    updates: Fanout<i64, LiveUpdate>,
     listener: Option<LogListener>,
     profiles: ProfileCache,
     /// Woken when a player connects or leaves, for a prompt re-poll.
     repoll: Notify,
     /// Woken when servers were created, for a prompt secret sync.
     resync: Notify,
-}
-
-/// Keeps a viewer counted while its stream is open.
-pub struct ViewerGuard {
-    live: Arc<ServerLive>,
-}
-
-impl Drop for ViewerGuard {
-    fn drop(&mut self) {
-        self.live.viewers.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,10 +158,43 @@ pub enum LiveError {
     SteamApi(String),
 }
 
+/// Why a console command did not reach the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleRconError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
+    #[error(transparent)]
+    Rcon(#[from] RconError),
+}
+
+/// Why the poller does not send a server its RCON password this time.
+#[derive(Debug, thiserror::Error)]
+enum RconRefused {
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
+    #[error("cannot check who holds port {port}: {error}")]
+    Unchecked { port: i64, error: HostError },
+    #[error("who holds the port is checked on the next poll")]
+    NotYet,
+}
+
+/// Why a poll of one server failed (shown on its panel).
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("not answering queries: {0}")]
+    Query(#[from] A2sError),
+}
+
 impl LiveHub {
     /// Binds the log listener (if configured) and prepares the profile
     /// cache. Call [`LiveHub::spawn`] to start the background tasks.
-    pub async fn new(pool: SqlitePool, config: &Config) -> Result<LiveHub, LiveError> {
+    pub async fn new(
+        pool: SqlitePool,
+        host: HostClient,
+        config: &Config,
+    ) -> Result<LiveHub, LiveError> {
         let listener = match config.log_listener_bind {
             Some(addr) => Some(
                 LogListener::bind(addr)
@@ -193,8 +220,9 @@ impl LiveHub {
         Ok(LiveHub {
             inner: Arc::new(Inner {
                 pool,
-                host: HostClient::new(Arc::new(config.clone())),
+                host,
                 servers: Mutex::new(HashMap::new()),
+                updates: Fanout::new(VIEWER_LAG, 0),
                 listener,
                 profiles: ProfileCache::new(api, PROFILE_TTL),
                 repoll: Notify::new(),
@@ -258,14 +286,17 @@ impl LiveHub {
 
     /// Subscribes a viewer of server `id`; while any viewer is subscribed the
     /// poller also fetches the detailed player list over RCON.
-    pub fn watch(&self, id: i64) -> (broadcast::Receiver<LiveUpdate>, ViewerGuard) {
-        let live = self.server(id);
-        let first = live.viewers.fetch_add(1, Ordering::SeqCst) == 0;
-        if first {
+    pub fn watch(&self, id: i64) -> LiveSubscription {
+        let sub = self.inner.updates.subscribe(id);
+        if sub.first {
             // The first viewer should not wait a whole poll interval.
             self.inner.repoll.notify_one();
         }
-        (live.tx.subscribe(), ViewerGuard { live })
+        sub
+    }
+
+    fn watched(&self, id: i64) -> bool {
+        self.inner.updates.is_open(&id)
     }
 
     /// Tells the hub the `servers` table changed (a server was created), so
@@ -313,9 +344,10 @@ impl LiveHub {
         ) {
             self.inner.repoll.notify_one();
         }
-        let _ = live.tx.send(LiveUpdate::Event(Arc::new(live_event)));
+        let updates = &self.inner.updates;
+        updates.publish(&ev.server_key, LiveUpdate::Event(Arc::new(live_event)));
         if panel_changed {
-            let _ = live.tx.send(LiveUpdate::Panel);
+            updates.publish(&ev.server_key, LiveUpdate::Panel);
         }
     }
 
@@ -410,11 +442,9 @@ impl LiveHub {
         sessions.retain(|id, _| rows.iter().any(|(rid, ..)| rid == id));
         // RCON (with the password) only goes to ports that belong to their
         // servers: one host query per poll, and only when someone watches.
-        let any_watched = rows
-            .iter()
-            .any(|(id, ..)| self.server(*id).viewers.load(Ordering::SeqCst) > 0);
+        let any_watched = rows.iter().any(|(id, ..)| self.watched(*id));
         let states = if any_watched {
-            Some(self.inner.host.list().await.map_err(|e| e.to_string()))
+            Some(self.inner.host.list().await)
         } else {
             None
         };
@@ -422,14 +452,17 @@ impl LiveHub {
         for (id, name, port, password) in rows {
             let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
             let live = self.server(id);
-            let watched = live.viewers.load(Ordering::SeqCst) > 0;
-            let rcon_allowed = match &states {
+            let rcon_check = self.watched(id).then(|| match &states {
                 Some(Ok(states)) => {
-                    ownership::check(port as u16, states.get(&name)).map_err(|e| e.to_string())
+                    ownership::check(port as u16, states.get(&name)).map_err(RconRefused::from)
                 }
-                Some(Err(e)) => Err(format!("cannot check who holds port {port}: {e}")),
-                None => Err(String::new()),
-            };
+                Some(Err(e)) => Err(RconRefused::Unchecked {
+                    port,
+                    error: e.clone(),
+                }),
+                // Watched only since this poll began.
+                None => Err(RconRefused::NotYet),
+            });
             // A session per server, replaced when the password changed.
             let mut session = match sessions.remove(&id) {
                 Some((pw, s)) if pw == password => Some((pw, s)),
@@ -440,8 +473,7 @@ impl LiveHub {
                 (password, s)
             });
             polls.push(async move {
-                let outcome =
-                    poll_server(addr, watched.then_some(rcon_allowed), &mut session.1).await;
+                let outcome = poll_server(addr, rcon_check, &mut session.1).await;
                 (id, live, outcome, session)
             });
         }
@@ -478,7 +510,7 @@ impl LiveHub {
                         }
                     }
                     Err(e) => {
-                        state.error = Some(e);
+                        state.error = Some(e.to_string());
                         state.player_count = None;
                         state.players.clear();
                     }
@@ -495,7 +527,7 @@ impl LiveHub {
                 before != after
             };
             if changed {
-                let _ = live.tx.send(LiveUpdate::Panel);
+                self.inner.updates.publish(&id, LiveUpdate::Panel);
             }
         }
         Ok(())
@@ -509,17 +541,12 @@ impl LiveHub {
         port: u16,
         password: &str,
         command: &str,
-    ) -> Result<String, String> {
-        let state = self
-            .inner
-            .host
-            .status(name)
-            .await
-            .map_err(|e| e.to_string())?;
-        ownership::check(port, Some(&state)).map_err(|e| e.to_string())?;
+    ) -> Result<String, ConsoleRconError> {
+        let state = self.inner.host.status(name).await?;
+        ownership::check(port, Some(&state))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut session = RconSession::new(addr, password, RCON_TIMEOUT);
-        session.exec(command).await.map_err(|e| e.to_string())
+        Ok(session.exec(command).await?)
     }
 }
 
@@ -536,12 +563,10 @@ struct Polled {
 /// ownership check passed.
 async fn poll_server(
     addr: SocketAddr,
-    rcon_check: Option<Result<(), String>>,
+    rcon_check: Option<Result<(), RconRefused>>,
     rcon: &mut RconSession,
-) -> Result<Polled, String> {
-    let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT)
-        .await
-        .map_err(|e| format!("not answering queries: {e}"))?;
+) -> Result<Polled, PollError> {
+    let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT).await?;
     let mut polled = Polled {
         hostname: info.name,
         map: info.map,

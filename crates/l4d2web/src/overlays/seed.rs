@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use sqlx::SqlitePool;
 
-use super::{normalize_script, overlay_dir, validate_name, MAX_SCRIPT_BYTES};
+use super::model::{
+    make_fresh_dir, normalize_script, overlay_dir, remove_tree, validate_name, MAX_SCRIPT_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -159,7 +161,7 @@ pub async fn apply(
     let result = apply_inner(pool, root, scripts, &mut created_dirs).await;
     if result.is_err() {
         for dir in created_dirs {
-            let _ = super::remove_tree(&dir);
+            let _ = remove_tree(&dir);
         }
     }
     result
@@ -222,7 +224,7 @@ async fn apply_inner(
                 .fetch_one(&mut *tx)
                 .await?;
                 let dir = overlay_dir(root, id);
-                super::make_fresh_dir(&dir).map_err(|e| bad(&s.file, e.to_string()))?;
+                make_fresh_dir(&dir).map_err(|e| bad(&s.file, e.to_string()))?;
                 created_dirs.push(dir);
                 outcomes.push(Outcome {
                     id,
@@ -238,7 +240,6 @@ async fn apply_inner(
 
 /// The CLI command: validate everything, apply, print one line per script.
 pub async fn run_cli(dir: &Path) -> anyhow::Result<()> {
-    use crate::config::{self, EnvSource};
     let scripts = read_dir(dir)?;
     if scripts.is_empty() {
         anyhow::bail!(
@@ -246,7 +247,7 @@ pub async fn run_cli(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let (root, url) = config::database_location(&EnvSource(|k| std::env::var(k).ok()))?;
+    let (root, url) = crate::config::database_location_from_env()?;
     let pool = crate::db::connect(&url).await?;
     crate::db::migrate(&pool).await?;
     let outcomes = apply(&pool, &root, &scripts).await?;

@@ -8,18 +8,41 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use steam_api::{SteamApi, SyncReport, WorkshopCache, WorkshopItem};
+use sqlx::SqlitePool;
+use steam_api::{SteamApi, SteamError, SyncReport, WorkshopCache, WorkshopItem};
 use tokio::sync::mpsc;
 
-use super::{job_overlay, mark_built, overlay_dir, workshop_cache_file, Overlay};
+use super::model::{
+    job_overlay, mark_built, overlay_dir, remove_tree, workshop_cache_file, Kind, Overlay,
+};
+use crate::config::Config;
 use crate::jobs::{JobCtx, JobFailure};
 
-/// Per-request timeout of Steam Web API calls (seconds).
-pub const API_TIMEOUT_VAR: &str = "LEFT4ME_STEAM_API_TIMEOUT_SECS";
-pub const DEFAULT_API_TIMEOUT_SECS: u64 = 30;
-/// Largest workshop file accepted into the cache (bytes).
-pub const MAX_FILE_VAR: &str = "LEFT4ME_WORKSHOP_MAX_FILE_BYTES";
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Why one overlay's sync failed (a refresh goes on with the others).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkshopError {
+    #[error("overlay {name:?} is a {kind} overlay, not a workshop overlay")]
+    NotWorkshop { name: String, kind: Kind },
+    #[error("workshop overlay {0:?} lists no items; edit it first")]
+    NoItems(String),
+    #[error("cannot resolve the workshop items: {0}")]
+    Resolve(SteamError),
+    #[error("{failed} of {total} workshop item(s) failed: {list}")]
+    ItemsFailed {
+        failed: usize,
+        total: usize,
+        list: String,
+    },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        /// Relative to the overlay directory (job logs are read by owners).
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the Steam Web API client cannot be set up: {0}")]
+    Setup(SteamError),
+}
 
 /// The link of `item` inside overlay directory `dir`.
 pub fn addon_link(dir: &Path, item: i64) -> PathBuf {
@@ -27,20 +50,29 @@ pub fn addon_link(dir: &Path, item: i64) -> PathBuf {
 }
 
 pub fn addons_dir(dir: &Path) -> PathBuf {
-    dir.join("left4dead2").join("addons")
+    dir.join(ADDONS)
 }
 
-fn env_u64(var: &str, default: u64, max: u64) -> Result<u64, String> {
-    match std::env::var(var) {
-        Err(_) => Ok(default),
-        Ok(v) if v.trim().is_empty() => Ok(default),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{var}: expected a number between 1 and {max} (got {v:?})"
-            )),
-        },
-    }
+const ADDONS: &str = "left4dead2/addons";
+
+/// A workshop item of an overlay, as last recorded.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    pub id: i64,
+    pub title: String,
+    pub file_size: i64,
+    pub time_updated: i64,
+}
+
+/// The recorded items of overlay `overlay_id`, by id.
+pub async fn items(pool: &SqlitePool, overlay_id: i64) -> Result<Vec<ItemRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT w.id, w.title, w.file_size, w.time_updated FROM overlay_workshop_items o
+         JOIN workshop_items w ON w.id = o.item_id WHERE o.overlay_id = ? ORDER BY w.id",
+    )
+    .bind(overlay_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// The Steam client and the cache, configured for one job.
@@ -49,47 +81,46 @@ struct Steam {
     cache: WorkshopCache,
 }
 
-fn steam_for(ctx: &JobCtx) -> Result<Steam, JobFailure> {
-    let timeout =
-        env_u64(API_TIMEOUT_VAR, DEFAULT_API_TIMEOUT_SECS, 3600).map_err(JobFailure::msg)?;
-    let max_file =
-        env_u64(MAX_FILE_VAR, DEFAULT_MAX_FILE_BYTES, u64::MAX).map_err(JobFailure::msg)?;
-    let config = ctx.config();
+fn steam_for(config: &Config) -> Result<Steam, WorkshopError> {
     let api = SteamApi::new(
         &config.steam_api_base_url,
         config.steam_web_api_key.clone(),
-        Duration::from_secs(timeout),
+        Duration::from_secs(config.steam_api_timeout_secs),
     )
-    .map_err(|e| JobFailure::msg(e.to_string()))?;
+    .map_err(WorkshopError::Setup)?;
     let cache = WorkshopCache::new(
         config.root.join("workshop_cache"),
         config.workshop_parallel,
-        max_file,
+        config.workshop_max_file_bytes,
     )
-    .map_err(|e| JobFailure::msg(e.to_string()))?;
+    .map_err(WorkshopError::Setup)?;
     Ok(Steam { api, cache })
 }
 
 /// The `workshop-sync` job of one overlay.
-pub async fn sync_job(ctx: &mut JobCtx, overlay_id: i64) -> Result<(), JobFailure> {
+pub async fn sync_job(
+    ctx: &mut JobCtx,
+    config: &Config,
+    overlay_id: i64,
+) -> Result<(), JobFailure> {
     let overlay = job_overlay(ctx, overlay_id).await?;
     if !overlay.is_workshop() {
-        return Err(JobFailure::msg(format!(
-            "overlay {:?} is a {} overlay, not a workshop overlay",
-            overlay.name, overlay.kind
-        )));
+        return Err(JobFailure::from_error(WorkshopError::NotWorkshop {
+            name: overlay.name,
+            kind: overlay.kind,
+        }));
     }
-    let steam = steam_for(ctx)?;
-    sync_overlay(ctx, &steam, &overlay)
+    let steam = steam_for(config).map_err(JobFailure::from_error)?;
+    sync_overlay(ctx, config, &steam, &overlay)
         .await?
-        .map_err(JobFailure::msg)
+        .map_err(JobFailure::from_error)
 }
 
 /// The coalesced `workshop-refresh` system job: every workshop overlay is
 /// resolved again; items whose `time_updated` changed are downloaded again.
 /// One overlay failing does not stop the others; the job then fails naming
 /// every failed overlay.
-pub async fn refresh_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
+pub async fn refresh_job(ctx: &mut JobCtx, config: &Config) -> Result<(), JobFailure> {
     let overlays: Vec<Overlay> =
         sqlx::query_as("SELECT * FROM overlays WHERE kind = 'workshop' ORDER BY id")
             .fetch_all(ctx.pool())
@@ -99,12 +130,12 @@ pub async fn refresh_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
         overlays.len()
     ))
     .await?;
-    let steam = steam_for(ctx)?;
+    let steam = steam_for(config).map_err(JobFailure::from_error)?;
     let mut failed = Vec::new();
     for overlay in &overlays {
         ctx.say(format!("== overlay {:?} (#{})", overlay.name, overlay.id))
             .await?;
-        if let Err(e) = sync_overlay(ctx, &steam, overlay).await? {
+        if let Err(e) = sync_overlay(ctx, config, &steam, overlay).await? {
             ctx.say(format!("overlay {:?} failed: {e}", overlay.name))
                 .await?;
             failed.push(format!("{:?} (#{}): {e}", overlay.name, overlay.id));
@@ -127,25 +158,23 @@ pub async fn refresh_job(ctx: &mut JobCtx) -> Result<(), JobFailure> {
 /// overlay's failure, shown in the log.
 async fn sync_overlay(
     ctx: &mut JobCtx,
+    config: &Config,
     steam: &Steam,
     overlay: &Overlay,
-) -> Result<Result<(), String>, JobFailure> {
+) -> Result<Result<(), WorkshopError>, JobFailure> {
     let refs = overlay.refs();
     if refs.is_empty() {
-        return Ok(Err(format!(
-            "workshop overlay {:?} lists no items; edit it first",
-            overlay.name
-        )));
+        return Ok(Err(WorkshopError::NoItems(overlay.name.clone())));
     }
     ctx.say(format!(
         "resolving {} workshop reference(s) through the Steam Web API ({})",
         refs.len(),
-        ctx.config().steam_api_base_url
+        config.steam_api_base_url
     ))
     .await?;
     let items = match steam_api::resolve(&steam.api, &refs).await {
         Ok(items) => items,
-        Err(e) => return Ok(Err(format!("cannot resolve the workshop items: {e}"))),
+        Err(e) => return Ok(Err(WorkshopError::Resolve(e))),
     };
     for item in &items {
         ctx.say(format!(
@@ -159,21 +188,17 @@ async fn sync_overlay(
     }
     let report = sync_cache(ctx, &steam.cache, &items).await?;
     record(ctx, overlay, &items, &report).await?;
-    let root = ctx.config().root.clone();
-    let dir = overlay_dir(&root, overlay.id);
-    let linked = match link_items(&root, &dir, &items) {
+    let root = &config.root;
+    let dir = overlay_dir(root, overlay.id);
+    let linked = match link_items(root, &dir, &items) {
         Ok(n) => n,
         Err(e) => return Ok(Err(e)),
     };
     ctx.say(format!(
-        "{} downloaded, {} up to date, {} failed; {linked} link(s) in {}",
+        "{} downloaded, {} up to date, {} failed; {linked} link(s) in {ADDONS}/",
         report.downloaded.len(),
         report.up_to_date.len(),
         report.failed.len(),
-        addons_dir(&dir)
-            .strip_prefix(&ctx.config().root)
-            .unwrap_or(&addons_dir(&dir))
-            .display()
     ))
     .await?;
     if !report.failed.is_empty() {
@@ -182,12 +207,11 @@ async fn sync_overlay(
             .iter()
             .map(|(id, msg)| format!("{id}: {msg}"))
             .collect();
-        return Ok(Err(format!(
-            "{} of {} workshop item(s) failed: {}",
-            report.failed.len(),
-            items.len(),
-            list.join("; ")
-        )));
+        return Ok(Err(WorkshopError::ItemsFailed {
+            failed: report.failed.len(),
+            total: items.len(),
+            list: list.join("; "),
+        }));
     }
     mark_built(ctx, overlay.id).await?;
     Ok(Ok(()))
@@ -276,10 +300,13 @@ async fn record(
 /// Makes `addons/` hold exactly one link per item whose file is in the
 /// cache (new links are created under a temporary name and renamed over
 /// the old one); every other entry is removed. Returns the link count.
-fn link_items(root: &Path, dir: &Path, items: &[WorkshopItem]) -> Result<usize, String> {
+fn link_items(root: &Path, dir: &Path, items: &[WorkshopItem]) -> Result<usize, WorkshopError> {
+    let io = |what: &'static str, name: &str| {
+        let path = Path::new(ADDONS).join(name);
+        move |source| WorkshopError::Io { what, path, source }
+    };
     let addons = addons_dir(dir);
-    std::fs::create_dir_all(&addons)
-        .map_err(|e| format!("cannot create {}: {e}", addons.display()))?;
+    std::fs::create_dir_all(&addons).map_err(io("create", ""))?;
     let mut wanted = HashSet::new();
     for item in items {
         let id = item.id as i64;
@@ -293,77 +320,24 @@ fn link_items(root: &Path, dir: &Path, items: &[WorkshopItem]) -> Result<usize, 
         if std::fs::read_link(&link).is_ok_and(|t| t == target) {
             continue;
         }
-        let temp = addons.join(format!(".{name}.{}.tmp", std::process::id()));
+        let temp_name = format!(".{name}.{}.tmp", std::process::id());
+        let temp = addons.join(&temp_name);
         let _ = std::fs::remove_file(&temp);
-        std::os::unix::fs::symlink(&target, &temp)
-            .map_err(|e| format!("cannot create link {}: {e}", temp.display()))?;
+        std::os::unix::fs::symlink(&target, &temp).map_err(io("create link", &temp_name))?;
         std::fs::rename(&temp, &link).map_err(|e| {
             let _ = std::fs::remove_file(&temp);
-            format!("cannot place link {}: {e}", link.display())
+            io("place link", &name)(e)
         })?;
     }
-    let entries =
-        std::fs::read_dir(&addons).map_err(|e| format!("cannot read {}: {e}", addons.display()))?;
+    let entries = std::fs::read_dir(&addons).map_err(io("read", ""))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot read {}: {e}", addons.display()))?;
+        let entry = entry.map_err(io("read", ""))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !wanted.contains(&name) {
-            let path = entry.path();
-            super::remove_tree(&path)
-                .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+            remove_tree(&entry.path()).map_err(io("remove stale", &name))?;
         }
     }
     Ok(wanted.len())
-}
-
-/// Enqueues the coalesced system refresh job straight into the database
-/// (used by `left4me workshop-refresh`, which has no job workers: the
-/// serving process picks the job up). The coalesce key is the one
-/// `Jobs::submit` uses for system jobs, so the web app and the CLI
-/// coalesce with each other. Returns the job id and whether it is new.
-pub async fn enqueue_refresh(pool: &sqlx::SqlitePool) -> Result<(i64, bool), sqlx::Error> {
-    let payload = serde_json::json!({}).to_string();
-    let key = format!("workshop-refresh:{payload}");
-    for _ in 0..2 {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO jobs (kind, args, user_id, coalesce_key, lock_key, title, state)
-             VALUES ('workshop-refresh', ?, NULL, ?, NULL, 'refresh all workshop overlays', 'queued')
-             ON CONFLICT (coalesce_key) WHERE state = 'queued' AND coalesce_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        )
-        .bind(&payload)
-        .bind(&key)
-        .fetch_optional(pool)
-        .await?;
-        if let Some(id) = inserted {
-            return Ok((id, true));
-        }
-        let existing: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE coalesce_key = ? AND state = 'queued'")
-                .bind(&key)
-                .fetch_optional(pool)
-                .await?;
-        if let Some(id) = existing {
-            return Ok((id, false));
-        }
-    }
-    Err(sqlx::Error::RowNotFound)
-}
-
-/// `left4me workshop-refresh` (also the daily timer): enqueue only; the
-/// serving process's workers (they poll the database) run the job.
-pub async fn refresh_cli() -> anyhow::Result<()> {
-    use crate::config::{self, EnvSource};
-    let (_, url) = config::database_location(&EnvSource(|k| std::env::var(k).ok()))?;
-    let pool = crate::db::connect(&url).await?;
-    crate::db::migrate(&pool).await?;
-    let (id, new) = enqueue_refresh(&pool).await?;
-    if new {
-        println!("queued workshop refresh job #{id}; the left4me web service runs it");
-    } else {
-        println!("workshop refresh job #{id} is already queued; nothing added");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ impl BlueprintInput {
                 "blueprint name contains control characters".into(),
             ));
         }
-        let words = split_args(args).map_err(BlueprintError::Invalid)?;
+        let words = split_args(args).map_err(|e| BlueprintError::Invalid(e.to_string()))?;
         if !has_map(&words) {
             return Err(BlueprintError::Invalid(
                 "launch arguments need a first map, e.g. +map c1m1_hotel: without one the server never loads a map, so it never runs server.cfg (its RCON password and live events would not work)".into(),
@@ -111,11 +111,18 @@ impl BlueprintInput {
 /// by a shell) and checks them with the rules `l4d2ctl` enforces
 /// ([`l4d2_contract::launch::check_user_args`]): a bad blueprint is refused
 /// when it is saved, not when a server starts.
-pub fn split_args(text: &str) -> Result<Vec<String>, String> {
-    let words = shell_words::split(text)
-        .map_err(|e| format!("launch arguments cannot be split into words: {e}"))?;
-    l4d2_contract::launch::check_user_args(&words).map_err(|e| e.to_string())?;
+pub fn split_args(text: &str) -> Result<Vec<String>, ArgsError> {
+    let words = shell_words::split(text)?;
+    l4d2_contract::launch::check_user_args(&words)?;
     Ok(words)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("launch arguments cannot be split into words: {0}")]
+    Split(#[from] shell_words::ParseError),
+    #[error(transparent)]
+    Refused(#[from] l4d2_contract::launch::LaunchArgError),
 }
 
 /// Whether the arguments load a map (`+map <name>`).
@@ -144,6 +151,30 @@ pub async fn list(pool: &SqlitePool, owner: i64) -> Result<Vec<Blueprint>, sqlx:
 
 /// The blueprint if `owner` owns it; otherwise `NotFound` (others' blueprints
 /// do not exist for them, docs/product.md, Security rules).
+/// The owner's blueprints, each with the number of servers made from it.
+pub async fn list_with_server_counts(
+    pool: &SqlitePool,
+    owner: i64,
+) -> Result<Vec<(Blueprint, i64)>, sqlx::Error> {
+    let blueprints = list(pool, owner).await?;
+    let counts: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT blueprint_id, COUNT(*) FROM servers WHERE owner_id = ? GROUP BY blueprint_id",
+    )
+    .bind(owner)
+    .fetch_all(pool)
+    .await?;
+    Ok(blueprints
+        .into_iter()
+        .map(|b| {
+            let n = counts
+                .iter()
+                .find(|(id, _)| *id == b.id)
+                .map_or(0, |(_, n)| *n);
+            (b, n)
+        })
+        .collect())
+}
+
 pub async fn find_owned(
     pool: &SqlitePool,
     owner: i64,
@@ -385,14 +416,20 @@ mod tests {
         assert_eq!(split_args("").unwrap(), Vec::<String>::new());
         assert!(split_args("+map 'unterminated")
             .unwrap_err()
+            .to_string()
             .contains("cannot be split"));
         assert!(split_args("+hostname \"two words\"")
             .unwrap_err()
+            .to_string()
             .contains("' '"));
-        assert!(split_args("-x $(reboot)").unwrap_err().contains("'$'"));
-        assert!(split_args("+a;b").unwrap_err().contains("';'"));
+        assert!(split_args("-x $(reboot)")
+            .unwrap_err()
+            .to_string()
+            .contains("'$'"));
+        assert!(split_args("+a;b").unwrap_err().to_string().contains("';'"));
         assert!(split_args(&"-nohltv ".repeat(65))
             .unwrap_err()
+            .to_string()
             .contains("at most 64"));
     }
 

@@ -36,29 +36,47 @@ pub fn server_cfg(blueprint_cfg: &str, m: &Managed) -> String {
     out
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot write the spec: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("no randomness for a temp file name: {0}")]
+    Random(String),
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The spec as YAML.
-pub fn to_yaml(spec: &InstanceSpec) -> Result<String, String> {
-    serde_yaml_ng::to_string(spec).map_err(|e| format!("cannot write the spec: {e}"))
+pub fn to_yaml(spec: &InstanceSpec) -> Result<String, SpecError> {
+    Ok(serde_yaml_ng::to_string(spec)?)
 }
 
 /// Writes `text` to a new file `<root>/tmp/spec-<name>-<random>.yaml`, mode
 /// 0600 and O_EXCL (it holds the rcon password; nobody else may read it or
 /// plant it first). The caller removes it.
-pub fn write_spec_file(root: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
+pub fn write_spec_file(root: &Path, name: &str, text: &str) -> Result<PathBuf, SpecError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpecError::Io { what, path, source }
+    };
     let dir = root.join("tmp");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     let mut rnd = [0u8; 8];
-    getrandom::fill(&mut rnd).map_err(|e| format!("no randomness for a temp file name: {e}"))?;
+    getrandom::fill(&mut rnd).map_err(|e| SpecError::Random(e.to_string()))?;
     let path = dir.join(format!("spec-{name}-{}.yaml", hex::encode(rnd)));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(io("create", &path))?;
     if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
         let _ = std::fs::remove_file(&path);
-        return Err(format!("cannot write {}: {e}", path.display()));
+        return Err(io("write", &path)(e));
     }
     Ok(path)
 }

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::l4d2ctl::HostClient;
+use super::model::{Action, DesiredState};
+use crate::l4d2ctl::{HostClient, HostError};
 
 /// What `l4d2ctl` reports for one instance: the contract's type, the same
 /// one `l4d2ctl` prints.
@@ -20,13 +21,13 @@ pub fn label(s: &InstanceStatus) -> String {
 }
 
 /// Every instance on the host by name, in one `l4d2ctl list --json` call.
-pub async fn list_all(host: &HostClient) -> Result<HashMap<String, InstanceStatus>, String> {
-    host.list().await.map_err(|e| e.to_string())
+pub async fn list_all(host: &HostClient) -> Result<HashMap<String, InstanceStatus>, HostError> {
+    host.list().await
 }
 
 /// One instance (`l4d2ctl status <name> --json`).
-pub async fn one(host: &HostClient, name: &str) -> Result<InstanceStatus, String> {
-    host.status(name).await.map_err(|e| e.to_string())
+pub async fn one(host: &HostClient, name: &str) -> Result<InstanceStatus, HostError> {
+    host.status(name).await
 }
 
 /// Desired (database) vs actual (service) state.
@@ -45,25 +46,25 @@ impl Drift {
             Drift::ShouldStop { actual } => format!("should be stopped, but is {actual}"),
         }
     }
-    /// The job kind that restores the desired state.
-    pub fn fix_kind(&self) -> &'static str {
+    /// The action that restores the desired state.
+    pub fn fix(&self) -> Action {
         match self {
-            Drift::ShouldRun { .. } => "server-start",
-            Drift::ShouldStop { .. } => "server-stop",
+            Drift::ShouldRun { .. } => Action::Start,
+            Drift::ShouldStop { .. } => Action::Stop,
         }
     }
 }
 
 /// Drift of a server whose instance status is `actual` (None: the host
 /// has no such instance).
-pub fn drift(desired: &str, actual: Option<&InstanceStatus>) -> Option<Drift> {
+pub fn drift(desired: DesiredState, actual: Option<&InstanceStatus>) -> Option<Drift> {
     let up = actual.is_some_and(InstanceStatus::is_up);
     let label = actual
         .map(label)
         .unwrap_or_else(|| "not initialized".into());
     match desired {
-        "running" if !up => Some(Drift::ShouldRun { actual: label }),
-        "stopped" if up => Some(Drift::ShouldStop { actual: label }),
+        DesiredState::Running if !up => Some(Drift::ShouldRun { actual: label }),
+        DesiredState::Stopped if up => Some(Drift::ShouldStop { actual: label }),
         _ => None,
     }
 }
@@ -88,19 +89,25 @@ mod tests {
 
     #[test]
     fn drift_rules() {
-        assert_eq!(drift("running", Some(&st("active", true))), None);
-        assert_eq!(drift("stopped", Some(&st("inactive", true))), None);
-        assert_eq!(drift("stopped", None), None);
+        assert_eq!(
+            drift(DesiredState::Running, Some(&st("active", true))),
+            None
+        );
+        assert_eq!(
+            drift(DesiredState::Stopped, Some(&st("inactive", true))),
+            None
+        );
+        assert_eq!(drift(DesiredState::Stopped, None), None);
         assert!(matches!(
-            drift("running", Some(&st("failed", true))),
+            drift(DesiredState::Running, Some(&st("failed", true))),
             Some(Drift::ShouldRun { .. })
         ));
         assert!(matches!(
-            drift("running", None),
+            drift(DesiredState::Running, None),
             Some(Drift::ShouldRun { .. })
         ));
         assert!(matches!(
-            drift("stopped", Some(&st("active", true))),
+            drift(DesiredState::Stopped, Some(&st("active", true))),
             Some(Drift::ShouldStop { .. })
         ));
         let parsed: Vec<InstanceStatus> = serde_json::from_str(

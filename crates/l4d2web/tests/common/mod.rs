@@ -313,8 +313,19 @@ pub fn assert_security_headers(h: &HeaderMap) {
 /// A `Jobs` handle for enqueueing and reading jobs directly (its workers are
 /// never started; the server under test runs the jobs).
 pub fn enqueuer(pool: sqlx::SqlitePool) -> l4d2web::jobs::Jobs {
-    let config = config_for(Path::new("/nonexistent-left4me-root"), &[]);
-    l4d2web::jobs::Jobs::new(pool, std::sync::Arc::new(config))
+    l4d2web::jobs::Jobs::new(pool, std::time::Duration::ZERO)
+}
+
+/// Queues an install job (`l4d2ctl install`) for `user` (None: a system
+/// job) under `lock_key`; returns its id.
+pub async fn queue_install(
+    jobs: &l4d2web::jobs::Jobs,
+    user: Option<i64>,
+    lock_key: Option<&str>,
+) -> i64 {
+    let mut job = l4d2web::tasks::Task::Install.to_job(user, None);
+    job.lock_key = lock_key.map(str::to_string);
+    jobs.submit(job).await.unwrap().id
 }
 
 /// One server-sent event.

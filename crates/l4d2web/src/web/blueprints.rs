@@ -4,31 +4,26 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 
-use super::{nav, parse_id};
-use crate::auth;
+use super::error::AppError;
+use super::extract::{Authed, Protected};
+use super::page::{flash, nav, parse_id, render, Nav};
+use super::routes::Routes;
+use super::state::AppState;
+use crate::servers;
 use crate::servers::blueprints::{
     self as bp, Blueprint, BlueprintError, BlueprintInput, StackEntry, StackOp, UsableOverlay,
 };
-use crate::web::{render, AppError, AppState, Authed, Nav, Protected};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/blueprints", get(list).post(create))
-        .route("/blueprints/{id}", get(edit_page).post(save))
-        .route("/blueprints/{id}/stack", post(stack))
-        .route("/blueprints/{id}/delete", post(delete))
-}
-
-fn app_error(e: BlueprintError) -> AppError {
-    match e {
-        BlueprintError::NotFound => AppError::NotFound,
-        BlueprintError::Db(e) => e.into(),
-        other => AppError::BadRequest(other.to_string()),
-    }
+pub fn routes() -> Routes {
+    Routes::default()
+        .get("/blueprints", list)
+        .post("/blueprints", create)
+        .get("/blueprints/{id}", edit_page)
+        .post("/blueprints/{id}", save)
+        .post("/blueprints/{id}/stack", stack)
+        .post("/blueprints/{id}/delete", delete)
 }
 
 #[derive(Template)]
@@ -56,15 +51,7 @@ async fn list_with(
     form: BlueprintForm,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    let blueprints: Vec<Blueprint> = bp::list(&state.pool, a.user.id).await?;
-    let mut with_counts = Vec::with_capacity(blueprints.len());
-    for b in blueprints {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE blueprint_id = ?")
-            .bind(b.id)
-            .fetch_one(&state.pool)
-            .await?;
-        with_counts.push((b, n));
-    }
+    let with_counts = bp::list_with_server_counts(&state.pool, a.user.id).await?;
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
@@ -100,9 +87,9 @@ async fn create(
     };
     match bp::create(&state.pool, a.user.id, &input).await {
         Ok(b) => {
-            auth::set_flash(
-                &state.pool,
-                &a.session.id,
+            flash(
+                &state,
+                &a.session,
                 &format!("Blueprint {} created; add overlays below.", b.name),
             )
             .await?;
@@ -133,20 +120,14 @@ async fn edit_with(
     form: Option<BlueprintForm>,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    let blueprint = bp::find_owned(&state.pool, a.user.id, id)
-        .await
-        .map_err(app_error)?;
+    let blueprint = bp::find_owned(&state.pool, a.user.id, id).await?;
     let stack = bp::stack(&state.pool, id).await?;
     let addable = bp::usable_overlays(&state.pool, a.user.id)
         .await?
         .into_iter()
         .filter(|o| !stack.iter().any(|s| s.overlay_id == o.id))
         .collect();
-    let servers: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, name FROM servers WHERE blueprint_id = ? ORDER BY name")
-            .bind(id)
-            .fetch_all(&state.pool)
-            .await?;
+    let servers = servers::using_blueprint(&state.pool, id).await?;
     let form = form.unwrap_or_else(|| BlueprintForm {
         name: blueprint.name.clone(),
         args: blueprint.args.clone(),
@@ -186,18 +167,16 @@ async fn save(
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
     // Others' blueprints are 404 before any validation message.
-    bp::find_owned(&state.pool, a.user.id, id)
-        .await
-        .map_err(app_error)?;
+    bp::find_owned(&state.pool, a.user.id, id).await?;
     let input = match BlueprintInput::validate(&form.name, &form.args, &form.config) {
         Ok(i) => i,
         Err(e) => return edit_with(&state, &a, id, Some(form), Some(e.to_string())).await,
     };
     match bp::update(&state.pool, a.user.id, id, &input).await {
         Ok(()) => {
-            auth::set_flash(
-                &state.pool,
-                &a.session.id,
+            flash(
+                &state,
+                &a.session,
                 &format!(
                     "Blueprint {} saved; its servers pick it up on their next start, restart or reset.",
                     input.name
@@ -209,7 +188,7 @@ async fn save(
         Err(e @ (BlueprintError::Invalid(_) | BlueprintError::Duplicate(_))) => {
             edit_with(&state, &a, id, Some(form), Some(e.to_string())).await
         }
-        Err(e) => Err(app_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -226,9 +205,7 @@ async fn stack(
     Protected { form, .. }: Protected<StackForm>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
-    bp::find_owned(&state.pool, a.user.id, id)
-        .await
-        .map_err(app_error)?;
+    bp::find_owned(&state.pool, a.user.id, id).await?;
     let op = StackOp::parse(&form.op).ok_or_else(|| {
         AppError::BadRequest(format!(
             "unknown stack operation {:?} (add, up, down, remove)",
@@ -238,9 +215,7 @@ async fn stack(
     let overlay_id: i64 = form.overlay_id.trim().parse().map_err(|_| {
         AppError::BadRequest(format!("overlay id {:?} is not a number", form.overlay_id))
     })?;
-    bp::change_stack(&state.pool, a.user.id, id, op, overlay_id)
-        .await
-        .map_err(app_error)?;
+    bp::change_stack(&state.pool, a.user.id, id, op, overlay_id).await?;
     Ok(Redirect::to(&format!("/blueprints/{id}#stack")).into_response())
 }
 
@@ -254,14 +229,7 @@ async fn delete(
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
-    let name = bp::delete(&state.pool, a.user.id, id)
-        .await
-        .map_err(app_error)?;
-    auth::set_flash(
-        &state.pool,
-        &a.session.id,
-        &format!("Blueprint {name} deleted."),
-    )
-    .await?;
+    let name = bp::delete(&state.pool, a.user.id, id).await?;
+    flash(&state, &a.session, &format!("Blueprint {name} deleted.")).await?;
     Ok(Redirect::to("/blueprints").into_response())
 }

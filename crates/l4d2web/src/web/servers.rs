@@ -1,58 +1,43 @@
-//! Dashboard, server pages and actions, console log SSE; blueprint pages in
-//! [`blueprints`].
+//! Dashboard, server pages and server actions.
 //!
-//! Access rule: blueprints and servers are private to their owner; every
-//! other user (administrators included) gets 404 for them.
+//! Access rule: servers are private to their owner; every other user
+//! (administrators included) gets 404 for them.
 
-mod blueprints;
-
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
-use futures_util::Stream;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 
-use super::{render, AppError, AppState, Authed, Nav, Protected};
-use crate::auth::{self, Session};
+use super::error::AppError;
+use super::extract::{Authed, Protected};
+use super::page::{flash, nav, parse_id, render, Nav};
+use super::routes::Routes;
+use super::state::AppState;
+use crate::accounts::User;
 use crate::jobs::Job;
 use crate::servers::blueprints::{self as bp, Blueprint};
-use crate::servers::console::ConsoleHub;
 use crate::servers::status::{self, InstanceStatus};
 use crate::servers::{self, Action, CreateError, ServerRow};
+use crate::tasks;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/servers", get(dashboard).post(create))
-        .route("/servers/{id}", get(server_page))
-        .route("/servers/{id}/state", get(state_fragment))
-        .route("/servers/{id}/console", get(console))
-        .route("/servers/{id}/blueprint", post(switch_blueprint))
-        .route("/servers/{id}/{action}", post(action))
-        .merge(blueprints::routes())
-        // One console hub per router: one log follower per server.
-        .layer(Extension(Arc::new(ConsoleHub::default())))
+pub fn routes() -> Routes {
+    Routes::default()
+        .get("/servers", dashboard)
+        .post("/servers", create)
+        .get("/servers/{id}", server_page)
+        .get("/servers/{id}/state", state_fragment)
+        .post("/servers/{id}/blueprint", switch_blueprint)
+        .post("/servers/{id}/{action}", action)
 }
 
-/// Page navigation; consumes the flash message.
-pub(super) async fn nav(state: &AppState, session: &Session) -> Result<Nav, AppError> {
-    if session.flash.is_some() {
-        auth::clear_flash(&state.pool, &session.id).await?;
-    }
-    Ok(Nav::for_session(session))
-}
-
-/// Ids in paths: anything that is not a number names nothing (404).
-pub(super) fn parse_id(id: &str) -> Result<i64, AppError> {
-    id.parse().map_err(|_| AppError::NotFound)
+/// Server `id` (as in the path) if `user` owns it, else 404.
+pub async fn owned_server(state: &AppState, user: &User, id: &str) -> Result<ServerRow, AppError> {
+    servers::find_owned(&state.pool, user.id, parse_id(id)?)
+        .await?
+        .ok_or(AppError::NotFound)
 }
 
 /// A server with its actual state for pages.
@@ -69,7 +54,7 @@ impl ServerView {
     fn new(server: ServerRow, actual: Option<Option<InstanceStatus>>) -> Self {
         let drift = actual
             .as_ref()
-            .and_then(|a| status::drift(&server.desired_state, a.as_ref()));
+            .and_then(|a| status::drift(server.desired_state, a.as_ref()));
         ServerView {
             players: None,
             server,
@@ -117,23 +102,19 @@ async fn dashboard_with(
 ) -> Result<Response, AppError> {
     let rows = servers::list_owned(&state.pool, a.user.id).await?;
     // ONE l4d2ctl call for every server on the page.
-    let (all, status_error) = if rows.is_empty() {
-        (Some(Default::default()), None)
+    let (all, status_error): (Option<HashMap<String, InstanceStatus>>, _) = if rows.is_empty() {
+        (Some(HashMap::new()), None)
     } else {
-        match status::list_all(&state.jobs.host).await {
+        match status::list_all(&state.host).await {
             Ok(all) => (Some(all), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         }
     };
     let counts = state.live.player_counts();
     let servers = rows
         .into_iter()
         .map(|s| {
-            let actual =
-                all.as_ref()
-                    .map(|m: &std::collections::HashMap<String, InstanceStatus>| {
-                        m.get(&s.name).cloned()
-                    });
+            let actual = all.as_ref().map(|m| m.get(&s.name).cloned());
             let players = counts.get(&s.id).copied();
             let mut view = ServerView::new(s, actual);
             view.players = players;
@@ -192,9 +173,9 @@ async fn create(
         Ok(s) => {
             // The log listener must know the new secret before the first start.
             state.live.servers_changed();
-            auth::set_flash(
-                &state.pool,
-                &a.session.id,
+            flash(
+                &state,
+                &a.session,
                 &format!(
                     "Server {} created on port {}. Start it when ready.",
                     s.name, s.port
@@ -219,14 +200,15 @@ struct ServerPage {
     jobs: Vec<Job>,
 }
 
+/// The instance's state, or why it is unknown.
 async fn actual_one(
     state: &AppState,
     name: &str,
 ) -> (Option<Option<InstanceStatus>>, Option<String>) {
-    match status::one(&state.jobs.host, name).await {
+    match status::one(&state.host, name).await {
         Ok(s) if s.exists => (Some(Some(s)), None),
         Ok(_) => (Some(None), None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     }
 }
 
@@ -235,15 +217,12 @@ async fn server_page(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let server = owned_server(&state, &a.user, &id).await?;
     let (actual, status_error) = actual_one(&state, &server.name).await;
-    let jobs: Vec<Job> = sqlx::query_as(
-        "SELECT * FROM jobs WHERE kind LIKE 'server-%' AND json_extract(args, '$.server_id') = ?
-         ORDER BY id DESC LIMIT 10",
-    )
-    .bind(server.id)
-    .fetch_all(&state.pool)
-    .await?;
+    let jobs = state
+        .jobs
+        .list_for_subject(&servers::subject(server.id), 10)
+        .await?;
     let page = ServerPage {
         nav: nav(&state, &a.session).await?,
         csrf: a.session.csrf_token.clone(),
@@ -269,7 +248,7 @@ async fn state_fragment(
     a: Authed,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let server = owned_server(&state, &a.user, &id).await?;
     let (actual, status_error) = actual_one(&state, &server.name).await;
     render(&StateFragment {
         csrf: a.session.csrf_token.clone(),
@@ -290,7 +269,7 @@ async fn action(
     Path((id, action)): Path<(String, String)>,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
+    let server = owned_server(&state, &a.user, &id).await?;
     let action = if action == "reconcile" {
         let (actual, err) = actual_one(&state, &server.name).await;
         let Some(actual) = actual else {
@@ -300,12 +279,12 @@ async fn action(
                 err.unwrap_or_default()
             )));
         };
-        match status::drift(&server.desired_state, actual.as_ref()) {
-            Some(d) => Action::from_kind(d.fix_kind()).ok_or(AppError::NotFound)?,
+        match status::drift(server.desired_state, actual.as_ref()) {
+            Some(d) => d.fix(),
             None => {
-                auth::set_flash(
-                    &state.pool,
-                    &a.session.id,
+                flash(
+                    &state,
+                    &a.session,
                     &format!(
                         "Server {} is already in its desired state; nothing to do.",
                         server.name
@@ -318,10 +297,10 @@ async fn action(
     } else {
         Action::parse(&action).ok_or(AppError::NotFound)?
     };
-    let job = servers::request_action(&state.jobs, &server, action, a.user.id).await?;
-    auth::set_flash(
-        &state.pool,
-        &a.session.id,
+    let job = tasks::request_server_action(&state.jobs, &server, action, a.user.id).await?;
+    flash(
+        &state,
+        &a.session,
         &format!(
             "{} of server {} queued (job #{job}).",
             capitalised(action.verb()),
@@ -364,81 +343,21 @@ async fn switch_blueprint(
     Path(id): Path<String>,
     Protected { form, .. }: Protected<SwitchForm>,
 ) -> Result<Response, AppError> {
-    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
-    let bad = || {
-        AppError::BadRequest(format!(
-            "blueprint {:?} does not exist or is not yours; server {} unchanged",
-            form.blueprint_id, server.name
-        ))
-    };
-    let bp_id: i64 = form.blueprint_id.trim().parse().map_err(|_| bad())?;
-    let target = bp::find_owned(&state.pool, a.user.id, bp_id)
+    let server = owned_server(&state, &a.user, &id).await?;
+    let name = servers::switch_blueprint(&state.pool, &server, &form.blueprint_id)
         .await
         .map_err(|e| match e {
-            bp::BlueprintError::Db(e) => e.into(),
-            _ => bad(),
+            servers::SwitchError::Db(e) => AppError::from(e),
+            other => AppError::BadRequest(format!("{other}; server {} unchanged", server.name)),
         })?;
-    sqlx::query("UPDATE servers SET blueprint_id = ? WHERE id = ? AND owner_id = ?")
-        .bind(target.id)
-        .bind(server.id)
-        .bind(a.user.id)
-        .execute(&state.pool)
-        .await?;
-    auth::set_flash(
-        &state.pool,
-        &a.session.id,
+    flash(
+        &state,
+        &a.session,
         &format!(
-            "Server {} now uses blueprint {}; it applies on the next start, restart or reset.",
-            server.name, target.name
+            "Server {} now uses blueprint {name}; it applies on the next start, restart or reset.",
+            server.name
         ),
     )
     .await?;
     Ok(Redirect::to(&format!("/servers/{}", server.id)).into_response())
-}
-
-fn console_line(text: &str) -> Event {
-    #[derive(Template)]
-    #[template(source = "<div class=\"l\">{{ line }}</div>", ext = "html")]
-    struct LineHtml<'a> {
-        line: &'a str,
-    }
-    Event::default()
-        .event("line")
-        .data(LineHtml { line: text }.render().unwrap_or_default())
-}
-
-/// SSE: the last 200 console lines, then new ones as the server prints them.
-/// Every viewer of a server shares one `l4d2ctl logs --follow` child.
-async fn console(
-    State(state): State<AppState>,
-    Extension(hub): Extension<Arc<ConsoleHub>>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let server = servers::find_owned_server(&state.pool, &a.user, parse_id(&id)?).await?;
-    let sub = hub
-        .subscribe(&state.jobs, &server.name, &state.shutdown)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
-    let shutdown = state.shutdown.clone();
-    let stream = async_stream::stream! {
-        let mut rx = sub.rx;
-        for l in &sub.backlog {
-            yield Ok(console_line(l));
-        }
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                n = rx.recv() => n,
-            };
-            match next {
-                Ok(l) => yield Ok(console_line(&l)),
-                Err(RecvError::Lagged(n)) => yield Ok(console_line(&format!("[left4me: {n} lines skipped, the viewer was too slow]"))),
-                Err(RecvError::Closed) => {
-                    yield Ok(Event::default().event("end").data("console log ended"));
-                    return;
-                }
-            }
-        }
-    };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -1,0 +1,222 @@
+//! What a server job does on the host, through `l4d2ctl`. Start, restart
+//! and reset re-initialise the instance from a spec generated from the
+//! blueprint as it is *now*: that is how blueprint edits and blueprint
+//! switches reach a server on its next action.
+
+use sqlx::SqlitePool;
+
+use super::blueprints;
+use super::model::{subject, Action, DesiredState};
+use super::spec;
+use crate::config::Config;
+use crate::jobs::{JobCtx, JobFailure, Jobs};
+use crate::l4d2ctl::HostClient;
+use crate::overlays;
+
+/// What a server job needs besides its context.
+pub struct ActionEnv<'a> {
+    pub config: &'a Config,
+    pub host: &'a HostClient,
+    /// The game install job running right now, if any.
+    pub installing: Option<i64>,
+}
+
+/// The server as a job needs it, secrets included.
+#[derive(sqlx::FromRow)]
+struct JobServer {
+    name: String,
+    blueprint_id: i64,
+    port: i64,
+    rcon_password: String,
+    log_secret: String,
+    desired_state: DesiredState,
+}
+
+/// Runs `action` on server `server_id`.
+pub async fn run_action(
+    ctx: &mut JobCtx,
+    env: &ActionEnv<'_>,
+    server_id: i64,
+    action: Action,
+) -> Result<(), JobFailure> {
+    let server: Option<JobServer> = sqlx::query_as(
+        "SELECT name, blueprint_id, port, rcon_password, log_secret, desired_state FROM servers WHERE id = ?",
+    )
+    .bind(server_id)
+    .fetch_optional(ctx.pool())
+    .await?;
+    let Some(server) = server else {
+        return Err(JobFailure::msg(format!(
+            "server {server_id} no longer exists (deleted before this job ran)"
+        )));
+    };
+    let name = server.name.clone();
+    let host = env.host;
+    match action {
+        Action::Stop => l4d2ctl(ctx, host, "stop", &name).await,
+        Action::Delete => {
+            l4d2ctl(ctx, host, "delete", &name).await?;
+            remove_row(ctx.pool(), server_id).await?;
+            ctx.say(format!("server {name} removed from the panel"))
+                .await?;
+            Ok(())
+        }
+        Action::Start => {
+            let spec = prepare_spec(ctx, env, &server).await?;
+            initialize(ctx, env, &name, &spec).await?;
+            l4d2ctl(ctx, host, "start", &name).await
+        }
+        Action::Restart => {
+            let spec = prepare_spec(ctx, env, &server).await?;
+            l4d2ctl(ctx, host, "stop", &name).await?;
+            initialize(ctx, env, &name, &spec).await?;
+            l4d2ctl(ctx, host, "start", &name).await
+        }
+        Action::Reset => {
+            let spec = prepare_spec(ctx, env, &server).await?;
+            l4d2ctl(ctx, host, "delete", &name).await?;
+            initialize(ctx, env, &name, &spec).await?;
+            if server.desired_state == DesiredState::Running {
+                l4d2ctl(ctx, host, "start", &name).await
+            } else {
+                ctx.say("desired state is stopped: not starting").await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Deletes the row; its jobs stay in their owners' lists but no longer
+/// belong to it (a new server may get the same id).
+async fn remove_row(pool: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM servers WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Jobs::detach_subject(&mut tx, &subject(id)).await?;
+    tx.commit().await
+}
+
+/// Refuses to start a server while the game is missing or being installed:
+/// an overlay mounted over a half-written installation keeps showing the
+/// files as missing (overlayfs caches lower-layer lookups), so the server
+/// would stay broken after the install finished.
+fn check_game_installed(env: &ActionEnv<'_>, name: &str) -> Result<(), JobFailure> {
+    if let Some(job) = env.installing {
+        return Err(JobFailure::msg(format!(
+            "not starting {name}: the game is being installed or updated (job {job}); start it again when that job has finished"
+        )));
+    }
+    if !env.config.root.join("installation/srcds_run").is_file() {
+        return Err(JobFailure::msg(format!(
+            "not starting {name}: the game is not installed (installation/srcds_run is missing); an administrator runs \"Install / update game\" on the Jobs page first"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks every overlay of the blueprint and builds the spec YAML from the
+/// blueprint as it is now. Fails (changing nothing) when an overlay is not
+/// ready.
+async fn prepare_spec(
+    ctx: &mut JobCtx,
+    env: &ActionEnv<'_>,
+    server: &JobServer,
+) -> Result<String, JobFailure> {
+    let bp: Option<(String, String, String)> =
+        sqlx::query_as("SELECT name, args, config FROM blueprints WHERE id = ?")
+            .bind(server.blueprint_id)
+            .fetch_optional(ctx.pool())
+            .await?;
+    let Some((bp_name, args, config)) = bp else {
+        return Err(JobFailure::msg(format!(
+            "the blueprint of server {} no longer exists",
+            server.name
+        )));
+    };
+    check_game_installed(env, &server.name)?;
+    let root = &env.config.root;
+    let stack = blueprints::stack(ctx.pool(), server.blueprint_id).await?;
+    for layer in &stack {
+        overlays::check_ready(ctx.pool(), root, layer.overlay_id)
+            .await
+            .map_err(|e| JobFailure::msg(format!("not starting {}: {e}", server.name)))?;
+    }
+    let args = blueprints::split_args(&args)
+        .map_err(|e| JobFailure::msg(format!("blueprint {bp_name:?}: {e}")))?;
+    let port = u16::try_from(server.port).map_err(|_| {
+        JobFailure::msg(format!(
+            "server {} has an invalid port {}",
+            server.name, server.port
+        ))
+    })?;
+    let cfg = spec::server_cfg(
+        &config,
+        &spec::Managed {
+            rcon_password: &server.rcon_password,
+            log_secret: &server.log_secret,
+            log_listener: env.config.log_listener_addr,
+        },
+    );
+    let spec = spec::InstanceSpec {
+        port,
+        overlays: stack
+            .iter()
+            .map(|l| format!("overlays/{}", l.overlay_id))
+            .collect(),
+        args,
+        config: cfg,
+    };
+    let overlays_text = if stack.is_empty() {
+        "no overlays".to_string()
+    } else {
+        stack
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" > ")
+    };
+    // The spec holds the rcon password: describe it, never print it.
+    ctx.say(format!(
+        "blueprint {bp_name:?}: port {port}, overlays (uppermost first): {overlays_text}, args: {}",
+        spec.args.join(" ")
+    ))
+    .await?;
+    spec::to_yaml(&spec).map_err(JobFailure::from_error)
+}
+
+/// `l4d2ctl <verb> <name>`.
+async fn l4d2ctl(
+    ctx: &mut JobCtx,
+    host: &HostClient,
+    verb: &str,
+    name: &str,
+) -> Result<(), JobFailure> {
+    ctx.l4d2ctl(host, &[verb, name]).await
+}
+
+/// `l4d2ctl initialize <name> -f <spec file>`; the file is removed after.
+async fn initialize(
+    ctx: &mut JobCtx,
+    env: &ActionEnv<'_>,
+    name: &str,
+    spec_yaml: &str,
+) -> Result<(), JobFailure> {
+    let root = &env.config.root;
+    let path = spec::write_spec_file(root, name, spec_yaml).map_err(JobFailure::from_error)?;
+    // Relative to the data root, l4d2ctl's working directory: job logs
+    // do not need to show where the data root lives.
+    let shown = path
+        .strip_prefix(root)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let result = ctx
+        .l4d2ctl(env.host, &["initialize", name, "-f", &shown])
+        .await;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot remove a spec file");
+    }
+    result
+}

@@ -1,0 +1,34 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::jobs::Jobs;
+use crate::l4d2ctl::HostClient;
+use crate::live::LiveHub;
+use crate::servers::console::ConsoleHub;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub config: Arc<Config>,
+    pub limiter: Arc<LoginLimiter>,
+    pub jobs: Jobs,
+    /// Read-only host queries (states for pages).
+    pub host: HostClient,
+    pub live: LiveHub,
+    pub consoles: ConsoleHub,
+    /// Fired on shutdown: ends SSE streams so graceful shutdown can finish.
+    pub shutdown: CancellationToken,
+}
+
+impl FromRef<AppState> for SqlitePool {
+    fn from_ref(s: &AppState) -> Self {
+        s.pool.clone()
+    }
+}
