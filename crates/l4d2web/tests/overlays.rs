@@ -20,7 +20,7 @@ async fn server() -> TestServer {
 
 fn bwrap_available() -> bool {
     test_support::require(
-        l4d2web::overlays::build::find_bwrap().is_some(),
+        l4d2web::overlays::find_bwrap().is_some(),
         "bubblewrap (bwrap) is needed for local overlay builds: apt install bubblewrap",
     )
 }
@@ -551,10 +551,7 @@ async fn build_timeout_kills_the_sandbox() {
     assert!(err.contains("timed out after 15 s"), "{err}");
     assert!(!s.job_lines(job).await.contains(&"woke".to_string()));
     // No sandboxed sleep survives.
-    let out = Command::new("pgrep")
-        .args(["-f", &nap])
-        .output()
-        .unwrap();
+    let out = Command::new("pgrep").args(["-f", &nap]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).trim().is_empty(),
         "sandbox processes left behind"

@@ -35,447 +35,38 @@
 //!   every regular file and directory (one job line says how many); a walk
 //!   that fails fails the job.
 
-use std::ffi::{CString, OsStr};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
-use rustix::process::{Gid, Uid};
+use rustix::fs::{Mode, OFlags};
 
 use super::model::{job_overlay, mark_built, overlay_dir, remove_tree};
+use super::sandbox::{
+    build_owner, bwrap_args, find_bwrap, first_existing, BuildOwner, LocalBuildFiles, RootDrop,
+    BWRAP_ISOLATION, NO_SANDBOX, SANDBOX_UID, STAGE_OVERLAY, STAGE_WORK, SYSTEMD_ISOLATION,
+};
+use super::tree::{chown_fd, chown_tree, clear_setid_tree, io_err, TreeError, TreeReport};
 use crate::config::{Config, HostBackend, HELPER_DIR};
 use crate::jobs::{JobCtx, JobFailure};
 use crate::l4d2ctl::HostClient;
 
-/// Where bubblewrap may be installed; fixed, never looked up in `$PATH`.
-pub const BWRAP_CANDIDATES: [&str; 2] = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"];
 const TIMEOUT_CANDIDATES: [&str; 2] = ["/usr/bin/timeout", "/bin/timeout"];
 const SUDO: &str = "/usr/bin/sudo";
 /// Where the build time limit is configured (named in job logs).
 const BUILD_TIMEOUT_VAR: &str = "LEFT4ME_BUILD_TIMEOUT_SECS";
-/// The uid/gid a local build runs as inside its user namespace (never 0:
-/// tools like tar then do not try to restore foreign owners).
-pub const SANDBOX_UID: u32 = 1000;
-/// `nobody`/`nogroup`: who a root web app's builds run as when the data
-/// root belongs to root.
-pub const NOBODY: u32 = 65534;
-/// Deepest directory nesting the overlay walks follow: they keep one open
-/// directory per level (real overlays are a handful of levels deep).
-pub const MAX_TREE_DEPTH: usize = 256;
-/// Where the overlay and the build files appear in a root build's private
-/// mount namespace (a fresh tmpfs on `/tmp` there; the host sees nothing).
-const STAGE_OVERLAY: &str = "/tmp/left4me-overlay";
-const STAGE_WORK: &str = "/tmp/left4me-build";
 
-pub const BWRAP_ISOLATION: &str = "sandbox: bubblewrap (user+mount+pid+net+ipc+uts+cgroup namespaces, all capabilities dropped, no nested user namespaces, no network, read-only /usr, private /tmp, only /overlay writable)";
-pub const SYSTEMD_ISOLATION: &str = "sandbox: systemd transient unit via left4me-script-sandbox (l4d2-build.slice, ProtectSystem=strict, PrivateTmp, PrivateDevices, NoNewPrivileges, no capabilities, seccomp, /etc and /var/lib masked, public internet only: loopback/LAN/link-local denied, MemoryMax=4G, TasksMax=512, CPUQuota=200%, RuntimeMaxSec=3600)";
-pub const NO_SANDBOX: &str = "no sandbox available: install bubblewrap (apt install bubblewrap; looked for /usr/bin/bwrap and /usr/local/bin/bwrap) or use the systemd backend; left4me never runs build scripts unsandboxed";
-
-pub fn find_bwrap() -> Option<PathBuf> {
-    first_existing(&BWRAP_CANDIDATES)
-}
-
-fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-/// Files a local build sees besides `/overlay`.
-pub struct LocalBuildFiles {
-    pub script: PathBuf,
-    pub passwd: PathBuf,
-    pub group: PathBuf,
-}
-
-/// The bubblewrap argv (without the program) for a local build.
-pub fn bwrap_args(overlay: &Path, files: &LocalBuildFiles) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--unshare-all",
-        // Explicit: fail rather than silently run without a user namespace.
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-        "--cap-drop",
-        "ALL",
-        "--uid",
-        &SANDBOX_UID.to_string(),
-        "--gid",
-        &SANDBOX_UID.to_string(),
-        "--hostname",
-        "left4me-build",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    // Merged-/usr hosts have /bin etc. as symlinks; others as directories.
-    for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
-        let p = Path::new(top);
-        match std::fs::read_link(p) {
-            Ok(target) => a.extend(["--symlink".into(), target.display().to_string(), top.into()]),
-            Err(_) if p.is_dir() => a.extend(["--ro-bind".into(), top.into(), top.into()]),
-            Err(_) => {}
-        }
-    }
-    // /etc: only what programs need to start (dynamic linker cache,
-    // alternatives such as awk, TLS roots for later use), never the host's
-    // users, hosts or secrets.
-    for etc in [
-        "/etc/alternatives",
-        "/etc/ld.so.cache",
-        "/etc/ld.so.conf",
-        "/etc/ld.so.conf.d",
-        "/etc/localtime",
-        "/etc/ssl",
-        "/etc/ca-certificates",
-        "/etc/mime.types",
-    ] {
-        if Path::new(etc).exists() {
-            a.extend(["--ro-bind".into(), etc.into(), etc.into()]);
-        }
-    }
-    a.extend([
-        "--ro-bind".into(),
-        files.passwd.display().to_string(),
-        "/etc/passwd".into(),
-        "--ro-bind".into(),
-        files.group.display().to_string(),
-        "/etc/group".into(),
-        "--proc".into(),
-        "/proc".into(),
-        "--dev".into(),
-        "/dev".into(),
-        "--tmpfs".into(),
-        "/tmp".into(),
-        "--bind".into(),
-        overlay.display().to_string(),
-        "/overlay".into(),
-        "--ro-bind".into(),
-        files.script.display().to_string(),
-        "/build/script.sh".into(),
-        "--chdir".into(),
-        "/overlay".into(),
-    ]);
-    for (k, v) in [
-        ("HOME", "/tmp"),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
-        ("LANG", "C.UTF-8"),
-        ("USER", "build"),
-        ("LOGNAME", "build"),
-        ("TMPDIR", "/tmp"),
-        ("OVERLAY", "/overlay"),
-    ] {
-        a.extend(["--setenv".into(), k.into(), v.into()]);
-    }
-    a.extend([
-        "--".into(),
-        "/usr/bin/bash".into(),
-        "/build/script.sh".into(),
-    ]);
-    a
-}
-
-/// A file operation of a build that failed (preparing the directory and
-/// the build files, or a walk over the overlay).
+/// Why a build could not run or be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{0} is not a directory; refusing to build into it")]
     NotADirectory(PathBuf),
     #[error("the overlay walk did not finish: {0}")]
     Walk(String),
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("a directory in {top} is nested more than {MAX_TREE_DEPTH} levels deep; a clean build starts over")]
-    TooDeep { top: PathBuf },
-}
-
-fn io_err<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(rustix::io::Errno) -> BuildError + 'a {
-    move |e| BuildError::Io {
-        what,
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
-}
-
-/// What the setuid/setgid walk did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TreeReport {
-    /// Entries visited (the directory itself included).
-    pub entries: u64,
-    /// Regular files and directories whose setuid/setgid bits were cleared.
-    pub cleared: u64,
-}
-
-/// Visits `dir` and everything below it, depth first, never following a
-/// symlink: `dir` itself is opened `O_NOFOLLOW`, every entry `O_PATH |
-/// O_NOFOLLOW` relative to its parent's descriptor, and a directory is
-/// entered through its own descriptor (`openat(fd, ".")`), so an entry
-/// swapped for a symlink meanwhile cannot lead the walk anywhere else.
-/// `visit` gets each entry's descriptor (a symlink's is the link itself).
-fn walk_tree(
-    dir: &Path,
-    mut visit: impl FnMut(BorrowedFd<'_>, &rustix::fs::Stat, &Path) -> Result<(), BuildError>,
-) -> Result<u64, BuildError> {
-    let top = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err("open the overlay directory", dir))?;
-    let st = rustix::fs::fstat(&top).map_err(io_err("inspect", dir))?;
-    visit(top.as_fd(), &st, dir)?;
-    let mut visited = 1u64;
-    let listing = rustix::fs::Dir::new(top).map_err(io_err("read", dir))?;
-    let mut stack = vec![(listing, dir.to_path_buf())];
-    while let Some((listing, path)) = stack.last_mut() {
-        let entry = match listing.read() {
-            None => {
-                stack.pop();
-                continue;
-            }
-            Some(entry) => entry.map_err(io_err("read", path))?,
-        };
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        let child = path.join(OsStr::from_bytes(name.to_bytes()));
-        let parent = listing.fd().map_err(io_err("read", path))?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err("open", &child))?;
-        let st = rustix::fs::fstat(&fd).map_err(io_err("inspect", &child))?;
-        visit(fd.as_fd(), &st, &child)?;
-        visited += 1;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if stack.len() > MAX_TREE_DEPTH {
-                return Err(BuildError::TooDeep {
-                    top: dir.to_path_buf(),
-                });
-            }
-            let sub = rustix::fs::openat(
-                &fd,
-                c".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(io_err("open", &child))?;
-            let listing = rustix::fs::Dir::new(sub).map_err(io_err("read", &child))?;
-            stack.push((listing, child));
-        }
-    }
-    Ok(visited)
-}
-
-/// `fchownat(fd, "", AT_EMPTY_PATH)`: works on `O_PATH` descriptors and
-/// changes a symlink itself, never its target.
-fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32, path: &Path) -> Result<(), BuildError> {
-    rustix::fs::chownat(
-        fd,
-        c"",
-        Some(Uid::from_raw(uid)),
-        Some(Gid::from_raw(gid)),
-        AtFlags::EMPTY_PATH,
-    )
-    .map_err(io_err("change the owner of", path))
-}
-
-/// Hands `dir` and everything below it to `uid:gid` (symlinks themselves,
-/// never their targets). Returns the number of entries.
-pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<u64, BuildError> {
-    walk_tree(dir, |fd, _, path| chown_fd(fd, uid, gid, path))
-}
-
-/// Clears setuid/setgid on every regular file and directory in `dir`
-/// (symlinks are not followed; other file types have no such bits that
-/// matter), then, with `chown_to`, gives every entry to that owner.
-pub fn clear_setid_tree(
-    dir: &Path,
-    chown_to: Option<(u32, u32)>,
-) -> Result<TreeReport, BuildError> {
-    let mut cleared = 0u64;
-    let entries = walk_tree(dir, |fd, st, path| {
-        let kind = FileType::from_raw_mode(st.st_mode);
-        let mode = Mode::from_raw_mode(st.st_mode);
-        let setid = Mode::SUID | Mode::SGID;
-        if matches!(kind, FileType::RegularFile | FileType::Directory) && mode.intersects(setid) {
-            // fchmod does not take O_PATH descriptors; the descriptor's
-            // /proc link names exactly this inode, whatever its path is now.
-            let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            rustix::fs::chmodat(CWD, by_fd.as_str(), mode - setid, AtFlags::empty())
-                .map_err(io_err("clear setuid/setgid on", path))?;
-            cleared += 1;
-        }
-        match chown_to {
-            Some((uid, gid)) => chown_fd(fd, uid, gid, path),
-            None => Ok(()),
-        }
-    })?;
-    Ok(TreeReport { entries, cleared })
-}
-
-/// Who runs bubblewrap when the web app is root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BuildOwner {
-    pub uid: u32,
-    pub gid: u32,
-    /// Give the tree back to root:root after the build (the build ran as
-    /// the shared `nobody`).
-    pub return_to_root: bool,
-}
-
-impl BuildOwner {
-    /// The data root's owner if that is not root (its group unless that is
-    /// root's, then `nogroup`), else `nobody:nogroup`.
-    pub fn for_data_root(uid: u32, gid: u32) -> BuildOwner {
-        if uid == 0 {
-            BuildOwner {
-                uid: NOBODY,
-                gid: NOBODY,
-                return_to_root: true,
-            }
-        } else {
-            BuildOwner {
-                uid,
-                gid: if gid == 0 { NOBODY } else { gid },
-                return_to_root: false,
-            }
-        }
-    }
-}
-
-/// `None` when the web app is not root: bubblewrap then runs as the app's
-/// own user, which is all its user namespace can map.
-pub fn build_owner(root: &Path) -> Result<Option<BuildOwner>, BuildError> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(None);
-    }
-    let meta = std::fs::metadata(root).map_err(|source| BuildError::Io {
-        what: "inspect the data root",
-        path: root.to_path_buf(),
-        source,
-    })?;
-    Ok(Some(BuildOwner::for_data_root(meta.uid(), meta.gid())))
-}
-
-/// What the child of a root build needs to drop root before bubblewrap:
-/// detached copies (`open_tree(OPEN_TREE_CLONE)`, like `mount --bind`) of
-/// the overlay and work directories, made from descriptors here, so the
-/// child attaches them without looking up a path (and the build user needs
-/// no search permission on the data root's parents), and the ids. Prepared
-/// before the fork, because between fork and exec only system calls are
-/// allowed.
-struct RootDrop {
-    // Held open until the child has attached them; close-on-exec, so they
-    // never reach bubblewrap or the script.
-    overlay_tree: OwnedFd,
-    work_tree: OwnedFd,
-    stage_overlay: CString,
-    stage_work: CString,
-    uid: Uid,
-    gid: Gid,
-}
-
-impl RootDrop {
-    fn new(overlay: &Path, work: &Path, owner: BuildOwner) -> Result<RootDrop, BuildError> {
-        let tree = |p: &Path| {
-            let fd = rustix::fs::open(
-                p,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(io_err("open", p))?;
-            use rustix::mount::OpenTreeFlags as F;
-            rustix::mount::open_tree(
-                &fd,
-                c"",
-                F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC | F::AT_EMPTY_PATH,
-            )
-            .map_err(io_err("make a bind mount of", p))
-        };
-        let c = |s: &str| {
-            CString::new(s).map_err(|e| BuildError::Io {
-                what: "name",
-                path: PathBuf::from(s),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            })
-        };
-        Ok(RootDrop {
-            overlay_tree: tree(overlay)?,
-            work_tree: tree(work)?,
-            stage_overlay: c(STAGE_OVERLAY)?,
-            stage_work: c(STAGE_WORK)?,
-            uid: Uid::from_raw(owner.uid),
-            gid: Gid::from_raw(owner.gid),
-        })
-    }
-
-    /// Makes `cmd`'s child enter a private mount namespace with the overlay
-    /// and work directories attached under a fresh `/tmp`, then become
-    /// `uid:gid` with no supplementary groups, before it execs.
-    fn install(&self, cmd: &mut tokio::process::Command) {
-        let (overlay_tree, work_tree) = (self.overlay_tree.as_raw_fd(), self.work_tree.as_raw_fd());
-        let (stage_overlay, stage_work) = (self.stage_overlay.clone(), self.stage_work.clone());
-        let (uid, gid) = (self.uid, self.gid);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes system calls (rustix, no allocation, no locks) on data
-        // prepared before the fork; the two descriptors stay open in `self`
-        // until the command has been spawned. unshare(CLONE_NEWNS) is not
-        // the CLONE_FILES case that makes unshare_unsafe unsafe.
-        unsafe {
-            cmd.pre_exec(move || {
-                use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags};
-                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
-                // Nothing mounted here may propagate back to the host.
-                rustix::mount::mount_change(
-                    c"/",
-                    MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-                )?;
-                rustix::mount::mount(
-                    c"tmpfs",
-                    c"/tmp",
-                    c"tmpfs",
-                    MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                    c"mode=0755,size=64k",
-                )?;
-                let dir_mode = Mode::from_raw_mode(0o755);
-                for (tree, stage) in [(overlay_tree, &stage_overlay), (work_tree, &stage_work)] {
-                    rustix::fs::mkdirat(CWD, stage.as_c_str(), dir_mode)?;
-                    rustix::mount::move_mount(
-                        BorrowedFd::borrow_raw(tree),
-                        c"",
-                        CWD,
-                        stage.as_c_str(),
-                        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-                    )?;
-                }
-                // Groups first: after the uid change it is no longer allowed.
-                rustix::thread::set_thread_groups(&[])?;
-                rustix::thread::set_thread_res_gid(gid, gid, gid)?;
-                rustix::thread::set_thread_res_uid(uid, uid, uid)?;
-                Ok(())
-            });
-        }
-    }
+    #[error(transparent)]
+    Tree(#[from] TreeError),
 }
 
 /// Runs a blocking filesystem walk off the async workers.
@@ -491,7 +82,7 @@ async fn blocking<T: Send + 'static>(
 /// The `what` failure of `path`, for std's errors.
 fn std_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
     let path = path.to_path_buf();
-    move |source| BuildError::Io { what, path, source }
+    move |source| BuildError::Tree(TreeError::Io { what, path, source })
 }
 
 /// Runs the `overlay-build` job.
@@ -572,7 +163,7 @@ pub async fn run(
         ))
         .await?;
         let d = dir.clone();
-        blocking(move || chown_tree(&d, o.uid, o.gid))
+        blocking(move || Ok(chown_tree(&d, o.uid, o.gid)?))
             .await
             .map_err(|e| {
                 JobFailure::msg(format!(
@@ -649,7 +240,7 @@ pub async fn run(
     // files too.
     let d = dir.clone();
     let give_back = owner.filter(|o| o.return_to_root).map(|_| (0, 0));
-    let walk = blocking(move || clear_setid_tree(&d, give_back)).await;
+    let walk = blocking(move || Ok(clear_setid_tree(&d, give_back)?)).await;
     match (result, walk) {
         (Ok(()), Ok(report)) => {
             ctx.say(setid_line(report)).await?;
@@ -820,164 +411,6 @@ async fn run_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bwrap_argv_isolates() {
-        let files = LocalBuildFiles {
-            script: "/r/tmp/x/script.sh".into(),
-            passwd: "/r/tmp/x/passwd".into(),
-            group: "/r/tmp/x/group".into(),
-        };
-        let a = bwrap_args(Path::new("/r/overlays/7"), &files);
-        let joined = a.join(" ");
-        for needed in [
-            "--unshare-all",
-            "--unshare-user",
-            "--die-with-parent",
-            "--new-session",
-            "--clearenv",
-            "--cap-drop ALL",
-            "--ro-bind /usr /usr",
-            "--proc /proc",
-            "--dev /dev",
-            "--tmpfs /tmp",
-            "--bind /r/overlays/7 /overlay",
-            "--ro-bind /r/tmp/x/script.sh /build/script.sh",
-            "--chdir /overlay",
-            "--setenv HOME /tmp",
-        ] {
-            assert!(joined.contains(needed), "missing {needed}: {joined}");
-        }
-        assert!(!joined.contains("--share-net"));
-        // The only writable bind is the overlay.
-        assert_eq!(a.iter().filter(|s| *s == "--bind").count(), 1);
-        assert_eq!(a.last().map(String::as_str), Some("/build/script.sh"));
-    }
-
-    fn mode_of(p: &Path) -> u32 {
-        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
-    }
-
-    #[test]
-    fn setid_walk_clears_files_and_dirs_and_never_follows_links() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let outside = d.path().join("outside");
-        std::fs::write(&outside, "x").unwrap();
-        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o6755)).unwrap();
-        let ov = d.path().join("ov");
-        std::fs::create_dir_all(ov.join("a/b")).unwrap();
-        for (path, mode) in [
-            (ov.join("a/suid"), 0o4755),
-            (ov.join("a/b/sgid"), 0o2711),
-            (ov.join("plain"), 0o644),
-        ] {
-            std::fs::write(&path, "x").unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        std::fs::set_permissions(ov.join("a/b"), std::fs::Permissions::from_mode(0o2775)).unwrap();
-        std::os::unix::fs::symlink(&outside, ov.join("a/link")).unwrap();
-        std::os::unix::fs::symlink(d.path(), ov.join("dirlink")).unwrap();
-
-        let r = clear_setid_tree(&ov, None).unwrap();
-        // ov, a, a/b, a/suid, a/b/sgid, plain, a/link, dirlink
-        assert_eq!(
-            r,
-            TreeReport {
-                entries: 8,
-                cleared: 3
-            }
-        );
-        assert_eq!(mode_of(&ov.join("a/suid")), 0o755);
-        assert_eq!(mode_of(&ov.join("a/b/sgid")), 0o711);
-        assert_eq!(mode_of(&ov.join("a/b")), 0o775);
-        assert_eq!(mode_of(&ov.join("plain")), 0o644);
-        assert_eq!(
-            mode_of(&outside),
-            0o6755,
-            "a symlink's target is not touched"
-        );
-        assert_eq!(clear_setid_tree(&ov, None).unwrap().cleared, 0);
-        // The top itself must be a directory, never a link to one.
-        assert!(clear_setid_tree(&ov.join("dirlink"), None).is_err());
-    }
-
-    #[test]
-    fn walks_refuse_trees_deeper_than_the_limit() {
-        let d = tempfile::tempdir().unwrap();
-        let mut deep = d.path().join("ov");
-        for _ in 0..MAX_TREE_DEPTH {
-            deep.push("d");
-        }
-        std::fs::create_dir_all(&deep).unwrap();
-        assert!(clear_setid_tree(&d.path().join("ov"), None).is_ok());
-        std::fs::create_dir(deep.join("d")).unwrap();
-        let e = clear_setid_tree(&d.path().join("ov"), None).unwrap_err();
-        assert!(matches!(e, BuildError::TooDeep { .. }), "{e}");
-        assert!(e.to_string().contains("clean build"), "{e}");
-    }
-
-    #[test]
-    fn root_builds_run_as_the_data_roots_owner_or_nobody() {
-        assert_eq!(
-            BuildOwner::for_data_root(0, 0),
-            BuildOwner {
-                uid: NOBODY,
-                gid: NOBODY,
-                return_to_root: true
-            }
-        );
-        assert_eq!(
-            BuildOwner::for_data_root(981, 982),
-            BuildOwner {
-                uid: 981,
-                gid: 982,
-                return_to_root: false
-            }
-        );
-        assert_eq!(BuildOwner::for_data_root(981, 0).gid, NOBODY);
-        // Unprivileged, bubblewrap simply runs as this user.
-        if !rustix::process::geteuid().is_root() {
-            assert_eq!(build_owner(Path::new("/")).unwrap(), None);
-        }
-    }
-
-    #[test]
-    fn chown_walk_changes_links_not_their_targets() {
-        if !rustix::process::geteuid().is_root() {
-            // Only root may give files away; the overlays tests cover the rest.
-            return;
-        }
-        let d = tempfile::tempdir().unwrap();
-        let outside = d.path().join("outside");
-        std::fs::write(&outside, "x").unwrap();
-        let ov = d.path().join("ov");
-        std::fs::create_dir_all(ov.join("sub")).unwrap();
-        std::fs::write(ov.join("sub/f"), "x").unwrap();
-        std::os::unix::fs::symlink(&outside, ov.join("link")).unwrap();
-        assert_eq!(chown_tree(&ov, 4242, 4343).unwrap(), 4);
-        for p in [
-            ov.clone(),
-            ov.join("sub"),
-            ov.join("sub/f"),
-            ov.join("link"),
-        ] {
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            assert_eq!((m.uid(), m.gid()), (4242, 4343), "{}", p.display());
-        }
-        let m = std::fs::metadata(&outside).unwrap();
-        assert_eq!(
-            (m.uid(), m.gid()),
-            (0, 0),
-            "the link's target keeps its owner"
-        );
-        let r = clear_setid_tree(&ov, Some((0, 0))).unwrap();
-        assert_eq!(r.entries, 4);
-        assert_eq!(
-            std::fs::symlink_metadata(ov.join("sub/f")).unwrap().uid(),
-            0
-        );
-    }
 
     #[test]
     fn clean_prepare_removes_entries_without_following_links() {

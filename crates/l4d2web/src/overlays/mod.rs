@@ -5,7 +5,8 @@
 //! - [`model`]: rows, validation, create/edit/delete, who may see and edit
 //!   what;
 //! - [`build`]: script builds (bubblewrap locally, the root sandbox helper
-//!   on systemd hosts);
+//!   on systemd hosts); `sandbox`: the local build's sandbox; `tree`:
+//!   walks over an overlay's files that never follow a symlink;
 //! - [`workshop`]: workshop resolution, cache sync and addon links;
 //! - [`ready`]: whether an overlay can be mounted now;
 //! - [`files`]: the file browser (kernel-enforced path resolution);
@@ -15,7 +16,9 @@ pub mod build;
 pub mod files;
 mod model;
 mod ready;
+mod sandbox;
 pub mod seed;
+mod tree;
 pub mod workshop;
 
 pub use model::{
@@ -24,3 +27,4 @@ pub use model::{
     OverlayInput, MAX_DESCRIPTION, MAX_NAME, MAX_SCRIPT_BYTES, MAX_WORKSHOP_REFS,
 };
 pub use ready::{check_ready, NotReady};
+pub use sandbox::find_bwrap;

@@ -22,6 +22,7 @@ pub mod status;
 pub use actions::{run_action, ActionEnv};
 pub use model::{
     converge_action, create_server, find_owned, find_owned_rcon, list_all, list_owned, lock_key,
-    record_request, subject, switch_blueprint, using_blueprint, validate_name, Action, CreateError,
-    DesiredState, NameError, RconTarget, ServerRow, SwitchError,
+    log_secrets, record_request, running_targets, subject, switch_blueprint, using_blueprint,
+    validate_name, Action, CreateError, DesiredState, NameError, RconTarget, ServerRow,
+    SwitchError,
 };

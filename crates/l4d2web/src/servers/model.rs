@@ -375,6 +375,22 @@ pub async fn find_owned_rcon(
     .await
 }
 
+/// The RCON targets of every server meant to be running (the live poller).
+pub async fn running_targets(pool: &SqlitePool) -> Result<Vec<RconTarget>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, port, rcon_password FROM servers WHERE desired_state = 'running'",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Every server's id and `sv_logsecret` (the log listener's keys).
+pub async fn log_secrets(pool: &SqlitePool) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, log_secret FROM servers")
+        .fetch_all(pool)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,19 @@
+//! Who is asking: server-side sessions, CSRF and login tokens, and login
+//! rate limits.
+//!
+//! - [`session`]: session rows (user, CSRF token, flash message);
+//! - [`token`]: token comparison and the login form's stateless token;
+//! - [`limiter`]: login attempt limits per client and per username.
+
+mod limiter;
+mod session;
+mod token;
+
+pub use limiter::{LoginLimiter, RetryAfter, LOGIN_SLOWDOWN_STEP, MAX_LOGIN_SLOWDOWN};
+pub use session::{
+    clear_flash, create_session, delete_session, load_session, purge_expired, set_flash, Session,
+    ANON_TTL_SECS, SESSION_COOKIE, SESSION_TTL_SECS,
+};
+pub use token::{
+    issue_login_token, login_token_valid, tokens_match, LoginTokenError, LOGIN_TOKEN_TTL_SECS,
+};

@@ -1,0 +1,162 @@
+//! Game events from the UDP log listener: attributed lines become panel
+//! events, and the listener always knows every server's secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use source_proto::hllog::{LogEvent, PlayerTag};
+use source_proto::listener::{LogListener, ServerLogEvent};
+use sqlx::SqlitePool;
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Board, LiveEvent, LiveUpdate};
+use crate::servers;
+
+/// Recent events kept per server for newly opened pages.
+const RECENT_EVENTS: usize = 50;
+/// How often log secrets are re-read from the database.
+const SECRET_SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Feeds one attributed log event into its server's state and tells the
+/// server's viewers.
+pub(super) fn ingest(board: &Board, ev: &ServerLogEvent) {
+    let Some(live_event) = to_live_event(ev) else {
+        return;
+    };
+    let panel_changed = board.update(ev.server_key, |state| {
+        let mut changed = false;
+        if let LogEvent::MapStarted { map } | LogEvent::MapLoading { map } = &ev.event {
+            if state.map.as_deref() != Some(map.as_str()) {
+                state.map = Some(map.clone());
+                changed = true;
+            }
+        }
+        state.events.push_front(live_event.clone());
+        state.events.truncate(RECENT_EVENTS);
+        state.updated_at = Some(crate::db::now_text());
+        changed
+    });
+    if matches!(
+        ev.event,
+        LogEvent::Connected { .. } | LogEvent::Disconnected { .. } | LogEvent::Entered { .. }
+    ) {
+        board.repoll.notify_one();
+    }
+    board.publish(ev.server_key, LiveUpdate::Event(Arc::new(live_event)));
+    if panel_changed {
+        board.publish(ev.server_key, LiveUpdate::Panel);
+    }
+}
+
+/// Turns every attributed log line into panel state and events.
+pub(super) async fn pump(
+    board: Arc<Board>,
+    mut events: broadcast::Receiver<ServerLogEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(ev) => ingest(&board, &ev),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "live panel fell behind the log listener")
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Keeps the listener's secret → server map equal to the `servers` table:
+/// every few seconds, and at once when `resync` is notified.
+pub(super) async fn sync_secrets(
+    pool: SqlitePool,
+    listener: LogListener,
+    resync: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut known: HashMap<String, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(SECRET_SYNC_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = resync.notified() => {}
+        }
+        let rows = match servers::log_secrets(&pool).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read log secrets");
+                continue;
+            }
+        };
+        let wanted: HashMap<String, i64> = rows.into_iter().map(|(id, s)| (s, id)).collect();
+        for (secret, id) in &known {
+            if wanted.get(secret) != Some(id) {
+                listener.unregister(secret);
+            }
+        }
+        for (secret, id) in &wanted {
+            if known.get(secret) != Some(id) {
+                if let Err(e) = listener.register(secret.clone(), *id) {
+                    tracing::warn!(server = id, error = %e, "cannot register a log secret");
+                }
+            }
+        }
+        known = wanted;
+    }
+}
+
+fn who(p: &PlayerTag) -> String {
+    if p.steam_id.starts_with("STEAM_") || p.steam_id.starts_with("[U:") {
+        format!("{} ({})", p.name, p.steam_id)
+    } else {
+        p.name.clone()
+    }
+}
+
+/// The panel's view of a log event; None for lines the panel ignores.
+fn to_live_event(ev: &ServerLogEvent) -> Option<LiveEvent> {
+    let (kind, text) = match &ev.event {
+        LogEvent::Connected { player, .. } => ("connect", format!("{} connected", who(player))),
+        LogEvent::Entered { player } => ("connect", format!("{} entered the game", player.name)),
+        LogEvent::Disconnected { player, reason } => (
+            "disconnect",
+            if reason.is_empty() {
+                format!("{} disconnected", who(player))
+            } else {
+                format!("{} disconnected ({reason})", who(player))
+            },
+        ),
+        LogEvent::TeamChange { player, team } => {
+            ("team", format!("{} joined team {team}", player.name))
+        }
+        LogEvent::Say {
+            player,
+            team_only,
+            text,
+        } => (
+            "chat",
+            format!(
+                "{}{}: {text}",
+                player.name,
+                if *team_only { " (team)" } else { "" }
+            ),
+        ),
+        LogEvent::MapLoading { map } => ("map", format!("loading map {map}")),
+        LogEvent::MapStarted { map } => ("map", format!("map {map} started")),
+        LogEvent::Other(_) => return None,
+    };
+    Some(LiveEvent {
+        time: format!(
+            "{:02}:{:02}:{:02}",
+            ev.time.hour, ev.time.minute, ev.time.second
+        ),
+        kind,
+        text,
+    })
+}

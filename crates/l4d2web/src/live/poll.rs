@@ -1,0 +1,241 @@
+//! The poller: every server meant to be running is asked for A2S_INFO
+//! (map, player count for the dashboard) and, while someone watches its
+//! page, for RCON `status` (names, Steam ids, ping, time), the players
+//! enriched with Steam persona names and avatars.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use source_proto::a2s::A2sError;
+use source_proto::rcon::RconSession;
+use sqlx::SqlitePool;
+use steam_api::{PlayerSummary, ProfileCache};
+use tokio_util::sync::CancellationToken;
+
+use super::ownership::{self, NotOwned};
+use super::state::{Board, LivePlayer, LiveUpdate};
+use crate::l4d2ctl::{HostClient, HostError};
+use crate::servers::{self, RconTarget};
+
+/// How often running servers are polled.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const RCON_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the poller does not send a server its RCON password this time.
+#[derive(Debug, thiserror::Error)]
+enum RconRefused {
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
+    #[error("cannot check who holds port {port}: {error}")]
+    Unchecked { port: i64, error: HostError },
+    #[error("who holds the port is checked on the next poll")]
+    NotYet,
+}
+
+/// Why a poll of one server failed (shown on its panel).
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("not answering queries: {0}")]
+    Query(#[from] A2sError),
+}
+
+pub(super) struct Poller {
+    pub(super) board: Arc<Board>,
+    pub(super) pool: SqlitePool,
+    pub(super) host: HostClient,
+    pub(super) profiles: ProfileCache,
+}
+
+/// One RCON session per server, with the password it was opened with.
+type Sessions = HashMap<i64, (String, RconSession)>;
+
+impl Poller {
+    /// Polls until `shutdown`, early when the board asks for it.
+    pub(super) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut sessions = Sessions::new();
+        loop {
+            if let Err(e) = self.poll_once(&mut sessions).await {
+                tracing::warn!(error = %e, "live poll failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = self.board.repoll.notified() => {
+                    // Coalesce bursts (a map change disconnects everyone).
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Polls every server meant to be running, concurrently.
+    async fn poll_once(&self, sessions: &mut Sessions) -> Result<(), sqlx::Error> {
+        let targets = servers::running_targets(&self.pool).await?;
+        sessions.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        // RCON (with the password) only goes to ports that belong to their
+        // servers: one host query per poll, and only when someone watches.
+        let any_watched = targets.iter().any(|t| self.board.watched(t.id));
+        let states = if any_watched {
+            Some(self.host.list().await)
+        } else {
+            None
+        };
+        let mut polls = Vec::new();
+        for RconTarget {
+            id,
+            name,
+            port,
+            rcon_password,
+        } in targets
+        {
+            let Ok(game_port) = u16::try_from(port) else {
+                continue;
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], game_port));
+            let rcon_check = self.board.watched(id).then(|| match &states {
+                Some(Ok(states)) => {
+                    ownership::check(game_port, states.get(&name)).map_err(RconRefused::from)
+                }
+                Some(Err(e)) => Err(RconRefused::Unchecked {
+                    port,
+                    error: e.clone(),
+                }),
+                // Watched only since this poll began.
+                None => Err(RconRefused::NotYet),
+            });
+            // A session per server, replaced when the password changed.
+            let mut session = match sessions.remove(&id) {
+                Some((pw, s)) if pw == rcon_password => (pw, s),
+                _ => {
+                    let s = RconSession::new(addr, rcon_password.clone(), RCON_TIMEOUT);
+                    (rcon_password, s)
+                }
+            };
+            polls.push(async move {
+                let outcome = poll_server(addr, rcon_check, &mut session.1).await;
+                (id, outcome, session)
+            });
+        }
+        let results = futures_util::future::join_all(polls).await;
+        for (id, outcome, session) in results {
+            sessions.insert(id, session);
+            let profiles = match &outcome {
+                Ok(Polled {
+                    players: Some(players),
+                    ..
+                }) => {
+                    let ids: Vec<u64> = players.iter().filter_map(|p| p.steam_id64).collect();
+                    self.profiles.get_many(&ids).await
+                }
+                _ => HashMap::new(),
+            };
+            let changed = self.board.update(id, |state| {
+                let before = (
+                    state.map.clone(),
+                    state.player_count,
+                    state.players.clone(),
+                    state.error.clone(),
+                );
+                match outcome {
+                    Ok(polled) => {
+                        state.error = polled.rcon_error;
+                        state.map = Some(polled.map);
+                        state.hostname = Some(polled.hostname);
+                        state.player_count = Some(polled.count);
+                        if let Some(players) = polled.players {
+                            state.players = enrich(players, &profiles);
+                        }
+                    }
+                    Err(e) => {
+                        state.error = Some(e.to_string());
+                        state.player_count = None;
+                        state.players.clear();
+                    }
+                }
+                let after = (
+                    state.map.clone(),
+                    state.player_count,
+                    state.players.clone(),
+                    state.error.clone(),
+                );
+                if before != after {
+                    state.updated_at = Some(crate::db::now_text());
+                }
+                before != after
+            });
+            if changed {
+                self.board.publish(id, LiveUpdate::Panel);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Polled {
+    hostname: String,
+    map: String,
+    count: (u32, u32),
+    /// From RCON `status`, when watched and it worked.
+    players: Option<Vec<source_proto::status::StatusPlayer>>,
+    rcon_error: Option<String>,
+}
+
+/// A2S always; RCON `status` when watched (`rcon` is Some) and the port's
+/// ownership check passed.
+async fn poll_server(
+    addr: SocketAddr,
+    rcon_check: Option<Result<(), RconRefused>>,
+    rcon: &mut RconSession,
+) -> Result<Polled, PollError> {
+    let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT).await?;
+    let mut polled = Polled {
+        hostname: info.name,
+        map: info.map,
+        count: (u32::from(info.players), u32::from(info.max_players)),
+        players: None,
+        rcon_error: None,
+    };
+    match rcon_check {
+        None => {}
+        Some(Err(refused)) => polled.rcon_error = Some(format!("RCON: {refused}")),
+        Some(Ok(())) => match rcon.exec("status").await {
+            Ok(text) => match source_proto::status::parse_status(&text) {
+                Ok(status) => polled.players = Some(status.players),
+                Err(e) => polled.rcon_error = Some(format!("unreadable RCON status: {e}")),
+            },
+            Err(e) => polled.rcon_error = Some(format!("RCON: {e}")),
+        },
+    }
+    Ok(polled)
+}
+
+fn enrich(
+    players: Vec<source_proto::status::StatusPlayer>,
+    profiles: &HashMap<u64, PlayerSummary>,
+) -> Vec<LivePlayer> {
+    players
+        .into_iter()
+        .map(|p| {
+            let profile = p.steam_id64.and_then(|id| profiles.get(&id));
+            LivePlayer {
+                name: profile
+                    .map(|s| s.persona_name.clone())
+                    .unwrap_or_else(|| p.name.clone()),
+                in_game_name: p.name,
+                steam_id: p.unique_id,
+                steam_id64: p.steam_id64,
+                ping: p.ping,
+                connected_secs: p.connected_secs,
+                is_bot: p.is_bot,
+                // steam-api keeps only https URLs on Steam's hosts (the
+                // avatar ones are exactly the CSP's img-src); None renders
+                // the placeholder avatar and no link.
+                avatar_url: profile.and_then(|s| s.avatar_url.clone()),
+                profile_url: profile.and_then(|s| s.profile_url.clone()),
+            }
+        })
+        .collect()
+}

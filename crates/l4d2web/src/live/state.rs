@@ -1,0 +1,149 @@
+//! What is known about every server right now, and who is watching:
+//! the board the poller and the log listener write and viewers read.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::fanout::{Fanout, Subscription};
+
+/// Updates a slow viewer may fall behind before it re-renders the panel.
+const VIEWER_LAG: usize = 1024;
+
+/// A viewer of one server's live panel.
+pub type LiveSubscription = Subscription<i64, LiveUpdate>;
+
+/// One player as the panel shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivePlayer {
+    /// Steam persona name when known, else the in-game name.
+    pub name: String,
+    pub in_game_name: String,
+    /// As the server printed it (`STEAM_1:0:N`, `BOT`, ...).
+    pub steam_id: String,
+    pub steam_id64: Option<u64>,
+    pub ping: Option<u32>,
+    pub connected_secs: Option<u64>,
+    pub is_bot: bool,
+    /// Steam avatar (64×64), or None for the placeholder. Validated by
+    /// [`steam_api::urls::avatar_url`].
+    pub avatar_url: Option<String>,
+    /// Validated by [`steam_api::urls::profile_url`].
+    pub profile_url: Option<String>,
+}
+
+impl LivePlayer {
+    /// `m:ss` or `h:mm:ss`.
+    pub fn connected(&self) -> String {
+        match self.connected_secs {
+            None => String::new(),
+            Some(s) if s >= 3600 => format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+            Some(s) => format!("{}:{:02}", s / 60, s % 60),
+        }
+    }
+}
+
+/// One game event for the panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEvent {
+    /// `HH:MM:SS` from the log line.
+    pub time: String,
+    /// connect, disconnect, team, chat, map.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// What is known about one server right now.
+#[derive(Debug, Clone, Default)]
+pub struct LiveState {
+    pub map: Option<String>,
+    pub hostname: Option<String>,
+    /// Humans + bots as A2S counts them, and the slot limit.
+    pub player_count: Option<(u32, u32)>,
+    /// From RCON `status`; only refreshed while someone watches.
+    pub players: Vec<LivePlayer>,
+    pub events: VecDeque<LiveEvent>,
+    /// Why the last poll failed (server down, wrong RCON password, ...).
+    pub error: Option<String>,
+    /// When the state last changed (RFC 3339, UTC).
+    pub updated_at: Option<String>,
+}
+
+/// What viewers of one server are told.
+#[derive(Debug, Clone)]
+pub enum LiveUpdate {
+    /// Map, players or error changed: re-render the panel.
+    Panel,
+    /// A new game event.
+    Event(Arc<LiveEvent>),
+}
+
+/// The live state of every server and its viewers.
+pub(super) struct Board {
+    servers: Mutex<HashMap<i64, Arc<Mutex<LiveState>>>>,
+    /// Panel updates, by server id; a server has a topic while watched.
+    updates: Fanout<i64, LiveUpdate>,
+    /// Woken when a poll should come early (a viewer arrived, a player
+    /// connected or left).
+    pub(super) repoll: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Board {
+    pub(super) fn new() -> Self {
+        Board {
+            servers: Mutex::new(HashMap::new()),
+            updates: Fanout::new(VIEWER_LAG, 0),
+            repoll: Notify::new(),
+        }
+    }
+
+    fn server(&self, id: i64) -> Arc<Mutex<LiveState>> {
+        lock(&self.servers).entry(id).or_default().clone()
+    }
+
+    /// Changes server `id`'s state with `f`, which says whether anything
+    /// changed.
+    pub(super) fn update(&self, id: i64, f: impl FnOnce(&mut LiveState) -> bool) -> bool {
+        let server = self.server(id);
+        let mut state = lock(&server);
+        f(&mut state)
+    }
+
+    pub(super) fn snapshot(&self, id: i64) -> LiveState {
+        lock(&self.server(id)).clone()
+    }
+
+    pub(super) fn player_counts(&self) -> HashMap<i64, (u32, u32)> {
+        lock(&self.servers)
+            .iter()
+            .filter_map(|(id, s)| lock(s).player_count.map(|c| (*id, c)))
+            .collect()
+    }
+
+    pub(super) fn watch(&self, id: i64) -> LiveSubscription {
+        let sub = self.updates.subscribe(id);
+        if sub.first {
+            // The first viewer should not wait a whole poll interval.
+            self.repoll.notify_one();
+        }
+        sub
+    }
+
+    pub(super) fn watched(&self, id: i64) -> bool {
+        self.updates.is_open(&id)
+    }
+
+    pub(super) fn publish(&self, id: i64, update: LiveUpdate) {
+        self.updates.publish(&id, update);
+    }
+
+    pub(super) fn forget(&self, id: i64) {
+        lock(&self.servers).remove(&id);
+    }
+}
