@@ -8,7 +8,9 @@
 //! measures the web side's fan-out, not the game install.
 //!
 //! `cargo bench -p l4d2web --bench sse_viewers`; VIEWERS=n to change the
-//! target (default 10000).
+//! target (default 10000). Viewers ask for `text/event-stream` as a
+//! browser's EventSource does; BROWSER_ACCEPT=0 leaves the header out (the
+//! request is then served by hyper's general path).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -125,13 +127,16 @@ async fn viewer(
     addr: String,
     path: String,
     cookie: String,
+    accept: &'static str,
     connected: Arc<AtomicUsize>,
     lines: Arc<AtomicUsize>,
 ) -> Result<(), String> {
     let mut s = TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: left4me_session={cookie}\r\nAccept: text/event-stream\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: left4me_session={cookie}\r\n{accept}\r\n"
+    );
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
@@ -184,8 +189,19 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    let accept = match std::env::var("BROWSER_ACCEPT").as_deref() {
+        Ok("0") => "",
+        _ => "Accept: text/event-stream\r\n",
+    };
     let limit = raise_nofile(65_536);
-    println!("sse_viewers: target {target} viewers, RLIMIT_NOFILE {limit}");
+    println!(
+        "sse_viewers: target {target} viewers ({}), RLIMIT_NOFILE {limit}",
+        if accept.is_empty() {
+            "no Accept header"
+        } else {
+            "Accept: text/event-stream"
+        }
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let ctl = root.join("ticker-l4d2ctl");
@@ -280,7 +296,7 @@ async fn main() {
             errors.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = viewer(a, p, ck, cn, ln).await {
+            if let Err(e) = viewer(a, p, ck, accept, cn, ln).await {
                 er.lock().unwrap().push(e);
             }
         }));

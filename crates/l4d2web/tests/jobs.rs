@@ -18,13 +18,16 @@ struct SseEvent {
 }
 
 /// Reads an SSE stream until the `end` event (or the stream closes).
-async fn read_sse(base: String, cookie: String, path: String) -> Vec<SseEvent> {
-    let res = reqwest::Client::new()
+/// `as_browser`: send `Accept: text/event-stream` like EventSource does
+/// (the server's lean event-stream path); without it hyper serves it.
+async fn read_sse(base: String, cookie: String, path: String, as_browser: bool) -> Vec<SseEvent> {
+    let mut req = reqwest::Client::new()
         .get(format!("{base}{path}"))
-        .header("cookie", format!("left4me_session={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .header("cookie", format!("left4me_session={cookie}"));
+    if as_browser {
+        req = req.header("accept", "text/event-stream");
+    }
+    let res = req.send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let mut stream = res.bytes_stream();
@@ -101,13 +104,14 @@ async fn job_log_streams_live_to_several_viewers() {
         .parse()
         .unwrap();
     let path = format!("/jobs/{id}/stream");
-    // Viewers joining at different times: right away, mid-run, mid-run.
+    // Viewers joining at different times: right away, mid-run, mid-run;
+    // like a browser and not.
     let mut viewers = Vec::new();
-    for delay_ms in [0u64, 0, 700, 1500] {
+    for (delay_ms, as_browser) in [(0u64, true), (0, false), (700, true), (1500, false)] {
         let (b, c, p) = (s.base.clone(), cookie.clone(), path.clone());
         viewers.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            read_sse(b, c, p).await
+            read_sse(b, c, p, as_browser).await
         }));
     }
     // The job page of a running job subscribes over SSE.
@@ -139,12 +143,15 @@ async fn job_log_streams_live_to_several_viewers() {
         assert!(last.data.contains("succeeded"));
     }
     // A viewer of a finished job gets the log and the end at once.
-    let late = read_sse(s.base.clone(), cookie.clone(), path.clone()).await;
-    assert_eq!(line_texts(&late), db_lines);
+    for as_browser in [true, false] {
+        let late = read_sse(s.base.clone(), cookie.clone(), path.clone(), as_browser).await;
+        assert_eq!(line_texts(&late), db_lines);
+    }
     // A reconnect with Last-Event-ID resumes after that line.
     let res = reqwest::Client::new()
         .get(format!("{}{path}", s.base))
         .header("cookie", format!("left4me_session={cookie}"))
+        .header("accept", "text/event-stream")
         .header("last-event-id", "3")
         .send()
         .await

@@ -345,9 +345,12 @@ pub struct SseStream {
 
 impl SseStream {
     /// Opens `path` with the session cookie of `client`; asserts 200 + SSE.
+    /// Opens `path` as a browser's EventSource does (`Accept:
+    /// text/event-stream`).
     pub async fn open(client: &Client, path: &str) -> SseStream {
         let res = reqwest::Client::new()
             .get(format!("{}{path}", client.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(
                 COOKIE,
                 format!(
