@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the web app (settings come from the environment, listed below).
+    /// Serve the web app (its settings come from the environment: see `left4me serve --help`).
     #[command(after_help = config::help_table())]
     Serve,
     /// One-command demo: local data dir, simulated install, generated admin.
