@@ -1,14 +1,12 @@
 //! `WorkshopCache::sync` against a local file server: atomic writes, size checks, bounded parallelism.
 
-mod common;
-
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::*;
 use steam_api::{resolve, SteamApi, WorkshopCache, WorkshopItem};
+use test_support::steam::*;
 
 const MAX: u64 = 10 * 1024 * 1024;
 

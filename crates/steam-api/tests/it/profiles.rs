@@ -1,11 +1,9 @@
 //! `player_summaries` and `ProfileCache` against the recorded `GetPlayerSummaries` response.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use steam_api::{ProfileCache, SteamApi, SteamError};
+use test_support::steam::*;
 
 fn api(sim: &SteamSim, key: Option<&str>) -> SteamApi {
     SteamApi::new(

@@ -1,11 +1,9 @@
 //! `SteamApi` + `resolve` against a local server answering with recorded Steam responses.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use steam_api::{resolve, ProblemKind, SteamApi, SteamError, MAX_COLLECTION_DEPTH};
+use test_support::steam::*;
 
 fn api(sim: &SteamSim) -> SteamApi {
     SteamApi::new(
