@@ -1,8 +1,6 @@
 //! source-proto's clients against the real srcds-sim process over real
 //! sockets: RCON, `status`, A2S and the HL log listener.
 
-mod common;
-use common::*;
 use source_proto::a2s;
 use source_proto::hllog::LogEvent;
 use source_proto::listener::{LogListener, ServerLogEvent};
@@ -11,9 +9,22 @@ use source_proto::status::parse_status;
 use source_proto::steamid;
 use std::net::SocketAddr;
 use std::time::Duration;
+use test_support::free_port;
+use test_support::sim::{sims_built, Root, Sim};
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(5);
+
+const PASSWORD: &str = "pr0to-s3cret";
+
+/// The simulator without player churn: `srcds_run ... -sim_churn 0 <extra>`.
+fn start_sim(install: &Root, extra: &[&str]) -> Sim {
+    let args: Vec<&str> = ["-sim_churn", "0"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    Sim::start(install, &args)
+}
 
 fn plain_cfg() -> String {
     format!("hostname \"Proto Test Server\"\nrcon_password {PASSWORD}\nsv_maxplayers 8\n")
@@ -24,8 +35,8 @@ async fn rcon_auth_ok_and_wrong_password() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&plain_cfg());
-    let sim = Sim::start(&install, &["+map", "c1m1_hotel", "-sim_players", "0"]);
+    let install = Root::installed(&plain_cfg());
+    let sim = start_sim(&install, &["+map", "c1m1_hotel", "-sim_players", "0"]);
 
     let mut client = RconClient::connect(sim.addr(), PASSWORD, T).await.unwrap();
     let out = client.exec("echo hello rcon").await.unwrap();
@@ -54,8 +65,8 @@ async fn status_parsed_and_matches_a2s_player() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&plain_cfg());
-    let sim = Sim::start(&install, &["+map", "c2m1_highway", "-sim_players", "3"]);
+    let install = Root::installed(&plain_cfg());
+    let sim = start_sim(&install, &["+map", "c2m1_highway", "-sim_players", "3"]);
     let mut client = RconClient::connect(sim.addr(), PASSWORD, T).await.unwrap();
     let joined = client.exec("sim_join Name With Spaces ünï").await.unwrap();
     assert!(joined.starts_with("sim_join: userid "), "{joined}");
@@ -99,8 +110,8 @@ async fn multi_packet_responses_and_cap() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&plain_cfg());
-    let sim = Sim::start(&install, &["+map", "c1m1_hotel", "-sim_players", "0"]);
+    let install = Root::installed(&plain_cfg());
+    let sim = start_sim(&install, &["+map", "c1m1_hotel", "-sim_players", "0"]);
     let mut client = RconClient::connect(sim.addr(), PASSWORD, T).await.unwrap();
     let out = client.exec("sim_long 3000").await.unwrap();
     assert!(
@@ -137,8 +148,8 @@ async fn session_reconnects_after_server_restart() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&plain_cfg());
-    let mut sim = Sim::start(&install, &["+map", "c1m1_hotel", "-sim_players", "1"]);
+    let install = Root::installed(&plain_cfg());
+    let mut sim = start_sim(&install, &["+map", "c1m1_hotel", "-sim_players", "1"]);
     let mut session = RconSession::new(sim.addr(), PASSWORD, T);
     assert!(
         !format!("{session:?}").contains(PASSWORD),
@@ -162,8 +173,8 @@ async fn a2s_info_reports_hostname_and_map() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&plain_cfg());
-    let sim = Sim::start(&install, &["+map", "c1m2_streets", "-sim_players", "2"]);
+    let install = Root::installed(&plain_cfg());
+    let sim = start_sim(&install, &["+map", "c1m2_streets", "-sim_players", "2"]);
     let info = a2s::query_info(sim.addr(), T).await.unwrap();
     assert_eq!(info.name, "Proto Test Server");
     assert_eq!(info.map, "c1m2_streets");
@@ -214,8 +225,8 @@ async fn log_listener_attributes_sim_events_by_secret() {
     if !sims_built() {
         return;
     }
-    let install = Install::new(&format!("{}sv_logsecret 4242\nlog on\n", plain_cfg()));
-    let sim = Sim::start(
+    let install = Root::installed(&format!("{}sv_logsecret 4242\nlog on\n", plain_cfg()));
+    let sim = start_sim(
         &install,
         &[
             "+map",
@@ -332,9 +343,9 @@ async fn log_lines_without_or_with_unknown_secret_are_dropped_and_counted() {
         return;
     }
     // Server A: no sv_logsecret ('R' packets). Server B: a secret nobody registered.
-    let install_a = Install::new(&format!("{}log on\n", plain_cfg()));
-    let install_b = Install::new(&format!("{}sv_logsecret 999\nlog on\n", plain_cfg()));
-    let sim_a = Sim::start(
+    let install_a = Root::installed(&format!("{}log on\n", plain_cfg()));
+    let install_b = Root::installed(&format!("{}sv_logsecret 999\nlog on\n", plain_cfg()));
+    let sim_a = start_sim(
         &install_a,
         &[
             "+map",
@@ -344,7 +355,7 @@ async fn log_lines_without_or_with_unknown_secret_are_dropped_and_counted() {
             "-sim_log_loopback",
         ],
     );
-    let sim_b = Sim::start(
+    let sim_b = start_sim(
         &install_b,
         &[
             "+map",
