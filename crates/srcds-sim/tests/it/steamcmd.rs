@@ -1,7 +1,6 @@
 //! steamcmd-sim run as a real process, exactly as `l4d2ctl install` calls it.
 
-mod common;
-use common::*;
+use crate::util::*;
 use std::os::unix::fs::PermissionsExt;
 
 fn text(out: &std::process::Output) -> String {

@@ -1,8 +1,7 @@
 //! srcds-sim as a real process started through `srcds_run` from a
 //! steamcmd-sim installation, exercised over real UDP and TCP sockets.
 
-mod common;
-use common::*;
+use crate::util::*;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;

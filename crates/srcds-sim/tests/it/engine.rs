@@ -3,8 +3,7 @@
 //! the native-plugin stand-ins; RCON brute-force bans and connection bounds;
 //! the client / SourceTV ports and `-strictportbind`.
 
-mod common;
-use common::*;
+use crate::util::*;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
