@@ -2,16 +2,14 @@
 //! real srcds-sim process and real A2S/RCON traffic, as root and as an
 //! unprivileged user.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, rcon, wait_for_a2s};
-use test_support::{is_root, require, workspace_bin, DataRoot};
+use test_support::sim::{rcon, wait_for_a2s};
+use test_support::{free_game_port, is_root, require, workspace_bin, DataRoot};
 
 /// The unprivileged identity used when the test itself runs as root.
 const NOBODY: u32 = 65534;
@@ -149,7 +147,7 @@ fn lifecycle(as_uid: Option<u32>) {
     write(&top.join("left4dead2/motd.txt"), "from top\n");
     write(&bottom.join("left4dead2/motd.txt"), "from bottom\n");
     write(&bottom.join("left4dead2/only-bottom.txt"), "bottom only\n");
-    let port = free_port();
+    let port = free_game_port();
     let hostname = format!("left4me lifecycle {}", std::process::id());
     let spec = root.path().join("spec.yaml");
     write(
@@ -344,7 +342,7 @@ fn a_crashed_server_shows_as_failed() {
         root: &root,
         as_uid: None,
     };
-    let port = free_port();
+    let port = free_game_port();
     let spec = root.path().join("spec.yaml");
     write(
         &spec,
@@ -416,7 +414,7 @@ fn five_hundred_layers(as_uid: Option<u32>) {
             .join("left4dead2/layer498.txt"),
         "top wins\n",
     );
-    let port = free_port();
+    let port = free_game_port();
     let spec = root.path().join("spec.yaml");
     write(
         &spec,

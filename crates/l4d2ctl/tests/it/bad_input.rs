@@ -1,12 +1,10 @@
 //! Bad input: every case exits non-zero with a one-line reason on stderr and
 //! leaves the data root exactly as it was.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use test_support::DataRoot;
+use test_support::{free_game_port, DataRoot};
 
 /// Every path below `root` with its content (files), target (links) or
 /// nothing (directories).
@@ -337,11 +335,7 @@ fn operations_on_missing_instances() {
 fn start_without_installation_says_so() {
     let root = DataRoot::empty();
     std::fs::create_dir_all(root.path().join("installation")).unwrap();
-    let good = spec(
-        &root,
-        "good.yaml",
-        &format!("port: {}\n", common::free_port()),
-    );
+    let good = spec(&root, "good.yaml", &format!("port: {}\n", free_game_port()));
     assert!(root
         .l4d2ctl(["initialize", "srv", "-f", &good])
         .status
@@ -354,9 +348,15 @@ fn start_without_installation_says_so() {
         String::from_utf8_lossy(&root.l4d2ctl(["status", "srv", "--json"]).stdout)
             .contains("\"active_state\":\"inactive\"")
     );
+    // This root's mount point only: other tests of this process have their
+    // own `srv` instances running.
+    let merged = format!(
+        "{}/runtime/srv/merged",
+        root.path().canonicalize().unwrap().display()
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mounts.contains("runtime/srv/merged"),
+        !mounts.contains(&merged),
         "a failed start left its overlay mounted"
     );
     assert!(root.l4d2ctl(["delete", "srv"]).status.success());
@@ -428,7 +428,7 @@ fn unknown_backend_is_rejected() {
 #[test]
 fn start_never_writes_through_links_the_game_planted() {
     let root = DataRoot::installed();
-    let port = common::free_port();
+    let port = free_game_port();
     let good = spec(
         &root,
         "good.yaml",
