@@ -3,34 +3,18 @@
 //! local server replaying a recorded GetPlayerSummaries answer, the panel
 //! over SSE, and the admin RCON console.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
+use test_support::free_port;
 
 const RCON_PASSWORD: &str = "live-rcon-pw-0123";
 const LOG_SECRET: &str = "424242";
 const STEAM_KEY: &str = "TESTKEY0123456789ABCDEF";
-
-fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A local stand-in for api.steampowered.com answering GetPlayerSummaries
 /// with the recorded real answer (crates/steam-api/tests/fixtures), one
@@ -107,7 +91,7 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     ) {
         return;
     }
-    let log_port = free_udp_port();
+    let log_port = free_port();
     let steam_requests = Arc::new(AtomicUsize::new(0));
     let steam = fake_steam(steam_requests.clone()).await;
     let bind = format!("127.0.0.1:{log_port}");
@@ -388,7 +372,7 @@ fn log_packet(secret: &str, line: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn overlong_and_hostile_log_lines_never_reach_the_panel_and_the_app_keeps_serving() {
-    let log_port = free_udp_port();
+    let log_port = free_port();
     let bind = format!("127.0.0.1:{log_port}");
     let s = TestServer::start_with(&[
         ("LOG_LISTENER_BIND", bind.as_str()),

@@ -1,6 +1,5 @@
 //! Shared test harness: a real `left4me` server (in-process on an ephemeral
 //! port, real SQLite file) and a tiny cookie-keeping HTTP client.
-#![allow(dead_code)]
 
 pub mod browser;
 #[allow(unused_imports)]

@@ -2,16 +2,14 @@
 //! a job runs (recovery on restart, no process left behind), and SIGTERM
 //! handing a running job back to the queue.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
-use test_support::{workspace_bin, DataRoot};
+use test_support::{free_port, workspace_bin, DataRoot};
 
 const SECRET: &str = "process-test-secret-0123456789abcdef";
 
@@ -23,14 +21,6 @@ fn left4me(root: &Path) -> Command {
         .env("LEFT4ME_BACKEND", "local")
         .env("LEFT4ME_STEAMCMD", root.join("steam/steamcmd.sh"));
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Serve {

@@ -1,11 +1,9 @@
 //! Headless Chromium (chromedriver) drives the servers main loop of the
 //! panel against a real server with an installed (simulated) game.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use fantoccini::Locator;
 
 fn a2s_name(port: u16, want: &str) {

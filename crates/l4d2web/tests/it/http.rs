@@ -1,9 +1,7 @@
 //! Real HTTP against a real server (ephemeral port, real SQLite file):
 //! access rules, CSRF, bad requests, login rate limits, user admin.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use reqwest::{Method, StatusCode};
 
 #[tokio::test]
@@ -68,7 +66,7 @@ async fn anonymous_access_rules() {
 #[tokio::test]
 async fn user_and_admin_access_rules() {
     let s = TestServer::start().await;
-    let jobs = common::enqueuer(s.pool.clone());
+    let jobs = crate::util::enqueuer(s.pool.clone());
     let alice_job = jobs
         .enqueue(
             "status",

@@ -2,13 +2,11 @@
 //! prints a generated admin password once and installs the simulated game as
 //! a visible job; a second run reuses everything.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 use test_support::workspace_bin;
 

@@ -3,12 +3,10 @@
 //! overlayfs (as root in the host namespace, else in a user namespace), A2S
 //! answers read with the independent `a2s` crate.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 
 /// Each test gets its own port range, so parallel tests never race for a port.
@@ -254,9 +252,10 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
         "spec files are removed: {leftovers:?}"
     );
     // The managed rcon_password is live (RCON auth with the row's password).
-    let status = tokio::task::spawn_blocking(move || rcon_status(port, &rcon))
-        .await
-        .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || test_support::sim::rcon(port, &rcon, "status"))
+            .await
+            .unwrap();
     assert!(status.contains("Alpha One"), "{status}");
     let dash = c.get("/servers").await;
     assert!(dash.body.contains("active (running)"), "{}", dash.body);
@@ -413,48 +412,6 @@ mod bp {
     }
 }
 
-/// Source RCON: authenticate, run `status`, return the answer.
-fn rcon_status(port: u16, password: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let send = |s: &mut std::net::TcpStream, id: i32, kind: i32, body: &str| {
-        let mut packet = Vec::new();
-        packet.extend_from_slice(&id.to_le_bytes());
-        packet.extend_from_slice(&kind.to_le_bytes());
-        packet.extend_from_slice(body.as_bytes());
-        packet.extend_from_slice(&[0, 0]);
-        let mut framed = (packet.len() as i32).to_le_bytes().to_vec();
-        framed.extend(packet);
-        s.write_all(&framed).unwrap();
-    };
-    let recv = |s: &mut std::net::TcpStream| -> (i32, i32, String) {
-        let mut size = [0u8; 4];
-        s.read_exact(&mut size).unwrap();
-        let mut body = vec![0u8; i32::from_le_bytes(size) as usize];
-        s.read_exact(&mut body).unwrap();
-        let id = i32::from_le_bytes(body[0..4].try_into().unwrap());
-        let kind = i32::from_le_bytes(body[4..8].try_into().unwrap());
-        (
-            id,
-            kind,
-            String::from_utf8_lossy(&body[8..body.len() - 2]).into_owned(),
-        )
-    };
-    send(&mut stream, 1, 3, password);
-    loop {
-        let (id, kind, _) = recv(&mut stream);
-        if kind == 2 {
-            assert_eq!(id, 1, "rcon auth rejected");
-            break;
-        }
-    }
-    send(&mut stream, 2, 2, "status");
-    recv(&mut stream).2
-}
-
 #[tokio::test]
 async fn live_link_rules_delete_refused_switch_applies_on_next_action() {
     let s = start_installed(27410).await;
@@ -565,12 +522,16 @@ async fn bp_exists(s: &TestServer, id: i64) -> bool {
         == 1
 }
 
-/// Counts `l4d2ctl logs <name> …` processes on the machine.
-fn log_followers(name: &str) -> usize {
+/// Counts `l4d2ctl logs <name> …` processes of the app serving `root` (the
+/// app runs l4d2ctl in its data root): other test runs on this machine have
+/// their own.
+fn log_followers(root: &Path, name: &str) -> usize {
     let needle = format!("logs\0{name}\0");
+    let root = root.canonicalize().unwrap();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == root))
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .filter(|c| {
             let text = String::from_utf8_lossy(c);
@@ -688,11 +649,15 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
     let mut v2 = open_console(&c, id).await;
     let mut seen2 = String::new();
     sse_until(&mut v2, &mut seen2, "server.cfg").await;
-    assert_eq!(log_followers("drifter"), 1, "one follower for two viewers");
+    assert_eq!(
+        log_followers(s.root.path(), "drifter"),
+        1,
+        "one follower for two viewers"
+    );
     drop(v1);
     drop(v2);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while log_followers("drifter") != 0 {
+    while log_followers(s.root.path(), "drifter") != 0 {
         assert!(
             Instant::now() < deadline,
             "the follower outlived its last viewer"

@@ -1,296 +1,33 @@
 //! Workshop overlays end to end. Steam is the one boundary we must not
-//! cross: a local axum server answers `GetPublishedFileDetails` and
-//! `GetCollectionDetails` from the **recorded real responses** in
-//! `crates/steam-api/tests/fixtures/` (file URLs pointed at this server,
-//! sizes reduced to kilobytes) and serves the files, with scripted
-//! failures (HTTP errors, a hanging API, a download cut off midway).
+//! cross: `test_support::steam`, a local server, answers
+//! `GetPublishedFileDetails` and `GetCollectionDetails` from the **recorded
+//! real responses** in `crates/steam-api/tests/fixtures/` (file URLs pointed
+//! at this server, sizes reduced to kilobytes) and serves the files, with
+//! scripted failures (HTTP errors, a hanging API, a download cut off midway).
 
-mod common;
-
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, Once};
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Form, Path as UrlPath, State};
-use axum::http::{header, HeaderMap, StatusCode as AxStatus};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use common::{TestServer, USER};
+use crate::util::{TestServer, USER};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use test_support::steam::{
+    ApiMode, FileMode, SteamSim, REAL_COLLECTION, REAL_L4D2_ITEM, REAL_SE_ITEM,
+};
 
-const REAL_ITEM: u64 = 3434972877; // recorded L4D2 item
-const SE_ITEM: u64 = 294534489; // recorded Space Engineers item
-const COLLECTION: u64 = 3400000001; // recorded collection: REAL_ITEM, 3400000102, 3400000103
+const REAL_ITEM: u64 = REAL_L4D2_ITEM; // recorded L4D2 item
+const SE_ITEM: u64 = REAL_SE_ITEM; // recorded Space Engineers item
+const COLLECTION: u64 = REAL_COLLECTION; // recorded collection: REAL_ITEM, 3400000102, 3400000103
 const SECOND: u64 = 3400000102;
 const THIRD: u64 = 3400000103;
 
-static ENV: Once = Once::new();
-
-fn test_env() {
-    ENV.call_once(|| std::env::set_var("LEFT4ME_STEAM_API_TIMEOUT_SECS", "2"));
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum ApiMode {
-    Normal,
-    Status(u16),
-    Hang,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum FileMode {
-    Normal,
-    CutOff,
-}
-
-#[derive(Default)]
-struct Sim {
-    items: Mutex<HashMap<u64, Value>>,
-    collections: Mutex<HashMap<u64, Value>>,
-    bytes: Mutex<HashMap<u64, Vec<u8>>>,
-    file_modes: Mutex<HashMap<u64, FileMode>>,
-    api_mode: Mutex<Option<ApiMode>>,
-    file_requests: Mutex<Vec<u64>>,
-}
-
-struct SteamSim {
-    addr: SocketAddr,
-    sim: Arc<Sim>,
-}
-
-fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../steam-api/tests/fixtures")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn content(id: u64, size: usize, version: u8) -> Vec<u8> {
-    (0..size)
-        .map(|i| {
-            ((i as u64)
-                .wrapping_mul(31)
-                .wrapping_add(id + version as u64)
-                % 251) as u8
-        })
-        .collect()
-}
-
-impl SteamSim {
-    async fn start() -> SteamSim {
-        let sim = Arc::new(Sim::default());
-        let app = Router::new()
-            .route(
-                "/ISteamRemoteStorage/GetPublishedFileDetails/v1/",
-                post(details),
-            )
-            .route(
-                "/ISteamRemoteStorage/GetCollectionDetails/v1/",
-                post(collections),
-            )
-            .route("/files/{id}", get(file))
-            .with_state(sim.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        let s = SteamSim { addr, sim };
-        for name in [
-            "published_file_details_l4d2.json",
-            "published_file_details_space_engineers.json",
-        ] {
-            for e in fixture(name)["response"]["publishedfiledetails"]
-                .as_array()
-                .unwrap()
-            {
-                let id: u64 = e["publishedfileid"].as_str().unwrap().parse().unwrap();
-                let mut e = e.clone();
-                e["file_url"] = json!(s.file_url(id));
-                s.sim.items.lock().unwrap().insert(id, e);
-            }
-        }
-        for e in fixture("collection_details.json")["response"]["collectiondetails"]
-            .as_array()
-            .unwrap()
-        {
-            let id: u64 = e["publishedfileid"].as_str().unwrap().parse().unwrap();
-            s.sim.collections.lock().unwrap().insert(id, e.clone());
-        }
-        s.set_file(REAL_ITEM, 40_000, 0, None);
-        // The recorded collection lists two more items: clones of the real record.
-        for (id, title, size) in [(SECOND, "Second map", 30_000), (THIRD, "Third map", 20_000)] {
-            let mut e = s.sim.items.lock().unwrap()[&REAL_ITEM].clone();
-            e["publishedfileid"] = json!(id.to_string());
-            e["title"] = json!(title);
-            e["file_url"] = json!(s.file_url(id));
-            s.sim.items.lock().unwrap().insert(id, e);
-            s.set_file(id, size, 0, Some(1_700_000_000));
-        }
-        s
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn file_url(&self, id: u64) -> String {
-        format!("http://{}/files/{id}", self.addr)
-    }
-
-    /// Announced size, served content version and (optionally) time_updated.
-    fn set_file(&self, id: u64, size: usize, version: u8, time_updated: Option<i64>) {
-        let mut items = self.sim.items.lock().unwrap();
-        let e = items.get_mut(&id).unwrap();
-        e["file_size"] = json!(size.to_string());
-        if let Some(t) = time_updated {
-            e["time_updated"] = json!(t);
-        }
-        self.sim
-            .bytes
-            .lock()
-            .unwrap()
-            .insert(id, content(id, size, version));
-    }
-
-    fn bytes(&self, id: u64) -> Vec<u8> {
-        self.sim.bytes.lock().unwrap()[&id].clone()
-    }
-
-    fn api(&self, mode: ApiMode) {
-        *self.sim.api_mode.lock().unwrap() = Some(mode);
-    }
-
-    fn file_mode(&self, id: u64, mode: FileMode) {
-        self.sim.file_modes.lock().unwrap().insert(id, mode);
-    }
-
-    fn requests_for(&self, id: u64) -> usize {
-        self.sim
-            .file_requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| **r == id)
-            .count()
-    }
-}
-
-async fn misbehave(sim: &Sim) -> Option<Response> {
-    let mode = sim.api_mode.lock().unwrap().clone();
-    match mode? {
-        ApiMode::Normal => None,
-        ApiMode::Status(code) => Some(
-            (
-                AxStatus::from_u16(code).unwrap(),
-                "<html><body>Server error</body></html>",
-            )
-                .into_response(),
-        ),
-        ApiMode::Hang => {
-            std::future::pending::<()>().await;
-            None
-        }
-    }
-}
-
-fn form_ids(form: &[(String, String)], count_field: &str) -> Vec<u64> {
-    let count: usize = form
-        .iter()
-        .find(|(k, _)| k == count_field)
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    (0..count)
-        .map(|i| {
-            let key = format!("publishedfileids[{i}]");
-            form.iter()
-                .find(|(k, _)| *k == key)
-                .unwrap()
-                .1
-                .parse()
-                .unwrap()
-        })
-        .collect()
-}
-
-async fn details(State(sim): State<Arc<Sim>>, Form(form): Form<Vec<(String, String)>>) -> Response {
-    if let Some(r) = misbehave(&sim).await {
-        return r;
-    }
-    let items = sim.items.lock().unwrap();
-    let entries: Vec<Value> = form_ids(&form, "itemcount")
-        .iter()
-        .map(|id| {
-            items
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| json!({"publishedfileid": id.to_string(), "result": 9}))
-        })
-        .collect();
-    axum::Json(json!({"response": {"result": 1, "resultcount": entries.len(), "publishedfiledetails": entries}}))
-        .into_response()
-}
-
-async fn collections(
-    State(sim): State<Arc<Sim>>,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Some(r) = misbehave(&sim).await {
-        return r;
-    }
-    let cols = sim.collections.lock().unwrap();
-    let entries: Vec<Value> = form_ids(&form, "collectioncount")
-        .iter()
-        .map(|id| {
-            cols.get(id)
-                .cloned()
-                .unwrap_or_else(|| json!({"publishedfileid": id.to_string(), "result": 9}))
-        })
-        .collect();
-    axum::Json(json!({"response": {"result": 1, "resultcount": entries.len(), "collectiondetails": entries}}))
-        .into_response()
-}
-
-async fn file(State(sim): State<Arc<Sim>>, UrlPath(id): UrlPath<u64>) -> Response {
-    sim.file_requests.lock().unwrap().push(id);
-    let Some(bytes) = sim.bytes.lock().unwrap().get(&id).cloned() else {
-        return AxStatus::NOT_FOUND.into_response();
-    };
-    let mode = sim
-        .file_modes
-        .lock()
-        .unwrap()
-        .get(&id)
-        .cloned()
-        .unwrap_or(FileMode::Normal);
-    match mode {
-        FileMode::Normal => bytes.into_response(),
-        FileMode::CutOff => {
-            use futures_util::StreamExt;
-            let half = bytes[..bytes.len() / 2].to_vec();
-            let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(half)]).chain(
-                futures_util::stream::once(async {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err(std::io::Error::other("connection cut off by test"))
-                }),
-            );
-            let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_LENGTH, bytes.len().into());
-            (headers, Body::from_stream(stream)).into_response()
-        }
-    }
-}
+/// Steam API calls here time out after 2 s, read from the environment per
+/// job: each test that syncs runs alone in a child process with it set, so
+/// the rest of the binary keeps the default.
+const ENV: &[(&str, &str)] = &[("LEFT4ME_STEAM_API_TIMEOUT_SECS", "2")];
 
 async fn setup() -> (SteamSim, TestServer) {
-    test_env();
     let steam = SteamSim::start().await;
-    let base = steam.base();
+    let base = steam.base_url();
     let server = TestServer::start_with(&[
         ("STEAM_API_BASE_URL", base.as_str()),
         ("LEFT4ME_WORKSHOP_PARALLEL", "2"),
@@ -299,7 +36,7 @@ async fn setup() -> (SteamSim, TestServer) {
     (steam, server)
 }
 
-async fn create_workshop(c: &mut common::Client, name: &str, refs: &str) -> i64 {
+async fn create_workshop(c: &mut crate::util::Client, name: &str, refs: &str) -> i64 {
     let res = c
         .post(
             "/overlays",
@@ -314,7 +51,7 @@ async fn create_workshop(c: &mut common::Client, name: &str, refs: &str) -> i64 
         .unwrap()
 }
 
-async fn sync(s: &TestServer, c: &mut common::Client, id: i64) -> (i64, String) {
+async fn sync(s: &TestServer, c: &mut crate::util::Client, id: i64) -> (i64, String) {
     let res = c.post(&format!("/overlays/{id}/build"), &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let job: i64 = res
@@ -367,6 +104,9 @@ fn left4me(root: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let (steam, s) = setup().await;
     let root = s.root.path().to_path_buf();
     let mut alice = s.login(USER).await;
@@ -496,6 +236,9 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
 
 #[tokio::test]
 async fn unknown_and_foreign_items_fail_clearly() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let (_steam, s) = setup().await;
     let mut alice = s.login(USER).await;
     let id = create_workshop(&mut alice, "bad", &format!("{REAL_ITEM}, 999, {SE_ITEM}")).await;
@@ -516,16 +259,19 @@ async fn unknown_and_foreign_items_fail_clearly() {
 
 #[tokio::test]
 async fn api_errors_and_timeouts_fail_the_job_and_change_nothing() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let (steam, s) = setup().await;
     let root = s.root.path().to_path_buf();
     let mut alice = s.login(USER).await;
     let id = create_workshop(&mut alice, "maps", &REAL_ITEM.to_string()).await;
-    steam.api(ApiMode::Status(500));
+    steam.set_api_mode(ApiMode::Status(500));
     let (job, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
     assert!(err.contains("HTTP 500"), "{err}");
-    steam.api(ApiMode::Hang);
+    steam.set_api_mode(ApiMode::Hang);
     let (job, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
@@ -537,7 +283,7 @@ async fn api_errors_and_timeouts_fail_the_job_and_change_nothing() {
         .unwrap();
     assert_eq!(items, 0);
     assert_eq!(steam.requests_for(REAL_ITEM), 0);
-    steam.api(ApiMode::Normal);
+    steam.set_api_mode(ApiMode::Normal);
     let (_, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "succeeded");
     s.stop().await;
@@ -545,6 +291,9 @@ async fn api_errors_and_timeouts_fail_the_job_and_change_nothing() {
 
 #[tokio::test]
 async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let (steam, s) = setup().await;
     let root = s.root.path().to_path_buf();
     let mut alice = s.login(USER).await;
@@ -555,9 +304,9 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
 
     // New version announced, but its download breaks halfway.
     steam.set_file(REAL_ITEM, 50_000, 1, Some(1_900_000_000));
-    steam.file_mode(REAL_ITEM, FileMode::CutOff);
+    steam.set_file_mode(REAL_ITEM, FileMode::CutOff);
     // And a brand-new item that cannot be fetched at all.
-    steam.file_mode(THIRD, FileMode::CutOff);
+    steam.set_file_mode(THIRD, FileMode::CutOff);
     let res = alice
         .post(
             &format!("/overlays/{id}"),
@@ -593,8 +342,8 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
     assert!(err.contains(&THIRD.to_string()), "{err}");
 
     // Once the network behaves, a sync completes it.
-    steam.file_mode(REAL_ITEM, FileMode::Normal);
-    steam.file_mode(THIRD, FileMode::Normal);
+    steam.set_file_mode(REAL_ITEM, FileMode::Normal);
+    steam.set_file_mode(THIRD, FileMode::Normal);
     let (_, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "succeeded");
     assert_eq!(

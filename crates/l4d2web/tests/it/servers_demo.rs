@@ -1,13 +1,11 @@
 //! `left4me demo` ends ready to play: the demo admin's example blueprint
 //! turns into a running (simulated) server through the web app.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 use test_support::workspace_bin;
 

@@ -1,11 +1,9 @@
 //! The job queue end to end: real `l4d2ctl` subprocesses, output in SQLite,
 //! live SSE fan-out to several viewers, coalescing, failures with reasons.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
@@ -163,7 +161,7 @@ async fn job_log_streams_live_to_several_viewers() {
 #[tokio::test]
 async fn failing_command_fails_the_job_with_its_reason() {
     let s = TestServer::start().await;
-    let jobs = common::enqueuer(s.pool.clone());
+    let jobs = crate::util::enqueuer(s.pool.clone());
     // Invalid instance name: l4d2ctl refuses it with a one-line reason.
     let id = jobs
         .enqueue("start", &["start", "Bad Name!"], Some(s.ids["alice"]))
@@ -193,7 +191,7 @@ async fn missing_l4d2ctl_fails_clearly() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let token = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(l4d2web::serve(config, listener, token.clone()));
-    let jobs = common::enqueuer(pool.clone());
+    let jobs = crate::util::enqueuer(pool.clone());
     let id = jobs.enqueue("install", &["install"], None).await.unwrap();
     let mut state = String::new();
     for _ in 0..100 {
@@ -223,7 +221,7 @@ async fn identical_queued_system_jobs_are_coalesced() {
     let alice = l4d2web::accounts::create_user(&pool, "alice", "alice-password", false)
         .await
         .unwrap();
-    let jobs = common::enqueuer(pool.clone());
+    let jobs = crate::util::enqueuer(pool.clone());
     let a = jobs.enqueue("install", &["install"], None).await.unwrap();
     let b = jobs.enqueue("install", &["install"], None).await.unwrap();
     assert_eq!(a, b, "identical system jobs coalesce");
@@ -276,7 +274,7 @@ async fn jobs_with_one_lock_key_run_one_at_a_time_in_order() {
     config.l4d2ctl = Some(ctl);
     let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
     l4d2web::db::migrate(&pool).await.unwrap();
-    let jobs = common::enqueuer(pool.clone());
+    let jobs = crate::util::enqueuer(pool.clone());
     // Queued before the workers start, so all three are eligible at once.
     let a = jobs
         .enqueue_locked("start", &["start", "x"], None, Some("server:x"))

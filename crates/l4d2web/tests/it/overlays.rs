@@ -2,25 +2,19 @@
 //! while a blueprint uses an overlay, real sandboxed builds (bubblewrap),
 //! the seed CLI (real `left4me` process) and the file browser.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::Once;
 
-use common::{TestServer, ADMIN, USER, USER2};
+use crate::util::{TestServer, ADMIN, USER, USER2};
 use reqwest::StatusCode;
 
-static ENV: Once = Once::new();
-
-/// Builds in this binary get a short time limit (read per build).
-fn test_env() {
-    ENV.call_once(|| std::env::set_var("LEFT4ME_BUILD_TIMEOUT_SECS", "15"));
-}
+/// Builds here get a short time limit, read from the environment per build:
+/// each test of this module runs alone in a child process with it set, so
+/// the rest of the binary keeps the default.
+const ENV: &[(&str, &str)] = &[("LEFT4ME_BUILD_TIMEOUT_SECS", "15")];
 
 async fn server() -> TestServer {
-    test_env();
     TestServer::start().await
 }
 
@@ -32,7 +26,7 @@ fn bwrap_available() -> bool {
 }
 
 /// Creates a script overlay through the form; returns its id.
-async fn create_script(c: &mut common::Client, name: &str, script: &str) -> i64 {
+async fn create_script(c: &mut crate::util::Client, name: &str, script: &str) -> i64 {
     let res = c
         .post(
             "/overlays",
@@ -48,7 +42,7 @@ async fn create_script(c: &mut common::Client, name: &str, script: &str) -> i64 
 }
 
 /// Starts a build; returns the job id.
-async fn build(c: &mut common::Client, id: i64, clean: bool) -> i64 {
+async fn build(c: &mut crate::util::Client, id: i64, clean: bool) -> i64 {
     let mut fields = vec![];
     if clean {
         fields.push(("clean", "1"));
@@ -80,6 +74,9 @@ async fn job_error(s: &TestServer, id: i64) -> String {
 
 #[tokio::test]
 async fn crud_and_validation() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let s = server().await;
     let mut alice = s.login(USER).await;
     let id = create_script(&mut alice, "Configs 1", "echo hi\r\n").await;
@@ -215,6 +212,9 @@ async fn crud_and_validation() {
 
 #[tokio::test]
 async fn private_overlays_are_invisible_to_others_and_system_ones_admin_only() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let s = server().await;
     let mut alice = s.login(USER).await;
     let mut bob = s.login(USER2).await;
@@ -320,6 +320,9 @@ async fn private_overlays_are_invisible_to_others_and_system_ones_admin_only() {
 
 #[tokio::test]
 async fn delete_is_refused_while_a_blueprint_uses_the_overlay() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let s = server().await;
     let mut alice = s.login(USER).await;
     let mut admin = s.login(ADMIN).await;
@@ -393,6 +396,9 @@ async fn delete_is_refused_while_a_blueprint_uses_the_overlay() {
 
 #[tokio::test]
 async fn script_build_writes_files_in_the_sandbox() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }
@@ -467,6 +473,9 @@ async fn script_build_writes_files_in_the_sandbox() {
 
 #[tokio::test]
 async fn failing_script_fails_the_job_with_its_exit_code() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }
@@ -500,6 +509,9 @@ async fn failing_script_fails_the_job_with_its_exit_code() {
 
 #[tokio::test]
 async fn sandbox_cannot_reach_the_host_or_write_outside_overlay() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }
@@ -538,15 +550,20 @@ async fn sandbox_cannot_reach_the_host_or_write_outside_overlay() {
 
 #[tokio::test]
 async fn build_timeout_kills_the_sandbox() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }
     let s = server().await;
     let mut alice = s.login(USER).await;
+    // A sleep no other process on this machine runs (test runs may share it).
+    let forever = format!("sleep 600.{}", std::process::id());
     let id = create_script(
         &mut alice,
         "forever",
-        "echo sleeping\nsleep 600\necho woke\n",
+        &format!("echo sleeping\n{forever}\necho woke\n"),
     )
     .await;
     let job = build(&mut alice, id, false).await;
@@ -556,7 +573,7 @@ async fn build_timeout_kills_the_sandbox() {
     assert!(!s.job_lines(job).await.contains(&"woke".to_string()));
     // No sandboxed sleep survives.
     let out = Command::new("pgrep")
-        .args(["-f", "sleep 600"])
+        .args(["-f", &forever.replace('.', "\\.")])
         .output()
         .unwrap();
     assert!(
@@ -568,6 +585,9 @@ async fn build_timeout_kills_the_sandbox() {
 
 #[tokio::test]
 async fn file_browser_lists_downloads_and_refuses_escapes() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }
@@ -678,6 +698,9 @@ fn left4me(root: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     let s = server().await;
     let seeds = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -811,10 +834,12 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
 
 #[tokio::test]
 async fn systemd_backend_goes_through_the_sandbox_helper_and_cleans_up() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     // The real helper needs root + systemd as PID 1 (covered by the system
     // test); here the job must take the helper path, say so first, fail
     // clearly when the helper cannot run, and remove its script copy.
-    test_env();
     let s = TestServer::start_with(&[("LEFT4ME_BACKEND", "systemd")]).await;
     let mut alice = s.login(USER).await;
     let id = create_script(&mut alice, "via-helper", "echo hi\n").await;
@@ -866,6 +891,9 @@ fn is_root_here() -> bool {
 
 #[tokio::test]
 async fn builds_never_leave_setuid_files_and_never_follow_links_out() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if !bwrap_available() {
         return;
@@ -964,6 +992,9 @@ async fn builds_never_leave_setuid_files_and_never_follow_links_out() {
 
 #[tokio::test]
 async fn as_root_builds_run_as_the_data_roots_owner_and_leave_it_the_files() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     use std::os::unix::fs::MetadataExt;
     if !bwrap_available() || !is_root_here() {
         return;
@@ -997,6 +1028,9 @@ async fn as_root_builds_run_as_the_data_roots_owner_and_leave_it_the_files() {
 
 #[tokio::test]
 async fn a_build_whose_overlay_cannot_be_checked_fails() {
+    if test_support::run_in_child_with_env!(ENV) {
+        return;
+    }
     if !bwrap_available() {
         return;
     }

@@ -1,8 +1,6 @@
 //! Bad input to blueprint and server pages: clear 400/404, nothing changed.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 
 async fn counts(s: &TestServer) -> (i64, i64, i64, i64) {

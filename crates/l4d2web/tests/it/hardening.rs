@@ -3,11 +3,9 @@
 //! by the header-read timeout while SSE streams outlive it; body limits
 //! fit a full blueprint and say why when a form is too large.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,11 +1,9 @@
 //! Headless Chromium (via chromedriver) against a real server: login,
 //! failed login, rate-limited login, and a job log growing live in the page.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use fantoccini::Locator;
 
 #[tokio::test]

@@ -3,13 +3,11 @@
 //! panel killed in the middle of a restart brings the server back when it
 //! starts again, without anyone clicking.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use reqwest::StatusCode;
 use test_support::{workspace_bin, DataRoot};
 
