@@ -4,7 +4,7 @@
 //! starts again, without anyone clicking.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -92,18 +92,6 @@ async fn racing_start_and_stop_leave_desired_state_matching_the_last_job() {
 }
 
 const SECRET: &str = "converge-test-secret-0123456789abcdef";
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `left4me serve` on `root`, with l4d2ctl behind a wrapper that stalls in
 /// `start` while `marker` exists.

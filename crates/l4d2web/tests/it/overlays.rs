@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::util::{TestServer, ADMIN, USER, USER2};
+use crate::util::{job_error, left4me_cli, TestServer, ADMIN, USER, USER2};
 use reqwest::StatusCode;
 
 /// Builds here get a short time limit, read from the environment per build:
@@ -61,15 +61,6 @@ async fn overlay_count(s: &TestServer) -> i64 {
         .fetch_one(&s.pool)
         .await
         .unwrap()
-}
-
-async fn job_error(s: &TestServer, id: i64) -> String {
-    sqlx::query_scalar::<_, Option<String>>("SELECT error FROM jobs WHERE id = ?")
-        .bind(id)
-        .fetch_one(&s.pool)
-        .await
-        .unwrap()
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -686,16 +677,6 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
     s.stop().await;
 }
 
-fn left4me(root: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_left4me"))
-        .args(args)
-        .env("LEFT4ME_ROOT", root)
-        .env_remove("DATABASE_URL")
-        .env("LEFT4ME_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     if test_support::run_in_child_with_env!(ENV) {
@@ -710,7 +691,7 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     .unwrap();
     std::fs::write(seeds.path().join("tick.sh"), "echo tick\r\n").unwrap();
     std::fs::write(seeds.path().join("README.md"), "docs").unwrap();
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", seeds.path().to_str().unwrap()],
     );
@@ -744,7 +725,7 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
 
     // Again, with one body changed: ids kept, body refreshed.
     std::fs::write(seeds.path().join("tick.sh"), "echo tick v2\n").unwrap();
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", seeds.path().to_str().unwrap()],
     );
@@ -768,7 +749,7 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     // Bad inputs: clear error, nothing changed.
     std::fs::write(seeds.path().join("new.sh"), "echo new\n").unwrap();
     std::fs::write(seeds.path().join("latin1.sh"), [b'e', b'c', 0xe9, b'\n']).unwrap();
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", seeds.path().to_str().unwrap()],
     );
@@ -782,19 +763,19 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     );
     std::fs::remove_file(seeds.path().join("latin1.sh")).unwrap();
     std::fs::write(seeds.path().join("notes.txt"), "x").unwrap();
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", seeds.path().to_str().unwrap()],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
     std::fs::remove_file(seeds.path().join("notes.txt")).unwrap();
     std::fs::write(seeds.path().join("huge.sh"), vec![b'#'; 1024 * 1024 + 1]).unwrap();
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", seeds.path().to_str().unwrap()],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("huge.sh"));
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", "/nonexistent-seed-dir"],
     );
@@ -808,7 +789,7 @@ async fn seed_script_overlays_is_idempotent_and_all_or_nothing() {
     // The shipped examples seed cleanly.
     let examples =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/script-overlays");
-    let out = left4me(
+    let out = left4me_cli(
         s.root.path(),
         &["seed-script-overlays", examples.to_str().unwrap()],
     );

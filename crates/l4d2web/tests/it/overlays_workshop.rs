@@ -6,9 +6,8 @@
 //! scripted failures (HTTP errors, a hanging API, a download cut off midway).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::util::{TestServer, USER};
+use crate::util::{job_error, left4me_cli, TestServer, USER};
 use reqwest::StatusCode;
 use test_support::steam::{
     ApiMode, FileMode, SteamSim, REAL_COLLECTION, REAL_L4D2_ITEM, REAL_SE_ITEM,
@@ -64,15 +63,6 @@ async fn sync(s: &TestServer, c: &mut crate::util::Client, id: i64) -> (i64, Str
     (job, state)
 }
 
-async fn job_error(s: &TestServer, id: i64) -> String {
-    sqlx::query_scalar::<_, Option<String>>("SELECT error FROM jobs WHERE id = ?")
-        .bind(id)
-        .fetch_one(&s.pool)
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 fn cache(root: &Path, id: u64) -> PathBuf {
     root.join(format!("workshop_cache/{id}.vpk"))
 }
@@ -90,16 +80,6 @@ fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn left4me(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_left4me"))
-        .args(args)
-        .env("LEFT4ME_ROOT", root)
-        .env_remove("DATABASE_URL")
-        .env("LEFT4ME_LOG", "warn")
-        .output()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -185,7 +165,7 @@ async fn sync_links_every_item_and_refresh_redownloads_changed_ones() {
     // run by the server's workers) fetches only that one and removes the
     // planted stale link.
     steam.set_file(THIRD, 25_000, 1, Some(1_800_000_000));
-    let out = left4me(&root, &["workshop-refresh"]);
+    let out = left4me_cli(&root, &["workshop-refresh"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -359,13 +339,13 @@ async fn a_download_cut_off_midway_fails_and_keeps_the_cache_intact() {
 #[tokio::test]
 async fn workshop_refresh_cli_coalesces_queued_jobs() {
     let root = test_support::DataRoot::empty();
-    let first = left4me(root.path(), &["workshop-refresh"]);
+    let first = left4me_cli(root.path(), &["workshop-refresh"]);
     assert!(
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let second = left4me(root.path(), &["workshop-refresh"]);
+    let second = left4me_cli(root.path(), &["workshop-refresh"]);
     let out = String::from_utf8_lossy(&second.stdout);
     assert!(out.contains("already queued"), "{out}");
     let url = format!("sqlite://{}", root.path().join("left4me.db").display());

@@ -4,7 +4,7 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -21,19 +21,6 @@ fn left4me(root: &Path) -> Command {
         .env("LEFT4ME_BACKEND", "local")
         .env("LEFT4ME_STEAMCMD", root.join("steam/steamcmd.sh"));
     cmd
-}
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_serve(root: &Path, extra: &[(&str, &str)]) -> Serve {

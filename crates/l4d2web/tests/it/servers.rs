@@ -132,15 +132,6 @@ fn read_env(root: &Path, name: &str) -> String {
     std::fs::read_to_string(root.join("instances").join(name).join("instance.env")).unwrap()
 }
 
-async fn job_error(s: &TestServer, id: i64) -> String {
-    sqlx::query_scalar::<_, Option<String>>("SELECT error FROM jobs WHERE id = ?")
-        .bind(id)
-        .fetch_one(&s.pool)
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
     let s = start_installed(27400).await;

@@ -419,3 +419,39 @@ impl TestServer {
         Self::serve_on(DataRoot::installed(), extra).await
     }
 }
+
+/// The error a finished job recorded ("" when none).
+pub async fn job_error(s: &TestServer, id: i64) -> String {
+    sqlx::query_scalar::<_, Option<String>>("SELECT error FROM jobs WHERE id = ?")
+        .bind(id)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Runs the `left4me` CLI on the data root `root` (quiet log, the database in
+/// the data root).
+pub fn left4me_cli(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_left4me"))
+        .args(args)
+        .env("LEFT4ME_ROOT", root)
+        .env_remove("DATABASE_URL")
+        .env("LEFT4ME_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A `left4me serve` process and its base URL.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for Serve {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
