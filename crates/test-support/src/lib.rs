@@ -9,6 +9,8 @@
 //!   was handed (every crate's tests share one process).
 //! * [`run_in_child_with_env!`]: a test that needs process-wide state (an
 //!   environment variable the code reads) runs alone in a child process.
+//! * [`write_executable`], [`copy_executable`]: executables other processes
+//!   run soon after, written without a descriptor children could inherit.
 //! * `sim` (feature): the simulated game server and steamcmd, A2S and RCON.
 //! * `steam` (feature): a fake Steam Web API replaying recorded answers.
 
@@ -190,6 +192,45 @@ pub fn free_game_port() -> u16 {
     panic!("no free port in 27000-27999");
 }
 
+/// Writes an executable file (`text`, then `mode`) through a child process,
+/// never through a descriptor of this one: every child another test forks
+/// while such a descriptor is open inherits it, and running the file fails
+/// with "Text file busy" until that child has exec'd.
+pub fn write_executable(path: &Path, text: &str, mode: u32) {
+    let status = Command::new("/bin/sh")
+        .args([
+            "-c",
+            "printf '%s' \"$3\" > \"$1\" && chmod \"$2\" \"$1\"",
+            "sh",
+        ])
+        .arg(path)
+        .arg(format!("{mode:o}"))
+        .arg(text)
+        .stdin(Stdio::null())
+        .status()
+        .expect("spawn sh");
+    assert!(status.success(), "cannot write {}", path.display());
+}
+
+/// Copies an executable (content and mode) through a child process, for the
+/// reason given at [`write_executable`].
+pub fn copy_executable(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("--preserve=mode")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .status()
+        .expect("spawn cp");
+    assert!(
+        status.success(),
+        "cannot copy {} to {}",
+        from.display(),
+        to.display()
+    );
+}
+
 /// Marks the child process [`run_in_child_with_env`] starts, naming its test.
 const CHILD_VAR: &str = "LEFT4ME_TEST_CHILD";
 
@@ -283,6 +324,26 @@ mod tests {
             current_test!(),
             "tests::test_names_drop_the_crate_and_async_closures"
         );
+    }
+
+    #[test]
+    fn executables_are_written_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.sh");
+        let text = "#!/bin/sh\necho \"it's $1\" '%s' \\n\n";
+        write_executable(&path, text, 0o750);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
+        let out = Command::new(&path).arg("here").output().unwrap();
+        // The shell drops the backslash of the unquoted `\n`.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's here %s n\n");
+        let copy = dir.path().join("y.sh");
+        copy_executable(&path, &copy);
+        assert_eq!(std::fs::read(&copy).unwrap(), text.as_bytes());
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
     }
 
     #[test]

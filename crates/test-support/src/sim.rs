@@ -112,13 +112,10 @@ impl Root {
 
     /// Writes an executable plugin stand-in into `left4dead2/addons/sim-plugins/`.
     pub fn write_plugin(&self, name: &str, script: &str, mode: u32) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let dir = self.installation().join("left4dead2/addons/sim-plugins");
         std::fs::create_dir_all(&dir).expect("create plugin dir");
         let path = dir.join(name);
-        std::fs::write(&path, script).expect("write plugin");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .expect("chmod plugin");
+        crate::write_executable(&path, script, mode);
         path
     }
 }

@@ -367,9 +367,7 @@ fn failing_steamcmd() {
     let root = DataRoot::empty();
     let script = |name: &str, body: &str| -> String {
         let path = root.path().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        test_support::write_executable(&path, &format!("#!/bin/sh\n{body}\n"), 0o755);
         path.to_str().unwrap().to_owned()
     };
     let failing = script(

@@ -170,19 +170,14 @@ async fn wait_instance(root: &Path, name: &str, want: &str) {
 async fn a_panel_killed_mid_restart_brings_the_server_back_by_itself() {
     let root = DataRoot::installed();
     let wrapper = root.path().join("l4d2ctl-stalling.sh");
-    std::fs::write(
+    test_support::write_executable(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = start ] && [ -e \"$STALL_MARKER\" ]; then sleep 30; fi\nexec {} \"$@\"\n",
             workspace_bin("l4d2ctl").display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+        0o755,
+    );
     let marker = root.path().join("stall");
     let created = Command::new(workspace_bin("left4me"))
         .args(["create-user", "admin", "--admin"])

@@ -139,7 +139,7 @@ async fn demo_first_and_second_run() {
 fn demo_without_built_workspace_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let lonely = dir.path().join("left4me");
-    std::fs::copy(workspace_bin("left4me"), &lonely).unwrap();
+    test_support::copy_executable(&workspace_bin("left4me"), &lonely);
     let out = Command::new(&lonely)
         .args(["demo", "--bind", "127.0.0.1:0"])
         .current_dir(dir.path())

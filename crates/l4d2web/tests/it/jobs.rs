@@ -263,13 +263,11 @@ async fn jobs_with_one_lock_key_run_one_at_a_time_in_order() {
     let root = test_support::DataRoot::empty();
     // A stand-in l4d2ctl that records when it ran (ordering, not speed).
     let ctl = root.path().join("clock-l4d2ctl");
-    std::fs::write(
+    test_support::write_executable(
         &ctl,
         "#!/bin/sh\necho start $(date +%s%N)\nsleep 1\necho end $(date +%s%N)\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        0o755,
+    );
     let mut config = config_for(root.path(), &[]);
     config.l4d2ctl = Some(ctl);
     let pool = l4d2web::db::connect(&config.database_url).await.unwrap();

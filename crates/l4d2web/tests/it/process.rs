@@ -411,9 +411,7 @@ async fn jobs_never_pass_secrets_to_l4d2ctl() {
     assert!(out.status.success());
     // A stand-in l4d2ctl that prints its environment.
     let ctl = root.path().join("env-l4d2ctl");
-    std::fs::write(&ctl, "#!/bin/sh\nenv\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    test_support::write_executable(&ctl, "#!/bin/sh\nenv\n", 0o755);
     // Kept alive (and killed on drop) for the whole test.
     let server = start_serve(
         root.path(),

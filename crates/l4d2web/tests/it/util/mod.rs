@@ -39,9 +39,7 @@ pub fn slow_steamcmd(root: &Path, ticks: u32, delay: f32) -> PathBuf {
         "#!/bin/sh\ni=1\nwhile [ $i -le {ticks} ]; do echo \"slow-steamcmd tick $i\"; i=$((i+1)); sleep {delay}; done\nexec {} \"$@\"\n",
         workspace_bin("steamcmd-sim").display()
     );
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    test_support::write_executable(&path, &script, 0o755);
     path
 }
 
