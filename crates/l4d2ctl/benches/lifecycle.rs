@@ -7,14 +7,11 @@
 //! * reset (delete + initialize + start until A2S answers) with 10 overlays,
 //! * the disk a fresh instance uses against the installation's size.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, tree_bytes, tree_disk_usage, wait_for_a2s};
-use test_support::DataRoot;
+use test_support::sim::wait_for_a2s;
+use test_support::{free_game_port, DataRoot};
 
 const ROUNDS: usize = 10;
 
@@ -70,7 +67,7 @@ fn main() {
 
     let mut cold = Vec::new();
     for i in 0..ROUNDS {
-        let port = free_port();
+        let port = free_game_port();
         let name = format!("cold{i}");
         let spec = spec(&root, port, &[]);
         cold.push(start_until_a2s(&root, &name, &spec, port));
@@ -86,7 +83,7 @@ fn main() {
             format!("overlays/o{i}")
         })
         .collect();
-    let port = free_port();
+    let port = free_game_port();
     let spec10 = spec(&root, port, &overlays);
     start_until_a2s(&root, "reset", &spec10, port);
     let mut resets = Vec::new();
@@ -118,4 +115,36 @@ fn main() {
         instance as f64 * 100.0 / install_disk as f64
     );
     ctl(&root, &["delete", "reset"]);
+}
+
+/// Total bytes of regular files below `path` (apparent size), not following links.
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| tree_bytes(&e.path())).sum())
+            .unwrap_or(0)
+    } else if meta.is_file() {
+        meta.len()
+    } else {
+        0
+    }
+}
+
+/// Disk blocks actually allocated below `path`, in bytes (what `du` reports).
+fn tree_disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = meta.blocks() * 512;
+    if meta.is_dir() {
+        own + std::fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| tree_disk_usage(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        own
+    }
 }

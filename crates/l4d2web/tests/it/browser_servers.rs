@@ -1,0 +1,130 @@
+//! Headless Chromium (chromedriver) drives the servers main loop of the
+//! panel against a real server with an installed (simulated) game.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+use fantoccini::Locator;
+
+fn a2s_name(port: u16, want: &str) {
+    let mut client = a2s::A2SClient::new().unwrap();
+    client.set_timeout(Duration::from_millis(200)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(info) = client.info(("127.0.0.1", port)) {
+            if info.name == want {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("A2S on {port} never said {want:?}");
+}
+
+/// The panel's main loop clicked through in headless Chromium: blueprint →
+/// server → start → A2S → edit server.cfg → restart → live → reset → delete.
+#[tokio::test]
+async fn main_loop_in_the_browser() {
+    let Some(b) = browser().await else { return };
+    let s = TestServer::start_installed(&[
+        ("LEFT4ME_PORT_RANGE_START", "27480"),
+        ("LEFT4ME_PORT_RANGE_END", "27489"),
+    ])
+    .await;
+    let c = &b.client;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
+    c.goto(&format!("{}/", s.base)).await.unwrap();
+    wait_text(c, "main h1", "Servers").await;
+
+    // Blueprint.
+    c.goto(&format!("{}/blueprints", s.base)).await.unwrap();
+    fill(c, "#create-blueprint-form input[name=name]", "browser coop").await;
+    fill(
+        c,
+        "#create-blueprint-form input[name=args]",
+        "+map c1m1_hotel",
+    )
+    .await;
+    fill(
+        c,
+        "#create-blueprint-form textarea[name=config]",
+        "hostname \"Browser One\"",
+    )
+    .await;
+    click(c, "#create-blueprint-form button[type=submit]").await;
+    wait_text(c, "main h1", "Blueprint browser coop").await;
+
+    // Server from it.
+    c.goto(&format!("{}/servers", s.base)).await.unwrap();
+    fill(c, "#create-server-form input[name=name]", "web1").await;
+    click(c, "#create-server-form button[type=submit]").await;
+    wait_text(c, "main h1", "Server web1").await;
+    wait_text(c, ".flash", "port 27480").await;
+
+    // Start, and the page follows the state.
+    click(c, "#action-start").await;
+    wait_text(c, ".flash", "Start of server web1 queued").await;
+    tokio::task::spawn_blocking(|| a2s_name(27480, "Browser One"))
+        .await
+        .unwrap();
+    wait_text(c, "#server-state", "active").await;
+    // The console streams the server's output live (SSE).
+    wait_text(c, "#console-log", "server.cfg").await;
+
+    // Edit server.cfg, restart, live.
+    let href = c
+        .find(Locator::Css("main p.meta a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    c.goto(&format!("{}{href}", s.base)).await.unwrap();
+    fill(
+        c,
+        "#blueprint-form textarea[name=config]",
+        "hostname \"Browser Two\"",
+    )
+    .await;
+    click(c, "#blueprint-form button[type=submit]").await;
+    wait_text(c, ".flash", "saved").await;
+    c.goto(&format!("{}/servers", s.base)).await.unwrap();
+    click(c, "#server-web1 a").await;
+    wait_text(c, "main h1", "Server web1").await;
+    click(c, "#action-restart").await;
+    wait_text(c, ".flash", "Restart of server web1 queued").await;
+    tokio::task::spawn_blocking(|| a2s_name(27480, "Browser Two"))
+        .await
+        .unwrap();
+
+    // Reset wipes the upper layer.
+    let marker = s.root.path().join("runtime/web1/upper/marker.txt");
+    std::fs::write(&marker, "x").unwrap();
+    click(c, "#action-reset").await;
+    wait_text(c, ".flash", "Reset of server web1 queued").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "reset did not wipe the upper layer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::spawn_blocking(|| a2s_name(27480, "Browser Two"))
+        .await
+        .unwrap();
+
+    // Delete from the server page; the dashboard no longer lists it.
+    click(c, "#action-delete").await;
+    wait_text(c, "main h1", "Servers").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.root.path().join("instances/web1").exists() {
+        assert!(Instant::now() < deadline, "delete did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.refresh().await.unwrap();
+    wait_text(c, "main", "No servers yet").await;
+    s.stop().await;
+}

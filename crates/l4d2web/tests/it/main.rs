@@ -1,0 +1,22 @@
+//! The web app's integration tests: one binary, one module per area;
+//! `util` is the in-process server harness, the HTTP client and the
+//! browser driver they share.
+
+mod util;
+
+mod architecture;
+mod browser;
+mod browser_servers;
+mod converge;
+mod db_files;
+mod demo;
+mod hardening;
+mod http;
+mod jobs;
+mod live;
+mod overlays;
+mod overlays_workshop;
+mod process;
+mod servers;
+mod servers_demo;
+mod servers_input;
