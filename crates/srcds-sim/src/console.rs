@@ -250,7 +250,16 @@ impl Server {
         let name = cmd[0].to_ascii_lowercase();
         let args = &cmd[1..];
         match name.as_str() {
-            "status" => self.status(st),
+            "status" => {
+                if matches!(origin, Origin::Rcon(_)) {
+                    st.query_counts.rcon_status += 1;
+                }
+                self.status(st)
+            }
+            "sim_query_counts" => {
+                let c = st.query_counts;
+                format!("a2s_info {} rcon_status {}\n", c.a2s_info, c.rcon_status)
+            }
             "echo" => format!("{raw_args}\n"),
             "say" => {
                 console(&format!("Console: {raw_args}"));

@@ -229,7 +229,7 @@ impl Server {
         }
         let request = a2s::parse_request(datagram).ok()?;
         let expected = self.challenges.for_addr(from);
-        let st = self.lock();
+        let mut st = self.lock();
         Some(match request {
             Request::GetChallenge => a2s::encode_challenge(expected),
             Request::Info { challenge } if challenge != Some(expected) => {
@@ -240,7 +240,10 @@ impl Server {
             {
                 a2s::encode_challenge(expected)
             }
-            Request::Info { .. } => a2s::encode_info(&self.info(&st)),
+            Request::Info { .. } => {
+                st.query_counts.a2s_info += 1;
+                a2s::encode_info(&self.info(&st))
+            }
             Request::Player { .. } => {
                 let now = Instant::now();
                 let entries: Vec<a2s::PlayerEntry> = st

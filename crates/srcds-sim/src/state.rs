@@ -151,6 +151,18 @@ pub struct State {
     pub ip_filters: Vec<IpFilter>,
     /// Per-address RCON authentication failures (sv_rcon.cpp).
     pub failed_rcons: Vec<FailedRcon>,
+    /// What clients asked for, for benchmarks (`sim_query_counts`).
+    pub query_counts: QueryCounts,
+}
+
+/// Queries answered, as `sim_query_counts` prints them. Not in the real
+/// engine: it lets a benchmark count what a panel costs each server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryCounts {
+    /// A2S_INFO answered with the server's info (not a challenge).
+    pub a2s_info: u64,
+    /// `status` run over RCON.
+    pub rcon_status: u64,
 }
 
 /// A scheduled level change.
@@ -179,6 +191,7 @@ impl State {
             pending_map: None,
             ip_filters: Vec::new(),
             failed_rcons: Vec::new(),
+            query_counts: QueryCounts::default(),
         }
     }
 

@@ -38,11 +38,16 @@ pub(super) fn ingest(board: &Board, ev: &ServerLogEvent) {
         state.updated_at = Some(crate::db::now_text());
         changed
     });
-    if matches!(
-        ev.event,
-        LogEvent::Connected { .. } | LogEvent::Disconnected { .. } | LogEvent::Entered { .. }
-    ) {
-        board.repoll.notify_one();
+    // A human arriving or leaving refreshes this server's player count
+    // soon; bots come and go all the time in L4D2 (infected spawn and die)
+    // and refresh nobody.
+    if let LogEvent::Connected { player, .. }
+    | LogEvent::Disconnected { player, .. }
+    | LogEvent::Entered { player } = &ev.event
+    {
+        if !is_bot(player) {
+            board.poll_soon(ev.server_key);
+        }
     }
     board.publish(ev.server_key, LiveUpdate::Event(Arc::new(live_event)));
     if panel_changed {
@@ -109,6 +114,11 @@ pub(super) async fn sync_secrets(
         }
         known = wanted;
     }
+}
+
+/// The engine tags bots' Steam id as `BOT`.
+fn is_bot(p: &PlayerTag) -> bool {
+    p.steam_id.eq_ignore_ascii_case("BOT")
 }
 
 fn who(p: &PlayerTag) -> String {

@@ -2,11 +2,17 @@
 //! (map, player count for the dashboard) and, while someone watches its
 //! page, for RCON `status` (names, Steam ids, ping, time), the players
 //! enriched with Steam persona names and avatars.
+//!
+//! Each server keeps its own schedule: every 5 s while watched, every 30 s
+//! otherwise, sooner (but never within 5 s of its last poll) when a viewer
+//! arrives or a human joins or leaves it. Every RCON `status` also leaves an
+//! `rcon from` line in the game's own log, so the panel asks no more often
+//! than someone can look.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use source_proto::a2s::A2sError;
 use source_proto::rcon::RconSession;
@@ -19,8 +25,17 @@ use super::state::{Board, LivePlayer, LiveUpdate};
 use crate::l4d2ctl::{HostClient, HostError};
 use crate::servers::{self, RconTarget};
 
-/// How often running servers are polled.
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a server whose page someone watches is polled, and the
+/// shortest time between two polls of one server.
+const WATCHED_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a server nobody watches is polled (the dashboard's counts).
+const UNWATCHED_INTERVAL: Duration = Duration::from_secs(30);
+/// Servers due within this much of each other are polled together, so the
+/// poller wakes at most about once a second however many servers run.
+const BATCH_SLACK: Duration = Duration::from_secs(1);
+/// The longest the poller sleeps: a newly started server is first polled
+/// within this.
+const LONGEST_SLEEP: Duration = Duration::from_secs(5);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const RCON_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -52,17 +67,32 @@ pub(super) struct Poller {
 /// One RCON session per server, with the password it was opened with.
 type Sessions = HashMap<i64, (String, RconSession)>;
 
+/// When a server is next due: at once if never polled, else its interval
+/// after its last poll (the shortest one when an early poll was asked for).
+fn due_at(last: Option<Instant>, watched: bool, early: bool, now: Instant) -> Instant {
+    match last {
+        None => now,
+        Some(last) if watched || early => last + WATCHED_INTERVAL,
+        Some(last) => last + UNWATCHED_INTERVAL,
+    }
+}
+
 impl Poller {
-    /// Polls until `shutdown`, early when the board asks for it.
+    /// Polls until `shutdown`, each server on its own schedule.
     pub(super) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut sessions = Sessions::new();
+        let mut last_polled = HashMap::new();
         loop {
-            if let Err(e) = self.poll_once(&mut sessions).await {
-                tracing::warn!(error = %e, "live poll failed");
-            }
+            let next = match self.poll_due(&mut sessions, &mut last_polled).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live poll failed");
+                    Instant::now() + LONGEST_SLEEP
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = tokio::time::sleep_until(next.into()) => {}
                 _ = self.board.repoll.notified() => {
                     // Coalesce bursts (a map change disconnects everyone).
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -71,10 +101,41 @@ impl Poller {
         }
     }
 
-    /// Polls every server meant to be running, concurrently.
-    async fn poll_once(&self, sessions: &mut Sessions) -> Result<(), sqlx::Error> {
-        let targets = servers::running_targets(&self.pool).await?;
+    fn due(&self, id: i64, last_polled: &HashMap<i64, Instant>, now: Instant) -> Instant {
+        due_at(
+            last_polled.get(&id).copied(),
+            self.board.watched(id),
+            self.board.wants_early_poll(id),
+            now,
+        )
+    }
+
+    /// Polls, concurrently, the servers meant to be running that are due;
+    /// returns when the next one is.
+    async fn poll_due(
+        &self,
+        sessions: &mut Sessions,
+        last_polled: &mut HashMap<i64, Instant>,
+    ) -> Result<Instant, sqlx::Error> {
+        let mut targets = servers::running_targets(&self.pool).await?;
         sessions.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        last_polled.retain(|id, _| targets.iter().any(|t| t.id == *id));
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = targets
+            .drain(..)
+            .partition(|t| self.due(t.id, last_polled, now) <= now + BATCH_SLACK);
+        let next = later
+            .iter()
+            .map(|t| self.due(t.id, last_polled, now))
+            .chain(due.iter().map(|_| now + WATCHED_INTERVAL))
+            .min()
+            .unwrap_or(now + LONGEST_SLEEP)
+            .min(now + LONGEST_SLEEP);
+        for t in &due {
+            last_polled.insert(t.id, now);
+            self.board.polled(t.id);
+        }
+        let targets = due;
         // RCON (with the password) only goes to ports that belong to their
         // servers: one host query per poll, and only when someone watches.
         let any_watched = targets.iter().any(|t| self.board.watched(t.id));
@@ -170,7 +231,7 @@ impl Poller {
                 self.board.publish(id, LiveUpdate::Panel);
             }
         }
-        Ok(())
+        Ok(next)
     }
 }
 
@@ -238,4 +299,30 @@ fn enrich(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_keeps_its_own_interval() {
+        let now = Instant::now();
+        let last = now - Duration::from_secs(2);
+        assert_eq!(due_at(None, false, false, now), now, "never polled: now");
+        assert_eq!(
+            due_at(Some(last), true, false, now),
+            last + WATCHED_INTERVAL
+        );
+        assert_eq!(
+            due_at(Some(last), false, false, now),
+            last + UNWATCHED_INTERVAL
+        );
+        // Early, but never sooner than the shortest interval.
+        assert_eq!(
+            due_at(Some(last), false, true, now),
+            last + WATCHED_INTERVAL
+        );
+        assert_eq!(due_at(Some(last), true, true, now), last + WATCHED_INTERVAL);
+    }
 }

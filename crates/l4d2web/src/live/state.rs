@@ -1,7 +1,7 @@
 //! What is known about every server right now, and who is watching:
 //! the board the poller and the log listener write and viewers read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -84,8 +84,10 @@ pub(super) struct Board {
     servers: Mutex<HashMap<i64, Arc<Mutex<LiveState>>>>,
     /// Panel updates, by server id; a server has a topic while watched.
     updates: Fanout<i64, LiveUpdate>,
-    /// Woken when a poll should come early (a viewer arrived, a player
-    /// connected or left).
+    /// Servers whose next poll should come early: a viewer arrived, or a
+    /// human player connected or left while nobody watched.
+    early: Mutex<HashSet<i64>>,
+    /// Woken when a server joins `early`.
     pub(super) repoll: Notify,
 }
 
@@ -99,6 +101,7 @@ impl Board {
         Board {
             servers: Mutex::new(HashMap::new()),
             updates: Fanout::new(VIEWER_LAG, 0),
+            early: Mutex::new(HashSet::new()),
             repoll: Notify::new(),
         }
     }
@@ -129,10 +132,27 @@ impl Board {
     pub(super) fn watch(&self, id: i64) -> LiveSubscription {
         let sub = self.updates.subscribe(id);
         if sub.first {
-            // The first viewer should not wait a whole poll interval.
-            self.repoll.notify_one();
+            // The first viewer should not wait for an unwatched server's
+            // long interval.
+            self.poll_soon(id);
         }
         sub
+    }
+
+    /// Asks for server `id`'s next poll early (still never sooner than the
+    /// poller's shortest interval after its last one).
+    pub(super) fn poll_soon(&self, id: i64) {
+        lock(&self.early).insert(id);
+        self.repoll.notify_one();
+    }
+
+    pub(super) fn wants_early_poll(&self, id: i64) -> bool {
+        lock(&self.early).contains(&id)
+    }
+
+    /// Server `id` was just polled.
+    pub(super) fn polled(&self, id: i64) {
+        lock(&self.early).remove(&id);
     }
 
     pub(super) fn watched(&self, id: i64) -> bool {
@@ -144,6 +164,7 @@ impl Board {
     }
 
     pub(super) fn forget(&self, id: i64) {
+        lock(&self.early).remove(&id);
         lock(&self.servers).remove(&id);
     }
 }

@@ -126,6 +126,25 @@ fn a2s_player_and_rules_need_the_challenge() {
             "{name} missing in {status}"
         );
     }
+    // The benchmark counters: `status` over RCON counted, A2S_INFO answers
+    // counted (a challenge reply is not an answer), the counter query itself not.
+    let counts = |rcon: &mut Rcon, id| -> (u64, u64) {
+        let (text, _) = rcon.exec(id, "sim_query_counts");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(words.len(), 4, "{text:?}");
+        assert_eq!((words[0], words[2]), ("a2s_info", "rcon_status"));
+        (words[1].parse().unwrap(), words[3].parse().unwrap())
+    };
+    let (info_before, status_before) = counts(&mut rcon, 11);
+    assert_eq!(status_before, 1);
+    let mut info = b"\xFF\xFF\xFF\xFFTSource Engine Query\0".to_vec();
+    let ch = udp_query(sim.addr(), &info);
+    assert_eq!(ch[4], 0x41, "challenge first");
+    info.extend_from_slice(&ch[5..9]);
+    assert_eq!(udp_query(sim.addr(), &info)[4], 0x49, "S2A_INFO");
+    assert_eq!(counts(&mut rcon, 12), (info_before + 1, 1));
+    rcon.exec(13, "status");
+    assert_eq!(counts(&mut rcon, 14), (info_before + 1, 2));
 
     let mut rules = vec![0xFF, 0xFF, 0xFF, 0xFF, 0x56];
     rules.extend_from_slice(&ch[5..9]);
