@@ -2,6 +2,7 @@
 //! tests, plus the small page helpers they share.
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,8 +24,12 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver's whole process group: Chromium and its helpers
+    /// with it (killing chromedriver alone leaves them running).
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        if let Some(pid) = rustix::process::Pid::from_raw(self.driver.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.driver.wait();
     }
 }
@@ -46,6 +51,8 @@ pub async fn browser() -> Option<Browser> {
         .port();
     let driver = Command::new(driver.unwrap())
         .arg(format!("--port={port}"))
+        // Its own group, so that dropping the browser ends every process it started.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
