@@ -398,6 +398,16 @@ in_ct /bin/sh -c 'rm /etc/systemd/system/left4me-script-.service.d/50-systest-ru
 
 echo "== kill -9 of the panel during a job ($(elapsed))"
 drive restart-for-kill
+# Kill only once systemd is stopping the server: killed earlier, the stop
+# may never reach systemd and the server simply stays up (its desired state).
+stopping=""
+for _ in $(seq 1 100); do
+    state=$(in_ct systemctl show -P ActiveState left4me-server@srv1.service || true)
+    case "$state" in deactivating | inactive | failed) stopping=$state; break ;; esac
+    sleep 0.1
+done
+echo "srv1 is ${stopping:-still $state} when the panel is killed"
+check "systemd is stopping the server when the panel is killed" test -n "$stopping"
 in_ct systemctl kill -s KILL left4me-web.service
 drive after-kill
 
