@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config;
 use crate::jobs::Jobs;
 use crate::tasks::{self, Task};
-use crate::{accounts, db};
+use crate::{accounts, backup, db};
 
 #[derive(Parser)]
 #[command(name = "left4me", version, about = "left4me web app and admin CLI")]
@@ -44,6 +44,23 @@ enum Command {
     SeedScriptOverlays { dir: PathBuf },
     /// Enqueue the coalesced workshop refresh job.
     WorkshopRefresh,
+    /// Back up the database, instances and overlays into a new directory
+    /// (safe while the panel runs; the game and workshop downloads are left out).
+    Backup {
+        /// Directory to create (or an empty one); with --keep, the directory
+        /// holding the rotated backups.
+        dir: PathBuf,
+        /// Write a new `left4me-<time>` backup inside DIR and remove the
+        /// oldest complete ones beyond this many.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// Restore a backup into an empty data root (LEFT4ME_ROOT), checking
+    /// every file against the backup's manifest first.
+    Restore {
+        /// A directory written by `left4me backup`.
+        dir: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -99,6 +116,44 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::SeedScriptOverlays { dir } => crate::overlays::seed::run_cli(&dir).await,
         Command::WorkshopRefresh => workshop_refresh().await,
+        Command::Backup { dir, keep } => {
+            let (root, url) = config::database_location_from_env()?;
+            let pool = db::connect(&url).await?;
+            let (target, summary, removed) = match keep {
+                Some(keep) => backup::backup_rotated(&pool, &root, &dir, keep).await?,
+                None => (
+                    dir.clone(),
+                    backup::backup(&pool, &root, &dir).await?,
+                    Vec::new(),
+                ),
+            };
+            println!(
+                "backed up {} files ({} bytes) into {}",
+                summary.files,
+                summary.bytes,
+                target.display()
+            );
+            for skipped in summary.skipped {
+                println!("left out: {skipped}");
+            }
+            for old in removed {
+                println!("removed the old backup {}", old.display());
+            }
+            Ok(())
+        }
+        Command::Restore { dir } => {
+            let (root, url) = config::database_location_from_env()?;
+            let database = db::file_of(&url)?;
+            let summary = backup::restore(&dir, &root, &database)?;
+            println!(
+                "restored {} files ({} bytes) into {}; install the game and refresh \
+                 the workshop items (both are downloaded again) before starting servers",
+                summary.files,
+                summary.bytes,
+                root.display()
+            );
+            Ok(())
+        }
     }
 }
 

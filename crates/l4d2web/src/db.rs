@@ -33,6 +33,15 @@ pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
         .map(drop)
 }
 
+/// The database file a `sqlite:` URL names.
+pub fn file_of(url: &str) -> Result<std::path::PathBuf, DbError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(|source| DbError::Open {
+        url: url.to_string(),
+        source,
+    })?;
+    Ok(options.get_filename().to_path_buf())
+}
+
 /// Opens (creating if missing) the database in WAL mode. Does not migrate.
 /// The file is created (and an existing one tightened) to [`DB_MODE`]
 /// before SQLite opens it; SQLite gives its `-wal`/`-shm` files the

@@ -6,7 +6,7 @@
 //! each calling only those below it (ARCHITECTURE.md):
 //!
 //! 1. [`l4d2ctl`] (the process client) and the infrastructure beside it:
-//!    [`config`], [`db`], [`fanout`];
+//!    [`config`], [`db`], [`fanout`], [`backup`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
 //!    [`live`];
@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod data_root;

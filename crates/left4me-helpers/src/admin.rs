@@ -12,7 +12,7 @@ use crate::config::{read_root_owned_env, ConfigError, DEFAULT_ROOT, HOST_ENV, WE
 use crate::grammar::{utf8, GrammarError};
 
 pub const USAGE: &str =
-    "left4me [--dry-run] create-user|seed-script-overlays|workshop-refresh|migrate [ARGS...]";
+    "left4me [--dry-run] create-user|seed-script-overlays|workshop-refresh|migrate|backup|restore [ARGS...]";
 
 /// The web binary this wrapper runs.
 pub const WEB_BINARY: &str = "/opt/left4me/bin/left4me";
@@ -25,6 +25,8 @@ pub const SUBCOMMANDS: &[&str] = &[
     "seed-script-overlays",
     "workshop-refresh",
     "migrate",
+    "backup",
+    "restore",
 ];
 /// The one caller variable passed through: lets scripted installs create the
 /// first admin without a terminal (`left4me create-user` reads it).
@@ -36,7 +38,7 @@ pub enum AdminError {
     Grammar(#[from] GrammarError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("unknown subcommand {0:?}: expected one of create-user, seed-script-overlays, workshop-refresh, migrate")]
+    #[error("unknown subcommand {0:?}: expected one of create-user, seed-script-overlays, workshop-refresh, migrate, backup, restore")]
     UnknownSubcommand(String),
     #[error("must be run as root (e.g. with sudo)")]
     NotRoot,

@@ -5,6 +5,7 @@
 mod util;
 
 mod architecture;
+mod backup;
 mod browser;
 mod browser_servers;
 mod converge;
