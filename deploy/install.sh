@@ -12,7 +12,7 @@
 #   --system-cpus LIST  CPUs kept for the system, the web app and overlay builds
 #                       (cpuset syntax, default 0); all other online CPUs go to
 #                       l4d2-game.slice. "none" disables the split.
-#   --enable            enable left4me-web.service and the workshop-refresh timer.
+#   --enable            enable left4me-web.service, the workshop-refresh and the backup timers.
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -147,6 +147,8 @@ ensure_dir /var/lib/left4me left4me left4me 0750
 for sub in installation steam overlays workshop_cache instances runtime tmp; do
     ensure_dir "/var/lib/left4me/$sub" left4me left4me 0750
 done
+# Backups hold every secret of the panel: only the service user reads them.
+ensure_dir /var/backups/left4me left4me left4me 0700
 # The database and its WAL sidecars must stay writable by the service user
 # (a root-owned -wal/-shm after an ad-hoc root sqlite3 session breaks writes).
 for db in /var/lib/left4me/left4me.db /var/lib/left4me/left4me.db-wal /var/lib/left4me/left4me.db-shm; do
@@ -231,7 +233,7 @@ if [ -d /run/systemd/system ]; then
         systemctl daemon-reload; echo "ran: systemctl daemon-reload"
     fi
     if [ "$ENABLE" = 1 ]; then
-        for unit in left4me-web.service left4me-workshop-refresh.timer; do
+        for unit in left4me-web.service left4me-workshop-refresh.timer left4me-backup.timer; do
             if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
                 systemctl enable --quiet "$unit"; changed "enabled $unit"
             fi

@@ -597,6 +597,26 @@ def phase_after_reboot(st):
     check("the dashboard shows no drift after the reboot", 'class="drift"' not in page, re.findall(r'class="drift">([^<]*)', page))
 
 
+def phase_after_restore(st):
+    """The panel on a data root restored from the backup timer's backup."""
+    check("the panel is up on the restored data root", wait_health(90))
+    admin = Browserless()
+    r = admin.login("admin", st["admin_password"])
+    check("after restore the admin logs in with the same password", r.status == 303)
+    page = admin.get(f"/servers/{st['server2']}")
+    check("after restore the admin's server is there", page.status == 200 and "srv2" in page.body, page.status)
+    page = admin.get(f"/overlays/{st['marker_overlay']}")
+    check("after restore the admin's overlay is there", page.status == 200, page.status)
+    mallory = Browserless()
+    r = mallory.login("mallory", st["mallory_password"])
+    check("after restore the other tenant logs in", r.status == 303)
+    page = mallory.get(f"/servers/{st['evil_server']}")
+    check("after restore the other tenant's server is there", page.status == 200, page.status)
+    check("after restore tenants still see only their own servers", admin.get(f"/servers/{st['evil_server']}").status == 404)
+    check("after restore the servers meant to run are running again", wait_a2s(st["port2"], timeout=90) is not None)
+    check("after restore the other tenant's server runs again too", wait_a2s(st["evil_port"], timeout=90) is not None)
+
+
 def phase_bench(st):
     """40 running servers: what one dashboard view costs."""
     admin = Browserless()
@@ -641,6 +661,7 @@ PHASES = {
     "stop": phase_stop,
     "delete": phase_delete,
     "after-reboot": phase_after_reboot,
+    "after-restore": phase_after_restore,
     "bench": phase_bench,
     "bench-cleanup": phase_bench_cleanup,
 }

@@ -470,4 +470,29 @@ drive after-reboot
 in_ct journalctl -b -1 -u left4me-web --no-pager >"$WORK/web-boot1.log" 2>&1
 in_ct journalctl -b -u left4me-web --no-pager >"$WORK/web-boot2.log" 2>&1
 
+echo "== backup and restore ($(elapsed))"
+# The deploy README's commands, as an operator types them.
+readme_steps() { # BLOCK
+    local line n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        echo "== (server) $line"
+        in_ct bash -c "cd /root/left4me && $line" >"$WORK/$1-step$n.log" 2>&1
+        local rc=$?
+        tail -3 "$WORK/$1-step$n.log" | sed 's/^/   /'
+        check "README $1 step $n: ${line:0:90}" test $rc -eq 0
+    done < <(readme_block "$1")
+}
+check "left4me-backup.timer is enabled" test "$(in_ct systemctl is-enabled left4me-backup.timer)" = enabled
+readme_steps backup
+check "the backup service wrote a complete backup" \
+    in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json >/dev/null && grep -q "\"left4me.db\"" /var/backups/left4me/left4me-*/manifest.json'
+check "the backups are the service user's alone" \
+    test "$(in_ct stat -c '%U %a' /var/backups/left4me "$(in_ct /bin/sh -c 'ls -d /var/backups/left4me/left4me-* | tail -n 1')")" = "left4me 700
+left4me 700"
+readme_steps restore
+check "the restored database is 0640 or stricter" \
+    test -z "$(in_ct find /var/lib/left4me/left4me.db -perm /0137)"
+drive after-restore
+
 exit 0
