@@ -170,3 +170,44 @@ fn to_live_event(ev: &ServerLogEvent) -> Option<LiveEvent> {
         text,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(server_key: i64, line: &str) -> ServerLogEvent {
+        let (time, event) = source_proto::hllog::parse_line_with_time(line).unwrap();
+        ServerLogEvent {
+            server_key,
+            time,
+            event,
+            line: line.to_string(),
+        }
+    }
+
+    #[test]
+    fn humans_arriving_or_leaving_ask_their_own_server_for_a_poll_and_bots_ask_nobody() {
+        let board = Board::new();
+        let stamp = "L 12/01/2026 - 12:00:00:";
+        for line in [
+            format!("{stamp} \"Boomer<17><BOT><Infected>\" connected, address \"none\""),
+            format!("{stamp} \"Boomer<17><BOT><Infected>\" disconnected (reason \"Kicked by Console : death anim finished\")"),
+            format!("{stamp} \"Coach<3><BOT><Survivor>\" entered the game"),
+        ] {
+            ingest(&board, &event(1, &line));
+        }
+        assert!(!board.wants_early_poll(1), "bot churn wakes nobody");
+        assert_eq!(board.snapshot(1).events.len(), 3, "but shows as events");
+        ingest(
+            &board,
+            &event(
+                2,
+                &format!("{stamp} \"Ellis<5><STEAM_1:0:12345><>\" connected, address \"192.0.2.7:27005\""),
+            ),
+        );
+        assert!(board.wants_early_poll(2), "a human refreshes their server");
+        assert!(!board.wants_early_poll(1), "and only theirs");
+        board.polled(2);
+        assert!(!board.wants_early_poll(2));
+    }
+}
