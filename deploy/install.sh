@@ -8,7 +8,8 @@
 #                       left4me l4d2ctl l4d2-launch left4me-admin left4me-overlay
 #                       left4me-systemctl left4me-journalctl left4me-script-sandbox
 #   --public-ip IP      the address game servers send their live events to
-#                       (LOG_LISTENER_ADDR=IP:28000 in /etc/left4me/web.env).
+#                       (LOG_LISTENER_ADDR=IP:28000 in /etc/left4me/web.env);
+#                       without it they use the loopback alias 127.0.0.2.
 #   --system-cpus LIST  CPUs kept for the system, the web app and overlay builds
 #                       (cpuset syntax, default 0); all other online CPUs go to
 #                       l4d2-game.slice. "none" disables the split.
@@ -45,7 +46,7 @@ if [ -n "$PUBLIC_IP" ]; then
     # Source keeps a log destination of exactly 127.0.0.1 in an internal
     # queue and never sends it: live events need a real address.
     [[ "$PUBLIC_IP" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "--public-ip $PUBLIC_IP is not an IPv4 address"
-    [[ "$PUBLIC_IP" != 127.* ]] || die "--public-ip $PUBLIC_IP is a loopback address; game servers never send their logs there"
+    [[ "$PUBLIC_IP" != 127.* ]] || die "--public-ip $PUBLIC_IP is a loopback address; leave --public-ip out and game servers send their events to 127.0.0.2"
 fi
 LIBEXEC_BINS="left4me-overlay left4me-systemctl left4me-journalctl left4me-script-sandbox"
 OPT_BINS="left4me l4d2ctl l4d2-launch"

@@ -146,8 +146,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let database = db::file_of(&url)?;
             let summary = backup::restore(&dir, &root, &database)?;
             println!(
-                "restored {} files ({} bytes) into {}; install the game and refresh \
-                 the workshop items (both are downloaded again) before starting servers",
+                "restored {} files ({} bytes) into {}; a backup holds no game installation, \
+                 steamcmd or workshop downloads: move them back or download them again \
+                 (install job, workshop refresh) before servers can start",
                 summary.files,
                 summary.bytes,
                 root.display()

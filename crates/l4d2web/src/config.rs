@@ -42,7 +42,7 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_BACKEND", "(detected)", "systemd or local: how servers run and builds are sandboxed; systemd when it is PID 1 and the helpers are installed"),
     var("LEFT4ME_L4D2CTL", "(next to left4me)", "path of the l4d2ctl binary (absolute)"),
     var("LOG_LISTENER_BIND", "(off)", "UDP ip:port where game servers' live events are received"),
-    var("LOG_LISTENER_ADDR", "(off)", "ip:port game servers send their events to (the host's public address: srcds refuses loopback)"),
+    var("LOG_LISTENER_ADDR", "(from LOG_LISTENER_BIND)", "ip:port game servers send their events to; by default the bind address, 127.0.0.2 for 0.0.0.0; never 127.0.0.1 (the engine keeps those packets in-process)"),
     var("STEAM_WEB_API_KEY", "(none)", "Steam Web API key, for players' names and avatars; never shown"),
     var("STEAM_API_BASE_URL", "https://api.steampowered.com", "Steam Web API base URL"),
     var("LEFT4ME_STEAM_API_TIMEOUT_SECS", "30", "per-request timeout of Steam Web API calls (1-3600)"),
@@ -366,7 +366,10 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
         session_cookie_secure: env.bool("SESSION_COOKIE_SECURE", false)?,
         port_range: (start, end),
         steam_web_api_key: env.get("STEAM_WEB_API_KEY"),
-        log_listener_addr: env.opt_addr("LOG_LISTENER_ADDR")?,
+        log_listener_addr: log_destination(
+            env.opt_addr("LOG_LISTENER_BIND")?,
+            env.opt_addr("LOG_LISTENER_ADDR")?,
+        )?,
         log_listener_bind: env.opt_addr("LOG_LISTENER_BIND")?,
         bind,
         trusted_proxies,
@@ -455,6 +458,37 @@ fn parse_proxies(value: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// Where game servers send their log lines: `LOG_LISTENER_ADDR`, else the
+/// listener's own address (127.0.0.2 when it listens on every address).
+/// Never 127.0.0.1: the engine's `NET_SendPacket` keeps packets for exactly
+/// that address in an in-process queue nothing reads on a dedicated server
+/// (unless `net_usesocketsforloopback`, which the panel does not let a
+/// blueprint set), so no event would ever arrive.
+fn log_destination(
+    bind: Option<SocketAddr>,
+    addr: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const ALIAS: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let refused = |var: &'static str, value: SocketAddr| ConfigError::Invalid {
+        var,
+        value: value.to_string(),
+        reason: "game servers never send log packets to 127.0.0.1 (the engine keeps them \
+                 in-process); use another loopback address such as 127.0.0.2, or the host's own"
+            .into(),
+    };
+    match (bind, addr) {
+        (_, Some(addr)) if addr.ip() == LOCALHOST => Err(refused("LOG_LISTENER_ADDR", addr)),
+        (_, Some(addr)) => Ok(Some(addr)),
+        (Some(bind), None) if bind.ip().is_unspecified() => {
+            Ok(Some(SocketAddr::new(ALIAS, bind.port())))
+        }
+        (Some(bind), None) if bind.ip() == LOCALHOST => Err(refused("LOG_LISTENER_BIND", bind)),
+        (Some(bind), None) => Ok(Some(bind)),
+        (None, None) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +557,14 @@ mod tests {
             (
                 vec![KEY, ("LOG_LISTENER_ADDR", "1.2.3.4")],
                 "LOG_LISTENER_ADDR",
+            ),
+            (
+                vec![KEY, ("LOG_LISTENER_ADDR", "127.0.0.1:28000")],
+                "LOG_LISTENER_ADDR",
+            ),
+            (
+                vec![KEY, ("LOG_LISTENER_BIND", "127.0.0.1:28000")],
+                "LOG_LISTENER_BIND",
             ),
             (
                 vec![KEY, ("LEFT4ME_TRUSTED_PROXIES", "10.0.0.1,nope")],
@@ -594,6 +636,41 @@ mod tests {
         assert!(table.contains("LEFT4ME_BUILD_TIMEOUT_SECS") && table.contains("[default: 3600]"));
         let c = load_map(&[KEY, ("LEFT4ME_BUILD_TIMEOUT_SECS", " 15 ")]).unwrap();
         assert_eq!(c.build_timeout_secs, 15);
+    }
+
+    #[test]
+    fn log_destination_follows_the_listener_and_is_never_127_0_0_1() {
+        let dest = |pairs: &[(&str, &str)]| {
+            let mut all = vec![KEY];
+            all.extend_from_slice(pairs);
+            load_map(&all).map(|c| c.log_listener_addr.map(|a| a.to_string()))
+        };
+        assert_eq!(dest(&[]).unwrap(), None, "no listener, no destination");
+        assert_eq!(
+            dest(&[("LOG_LISTENER_BIND", "0.0.0.0:28000")])
+                .unwrap()
+                .as_deref(),
+            Some("127.0.0.2:28000"),
+            "a listener on every address is reached on the loopback alias"
+        );
+        assert_eq!(
+            dest(&[("LOG_LISTENER_BIND", "127.0.0.2:28001")])
+                .unwrap()
+                .as_deref(),
+            Some("127.0.0.2:28001")
+        );
+        assert_eq!(
+            dest(&[
+                ("LOG_LISTENER_BIND", "0.0.0.0:28000"),
+                ("LOG_LISTENER_ADDR", "192.0.2.1:28000")
+            ])
+            .unwrap()
+            .as_deref(),
+            Some("192.0.2.1:28000"),
+            "an explicit address wins"
+        );
+        let err = dest(&[("LOG_LISTENER_BIND", "127.0.0.1:28000")]).unwrap_err();
+        assert!(err.to_string().contains("127.0.0.2"), "{err}");
     }
 
     #[test]

@@ -58,12 +58,13 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
 
     let root_text = root.display().to_string();
     let bind_text = bind.to_string();
-    // The live panel's log listener on a free loopback port (the simulated
-    // servers are told to log to loopback, which real srcds refuses).
+    // The live panel's log listener on a free port of the loopback alias
+    // 127.0.0.2: the engine (and srcds-sim with it) keeps log packets for
+    // exactly 127.0.0.1 in-process, any other address gets them.
     let log_listener = match config::env_var("LOG_LISTENER_BIND") {
         Some(v) => v,
         None => {
-            let probe = std::net::UdpSocket::bind("127.0.0.1:0")
+            let probe = std::net::UdpSocket::bind("127.0.0.2:0")
                 .context("cannot find a free UDP port for the log listener")?;
             probe
                 .local_addr()
@@ -84,7 +85,6 @@ pub async fn run(bind: SocketAddr, shutdown: CancellationToken) -> anyhow::Resul
         ("LEFT4ME_ROOT".into(), root_text.clone()),
         ("LEFT4ME_BACKEND".into(), "local".into()),
         ("LEFT4ME_STEAMCMD".into(), steamcmd.display().to_string()),
-        ("SRCDS_SIM_LOG_LOOPBACK".into(), "1".into()),
     ];
 
     let pool = db::connect(&config.database_url).await?;

@@ -53,8 +53,8 @@ pub struct SrcdsArgs {
     /// `-sim_stop_delay <seconds>`: take that long to shut down after
     /// SIGINT/`quit` (a real server saves and flushes first).
     pub sim_stop_delay: Option<Duration>,
-    /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.0/8 addresses,
-    /// which real srcds silently drops.
+    /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.1 as well, as
+    /// `+net_usesocketsforloopback 1` makes the engine do.
     pub sim_log_loopback: bool,
     /// `-strictportbind`: exit instead of moving to another port when a
     /// port is taken (engine/net_ws.cpp, `NET_OpenSocket`).

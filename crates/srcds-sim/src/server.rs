@@ -168,13 +168,24 @@ impl Server {
         };
         let packet = hllog::packet(&line, hllog::effective_secret(st.cvar("sv_logsecret")));
         for addr in &st.log_addresses {
-            // srcds silently drops loopback destinations; the simulator
-            // does too unless asked (-sim_log_loopback) for local demos/tests.
-            if addr.ip().is_loopback() && !self.args.sim_log_loopback {
+            if self.kept_in_process(st, addr) {
                 continue;
             }
             let _ = sock.send_to(&packet, addr);
         }
+    }
+
+    /// Whether the engine would put a packet for `addr` into its in-process
+    /// loopback queue instead of a socket: `NET_SendPacket` (engine/net_ws.cpp)
+    /// does so for exactly 127.0.0.1 (`netadr_t::IsLocalhost`) unless
+    /// `net_usesocketsforloopback` is set, and on a dedicated server nothing
+    /// reads that queue. Every other address, 127.0.0.2 included, gets a
+    /// real datagram. `-sim_log_loopback` acts as `net_usesocketsforloopback 1`.
+    fn kept_in_process(&self, st: &State, addr: &SocketAddr) -> bool {
+        let localhost = addr.ip() == std::net::IpAddr::from([127, 0, 0, 1]);
+        let use_sockets =
+            self.args.sim_log_loopback || st.cvar_int("net_usesocketsforloopback") != 0;
+        localhost && !use_sockets
     }
 
     /// Simulated crash: no cleanup, abnormal termination (SIGABRT).

@@ -15,6 +15,7 @@ pub const DEFAULT_CVARS: &[(&str, &str)] = &[
     ("sv_password", ""),
     ("sv_logsecret", "0"),
     ("sv_logecho", "1"),
+    ("net_usesocketsforloopback", "0"),
     ("sv_logfile", "1"),
     ("sv_log_onefile", "0"),
     ("sv_logbans", "0"),

@@ -94,10 +94,12 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     let log_port = free_port();
     let steam_requests = Arc::new(AtomicUsize::new(0));
     let steam = fake_steam(steam_requests.clone()).await;
-    let bind = format!("127.0.0.1:{log_port}");
+    let bind = format!("127.0.0.2:{log_port}");
+    // The listener on the loopback alias, and no LOG_LISTENER_ADDR: servers
+    // are told the listener's own address. The simulated game, like the
+    // engine, sends real datagrams to 127.0.0.2 (never to 127.0.0.1).
     let s = TestServer::start_installed(&[
         ("LOG_LISTENER_BIND", bind.as_str()),
-        ("LOG_LISTENER_ADDR", bind.as_str()),
         ("STEAM_WEB_API_KEY", STEAM_KEY),
         ("STEAM_API_BASE_URL", steam.as_str()),
         ("LEFT4ME_PORT_RANGE_START", "26300"),
@@ -116,10 +118,7 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
             "/blueprints",
             &[
                 ("name", "live"),
-                (
-                    "args",
-                    "+map c1m1_hotel -sim_players 2 -sim_churn 0 -sim_log_loopback",
-                ),
+                ("args", "+map c1m1_hotel -sim_players 2 -sim_churn 0"),
                 ("config", "hostname \"Live Test\""),
             ],
         )
@@ -305,12 +304,12 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     forged.extend_from_slice(
         b"999999L 01/01/2026 - 00:00:00: \"Mallory<9><STEAM_1:0:1><>\" say \"forged\"\n\0",
     );
-    sock.send_to(&forged, ("127.0.0.1", log_port)).unwrap();
+    sock.send_to(&forged, ("127.0.0.2", log_port)).unwrap();
     let mut plain = vec![0xFF, 0xFF, 0xFF, 0xFF, b'R'];
     plain.extend_from_slice(
         b"L 01/01/2026 - 00:00:00: \"Mallory<9><STEAM_1:0:1><>\" say \"plain\"\n\0",
     );
-    sock.send_to(&plain, ("127.0.0.1", log_port)).unwrap();
+    sock.send_to(&plain, ("127.0.0.2", log_port)).unwrap();
     admin
         .post(&console, &[("command", "say after the forgeries")])
         .await;
@@ -373,7 +372,7 @@ fn log_packet(secret: &str, line: &str) -> Vec<u8> {
 #[tokio::test]
 async fn overlong_and_hostile_log_lines_never_reach_the_panel_and_the_app_keeps_serving() {
     let log_port = free_port();
-    let bind = format!("127.0.0.1:{log_port}");
+    let bind = format!("127.0.0.2:{log_port}");
     let s = TestServer::start_with(&[
         ("LOG_LISTENER_BIND", bind.as_str()),
         ("LOG_LISTENER_ADDR", bind.as_str()),
@@ -387,7 +386,7 @@ async fn overlong_and_hostile_log_lines_never_reach_the_panel_and_the_app_keeps_
     let stamp = "L 01/01/2026 - 00:00:00: ";
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |bytes: &[u8]| {
-        sock.send_to(bytes, ("127.0.0.1", log_port)).unwrap();
+        sock.send_to(bytes, ("127.0.0.2", log_port)).unwrap();
     };
     // Authenticated, but longer than srcds ever sends: a 65 KB datagram and
     // a line over the engine's limit in a datagram that fits.

@@ -472,26 +472,35 @@ fn log_lines_carry_the_secret() {
 }
 
 #[test]
-fn loopback_log_destinations_are_dropped_like_srcds() {
+fn log_lines_for_127_0_0_1_stay_in_the_engine_like_srcds() {
     let root = installed(&format!("{CFG}log on\n"));
     let sim = Sim::start(
         &root,
         &["+map", "c1m1_hotel", "-sim_players", "0", "-sim_churn", "0"],
     );
-    let logs = LogListener::new();
+    let localhost = LogListener::new();
+    let alias = LogListener::on("127.0.0.2");
     let mut rcon = Rcon::connect(sim.addr());
     assert_eq!(rcon.auth("s3cret"), 1);
-    rcon.exec(2, &format!("logaddress_add {}", logs.addr()));
-    rcon.exec(4, "say nobody hears this");
-    sim.wait_console("say \"nobody hears this\"");
+    rcon.exec(2, &format!("logaddress_add {}", localhost.addr()));
+    rcon.exec(3, &format!("logaddress_add {}", alias.addr()));
+    rcon.exec(4, "say only the alias hears this");
+    // Another loopback address is a real destination.
+    alias.wait_for("only the alias hears this");
     let mut buf = [0u8; 2048];
-    logs.sock
+    localhost
+        .sock
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     assert!(
-        logs.sock.recv_from(&mut buf).is_err(),
-        "no packet to 127.0.0.0/8 without -sim_log_loopback"
+        localhost.sock.recv_from(&mut buf).is_err(),
+        "no packet to exactly 127.0.0.1 (the engine's in-process loopback)"
     );
+    // Unless the engine is told to use sockets for loopback.
+    rcon.exec(5, "net_usesocketsforloopback 1");
+    rcon.exec(6, "say now both hear this");
+    localhost.wait_for("now both hear this");
+    alias.wait_for("now both hear this");
 }
 
 #[test]

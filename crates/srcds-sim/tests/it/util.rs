@@ -72,7 +72,11 @@ impl Default for LogListener {
 
 impl LogListener {
     pub fn new() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::on("127.0.0.1")
+    }
+    /// A listener on `ip` (any address of 127.0.0.0/8 works on Linux).
+    pub fn on(ip: &str) -> Self {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         LogListener { sock }
