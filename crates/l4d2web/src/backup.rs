@@ -167,10 +167,11 @@ pub async fn backup_rotated(
         let name = entry.file_name();
         let is_ours = name.to_str().is_some_and(|n| n.starts_with(ROTATED_PREFIX));
         // Never follow a link out of the backup directory when deleting.
-        if is_ours && entry.file_type().map_err(read_err)?.is_dir() {
-            if entry.path().join(MANIFEST).is_file() {
-                complete.push(entry.path());
-            }
+        if is_ours
+            && entry.file_type().map_err(read_err)?.is_dir()
+            && entry.path().join(MANIFEST).is_file()
+        {
+            complete.push(entry.path());
         }
     }
     // The UTC stamps sort by time.
