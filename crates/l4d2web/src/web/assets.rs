@@ -14,6 +14,7 @@ use crate::db;
 static HTMX_JS: &str = include_str!("../../assets/vendor/htmx-2.0.11.min.js");
 static SSE_JS: &str = include_str!("../../assets/vendor/htmx-ext-sse-2.2.4.js");
 static APP_CSS: &str = include_str!("../../assets/app.css");
+static APP_JS: &str = include_str!("../../assets/app.js");
 static AVATAR_SVG: &str = include_str!("../../assets/avatar.svg");
 
 pub fn routes() -> Routes {
@@ -55,6 +56,7 @@ async fn asset(Path(name): Path<String>) -> Result<Response, AppError> {
         "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
         "sse.js" => (SSE_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "avatar.svg" => (AVATAR_SVG, "image/svg+xml"),
         _ => return Err(AppError::NotFound),
     };

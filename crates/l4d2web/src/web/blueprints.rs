@@ -70,8 +70,10 @@ async fn list_with(
 async fn list(State(state): State<AppState>, a: Authed) -> Result<Response, AppError> {
     let form = BlueprintForm {
         name: String::new(),
-        args: "+map c1m1_hotel".into(),
-        config: "hostname \"my left4me server\"\n".into(),
+        // Empty: the fields' placeholders show examples (a value would be
+        // typed after, as in "+map c1m1_hotel+map c2m1_highway").
+        args: String::new(),
+        config: String::new(),
     };
     list_with(&state, &a, form, None).await
 }

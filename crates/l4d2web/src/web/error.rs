@@ -173,14 +173,30 @@ impl IntoResponse for AppError {
             }
         };
         let message = self.to_string();
-        let page = ErrorPage {
-            nav: Nav::anonymous(),
-            status: status.as_u16(),
-            message: &message,
-        };
-        match page.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(_) => (status, message).into_response(),
-        }
+        let mut res = error_page(status, &message, Nav::anonymous());
+        // The page is re-rendered with the visitor's navigation by
+        // `error_nav::with_navigation`, which knows the request.
+        res.extensions_mut()
+            .insert(ErrorPageInfo { status, message });
+        res
+    }
+}
+
+/// What an error page said, kept on its response.
+#[derive(Clone)]
+pub(super) struct ErrorPageInfo {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+}
+
+pub(super) fn error_page(status: StatusCode, message: &str, nav: Nav) -> Response {
+    let page = ErrorPage {
+        nav,
+        status: status.as_u16(),
+        message,
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, message.to_string()).into_response(),
     }
 }

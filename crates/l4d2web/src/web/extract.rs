@@ -69,7 +69,7 @@ pub fn session_cookie(token: String, secure: bool, max_age: i64) -> Cookie<'stat
         .build()
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_token(headers: &HeaderMap) -> Option<String> {
     CookieJar::from_headers(headers)
         .get(SESSION_COOKIE)
         .map(|c| c.value().to_string())

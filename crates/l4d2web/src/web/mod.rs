@@ -7,6 +7,7 @@ mod assets;
 mod blueprints;
 mod console;
 mod error;
+mod error_nav;
 mod extract;
 mod files;
 mod jobs;
@@ -55,6 +56,10 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(assets::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error_nav::with_navigation,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

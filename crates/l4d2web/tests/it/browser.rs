@@ -137,3 +137,80 @@ async fn job_log_grows_live_without_reload() {
     b.client.clone().close().await.unwrap();
     s.stop().await;
 }
+
+/// What a new operator hits first: empty example fields, a question before
+/// anything destructive (Cancel changes nothing), and error pages that keep
+/// the navigation.
+#[tokio::test]
+async fn forms_ask_before_destroying_and_error_pages_keep_the_navigation() {
+    let Some(b) = browser().await else { return };
+    let s = TestServer::start().await;
+    let c = &b.client;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
+
+    // The new-blueprint form shows examples as placeholders, not values.
+    c.goto(&format!("{}/blueprints", s.base)).await.unwrap();
+    let args = c
+        .find(Locator::Css("#create-blueprint-form input[name=args]"))
+        .await
+        .unwrap();
+    assert_eq!(args.prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(args
+        .attr("placeholder")
+        .await
+        .unwrap()
+        .unwrap()
+        .contains("+map"));
+    fill(c, "#create-blueprint-form input[name=name]", "base").await;
+    fill(
+        c,
+        "#create-blueprint-form input[name=args]",
+        "+map c2m1_highway",
+    )
+    .await;
+    click(c, "#create-blueprint-form button[type=submit]").await;
+    wait_text(c, "main h1", "Blueprint base").await;
+    let saved: String = sqlx::query_scalar("SELECT args FROM blueprints WHERE name = 'base'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(saved, "+map c2m1_highway", "typed text is the whole value");
+
+    c.goto(&format!("{}/servers", s.base)).await.unwrap();
+    fill(c, "#create-server-form input[name=name]", "ask1").await;
+    click(c, "#create-server-form button[type=submit]").await;
+    wait_text(c, "main h1", "Server ask1").await;
+    let jobs = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+    };
+    let before = jobs().await;
+    // Reset and delete ask first; Cancel sends nothing.
+    click(c, "#action-reset").await;
+    answer_confirm(c, "Reset server ask1?", false).await;
+    click(c, "#action-delete").await;
+    answer_confirm(c, "Delete server ask1", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        jobs().await,
+        before,
+        "a cancelled reset or delete queued a job"
+    );
+    wait_text(c, "main h1", "Server ask1").await;
+    // Start does not ask.
+    click(c, "#action-start").await;
+    wait_text(c, ".flash", "Start of server ask1 queued").await;
+    assert_eq!(jobs().await, before + 1);
+
+    // A page that does not exist: the error inside the layout, with the
+    // navigation of the logged-in user.
+    c.goto(&format!("{}/servers/999999", s.base)).await.unwrap();
+    wait_text(c, "main h1", "404").await;
+    wait_text(c, "header nav", "Log out alice").await;
+    wait_text(c, "main", "Back to your servers").await;
+    b.client.clone().close().await.unwrap();
+    s.stop().await;
+}

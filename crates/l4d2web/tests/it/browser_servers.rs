@@ -103,6 +103,7 @@ async fn main_loop_in_the_browser() {
     let marker = s.root.path().join("runtime/web1/upper/marker.txt");
     std::fs::write(&marker, "x").unwrap();
     click(c, "#action-reset").await;
+    answer_confirm(c, "Reset server web1?", true).await;
     wait_text(c, ".flash", "Reset of server web1 queued").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while marker.exists() {
@@ -118,6 +119,7 @@ async fn main_loop_in_the_browser() {
 
     // Delete from the server page; the dashboard no longer lists it.
     click(c, "#action-delete").await;
+    answer_confirm(c, "Delete server web1", true).await;
     wait_text(c, "main h1", "Servers").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.root.path().join("instances/web1").exists() {

@@ -147,6 +147,30 @@ pub async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// Waits for the page's confirmation dialog, checks its question and
+/// answers it (OK when `accept`, Cancel otherwise).
+pub async fn answer_confirm(c: &Client, needle: &str, accept: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let question = loop {
+        match c.get_alert_text().await {
+            Ok(text) => break text,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no confirmation dialog: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(
+        question.contains(needle),
+        "{question:?} should contain {needle:?}"
+    );
+    if accept {
+        c.accept_alert().await.unwrap();
+    } else {
+        c.dismiss_alert().await.unwrap();
+    }
+}
+
 pub async fn fill(c: &Client, css: &str, text: &str) {
     let el = c.find(Locator::Css(css)).await.unwrap();
     el.clear().await.unwrap();
