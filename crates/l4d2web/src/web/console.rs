@@ -72,6 +72,19 @@ impl Feed for ConsoleFeed {
     }
 }
 
+/// One line, then the end of the stream.
+struct NoticeFeed(Option<String>);
+
+impl Feed for NoticeFeed {
+    async fn next(&mut self) -> Option<Vec<Event>> {
+        let note = self.0.take()?;
+        Some(vec![
+            line_event(&note),
+            Event::default().event("end").data("console log ended"),
+        ])
+    }
+}
+
 /// SSE: the last 200 console lines, then new ones as the server prints them.
 /// Every viewer of a server shares one `l4d2ctl logs --follow` child.
 async fn log_stream(
@@ -80,6 +93,17 @@ async fn log_stream(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let server = owned_server(&state, &a.user, &id).await?;
+    // A server never started has no log yet: say so in words, not with the
+    // host tool's error (if its state is unknown, following says why).
+    if let Ok(status) = state.host.status(&server.name).await {
+        if !status.exists {
+            let note = format!(
+                "[left4me: server {} has not been started yet; its console appears when it starts]",
+                server.name
+            );
+            return Ok(sse::stream(NoticeFeed(Some(note)), state.shutdown.clone()).into_response());
+        }
+    }
     let mut sub = state.consoles.subscribe(&server.name, &state.shutdown)?;
     let backlog = std::mem::take(&mut sub.backlog);
     let feed = ConsoleFeed {

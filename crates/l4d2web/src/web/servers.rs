@@ -80,6 +80,13 @@ impl ServerView {
     pub fn drift_text(&self) -> String {
         self.drift.as_ref().map(|d| d.message()).unwrap_or_default()
     }
+    /// Why `action` cannot apply now, for a disabled button's tooltip:
+    /// a server never started has nothing to stop, restart or reset.
+    pub fn unavailable(&self, action: &str) -> Option<&'static str> {
+        let never_started = matches!(self.actual, Some(None));
+        (never_started && action != "start")
+            .then_some("not started yet: nothing to stop, restart or reset")
+    }
 }
 
 #[derive(Template)]

@@ -188,17 +188,12 @@ async fn forms_ask_before_destroying_and_error_pages_keep_the_navigation() {
             .unwrap()
     };
     let before = jobs().await;
-    // Reset and delete ask first; Cancel sends nothing.
-    click(c, "#action-reset").await;
-    answer_confirm(c, "Reset server ask1?", false).await;
+    // Delete asks first; Cancel sends nothing. (Reset, disabled until the
+    // server has run, asks too: see the servers' main loop.)
     click(c, "#action-delete").await;
     answer_confirm(c, "Delete server ask1", false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        jobs().await,
-        before,
-        "a cancelled reset or delete queued a job"
-    );
+    assert_eq!(jobs().await, before, "a cancelled delete queued a job");
     wait_text(c, "main h1", "Server ask1").await;
     // Start does not ask.
     click(c, "#action-start").await;

@@ -102,6 +102,11 @@ async fn main_loop_in_the_browser() {
     // Reset wipes the upper layer.
     let marker = s.root.path().join("runtime/web1/upper/marker.txt");
     std::fs::write(&marker, "x").unwrap();
+    // Cancel first: nothing happens.
+    click(c, "#action-reset").await;
+    answer_confirm(c, "Reset server web1?", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(marker.exists(), "a cancelled reset wiped the upper layer");
     click(c, "#action-reset").await;
     answer_confirm(c, "Reset server web1?", true).await;
     wait_text(c, ".flash", "Reset of server web1 queued").await;

@@ -1,5 +1,7 @@
 //! Bad input to blueprint and server pages: clear 400/404, nothing changed.
 
+use std::time::Duration;
+
 use crate::util::*;
 use reqwest::StatusCode;
 
@@ -318,6 +320,68 @@ async fn unknown_ids_actions_and_bad_blueprints() {
         .await
         .unwrap();
     assert_eq!(config, "hostname x");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_never_started_offers_only_start_and_says_why_its_console_is_empty() {
+    let s = TestServer::start_with(&[
+        ("LEFT4ME_PORT_RANGE_START", "27470"),
+        ("LEFT4ME_PORT_RANGE_END", "27479"),
+    ])
+    .await;
+    let mut c = s.login(USER).await;
+    let r = c
+        .post(
+            "/blueprints",
+            &[
+                ("name", "base"),
+                ("args", "+map c1m1_hotel"),
+                ("config", ""),
+            ],
+        )
+        .await;
+    let bp = r.location().trim_start_matches("/blueprints/").to_string();
+    let r = c
+        .post("/servers", &[("name", "fresh"), ("blueprint_id", &bp)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let server = r.location().to_string();
+    for page in [server.clone(), format!("{server}/state")] {
+        let body = c.get(&page).await.body;
+        assert!(
+            body.contains(r#"id="action-start">"#),
+            "start stays enabled: {page}"
+        );
+        for act in ["stop", "restart", "reset"] {
+            assert!(
+                body.contains(&format!(
+                    r#"id="action-{act}" disabled title="not started yet"#
+                )),
+                "{act} disabled on {page}: {body}"
+            );
+        }
+    }
+    let dashboard = c.get("/servers").await.body;
+    assert!(
+        dashboard.contains(r#"value="stop" disabled"#),
+        "{dashboard}"
+    );
+    // The console says so in words and ends, rather than the host tool's error.
+    let mut console = SseStream::open(&c, &format!("{server}/console")).await;
+    let line = console
+        .wait_for(Duration::from_secs(10), "the console notice", |f| {
+            f.event == "line"
+        })
+        .await;
+    assert!(
+        line.data.contains("has not been started yet"),
+        "{}",
+        line.data
+    );
+    assert!(!line.data.contains("does not exist"), "{}", line.data);
+    let end = console.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(end.event, "end");
     s.stop().await;
 }
 

@@ -138,13 +138,25 @@ pub async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
     }
 }
 
+/// Clicks the element `css` names; found again if the page swapped it out
+/// between finding and clicking (htmx refreshes parts of some pages).
 pub async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let mut tries = 0;
+    loop {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(el) => el.click().await,
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if tries < 3 => {
+                tries += 1;
+                eprintln!("click {css}: {e}; finding it again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
 }
 
 /// Waits for the page's confirmation dialog, checks its question and
