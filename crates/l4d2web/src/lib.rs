@@ -81,7 +81,12 @@ pub async fn serve(
         .context("starting live state")?;
     live.spawn(shutdown.clone());
     let workers_stop = CancellationToken::new();
-    let runner = Arc::new(TaskRunner::new(config.clone(), host.clone(), jobs.clone()));
+    let runner = Arc::new(TaskRunner::new(
+        config.clone(),
+        host.clone(),
+        jobs.clone(),
+        live.clone(),
+    ));
     let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::jobs::{Job, JobCtx, JobFailure, Jobs, NewJob, Queued, Runner};
 use crate::l4d2ctl::HostClient;
+use crate::live::LiveHub;
 use crate::overlays::{self, Overlay};
 use crate::servers::{self, Action, ServerRow};
 
@@ -289,11 +290,17 @@ pub struct TaskRunner {
     config: Arc<Config>,
     host: HostClient,
     jobs: Jobs,
+    live: LiveHub,
 }
 
 impl TaskRunner {
-    pub fn new(config: Arc<Config>, host: HostClient, jobs: Jobs) -> Self {
-        TaskRunner { config, host, jobs }
+    pub fn new(config: Arc<Config>, host: HostClient, jobs: Jobs, live: LiveHub) -> Self {
+        TaskRunner {
+            config,
+            host,
+            jobs,
+            live,
+        }
     }
 
     async fn run_task(&self, ctx: &mut JobCtx) -> Result<(), JobFailure> {
@@ -320,7 +327,11 @@ impl TaskRunner {
                     host: &self.host,
                     installing,
                 };
-                servers::run_action(ctx, &env, r.server_id, action).await
+                servers::run_action(ctx, &env, r.server_id, action).await?;
+                if matches!(action, Action::Stop | Action::Delete) {
+                    self.live.server_stopped(r.server_id);
+                }
+                Ok(())
             }
         }
     }

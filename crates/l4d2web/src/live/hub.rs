@@ -173,6 +173,12 @@ impl LiveHub {
         self.inner.resync.notify_one();
     }
 
+    /// A server stopped: what its panel showed of the running game (map,
+    /// players, the last poll's error) is gone at once, not at the next poll.
+    pub fn server_stopped(&self, id: i64) {
+        self.inner.board.clear_game(id);
+    }
+
     /// Forgets a deleted server.
     pub fn forget(&self, id: i64) {
         self.inner.board.forget(id);

@@ -163,6 +163,29 @@ impl Board {
         self.updates.publish(&id, update);
     }
 
+    /// Clears what the running game reported for server `id` and tells
+    /// its viewers; its recent events stay.
+    pub(super) fn clear_game(&self, id: i64) {
+        let changed = self.update(id, |state| {
+            let had = state.map.is_some()
+                || state.player_count.is_some()
+                || !state.players.is_empty()
+                || state.error.is_some();
+            state.map = None;
+            state.hostname = None;
+            state.player_count = None;
+            state.players.clear();
+            state.error = None;
+            if had {
+                state.updated_at = Some(crate::db::now_text());
+            }
+            had
+        });
+        if changed {
+            self.publish(id, LiveUpdate::Panel);
+        }
+    }
+
     pub(super) fn forget(&self, id: i64) {
         lock(&self.early).remove(&id);
         lock(&self.servers).remove(&id);

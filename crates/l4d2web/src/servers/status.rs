@@ -12,11 +12,35 @@ use crate::l4d2ctl::{HostClient, HostError};
 pub use crate::l4d2ctl::InstanceStatus;
 
 /// A state for pages, in systemd's words.
+/// The state in an operator's words: running, starting…, stopping…,
+/// stopped, crashed, not started (see [`detail`] for systemd's own).
 pub fn label(s: &InstanceStatus) -> String {
     if !s.exists {
-        "not initialized".into()
+        return NOT_STARTED.into();
+    }
+    match s.service.active_state.as_str() {
+        "active" | "reloading" => "running",
+        "activating" => "starting…",
+        "deactivating" => "stopping…",
+        "inactive" => "stopped",
+        "failed" => "crashed",
+        other => other,
+    }
+    .into()
+}
+
+/// A server the host has no instance of (never started, or deleted).
+pub const NOT_STARTED: &str = "not started";
+
+/// The service manager's words for the state (shown on hover).
+pub fn detail(s: &InstanceStatus) -> String {
+    if !s.exists {
+        "no instance on the host yet".into()
     } else {
-        format!("{} ({})", s.service.active_state, s.service.sub_state)
+        format!(
+            "{} ({}), backend {}",
+            s.service.active_state, s.service.sub_state, s.backend
+        )
     }
 }
 
@@ -59,9 +83,7 @@ impl Drift {
 /// has no such instance).
 pub fn drift(desired: DesiredState, actual: Option<&InstanceStatus>) -> Option<Drift> {
     let up = actual.is_some_and(InstanceStatus::is_up);
-    let label = actual
-        .map(label)
-        .unwrap_or_else(|| "not initialized".into());
+    let label = actual.map(label).unwrap_or_else(|| NOT_STARTED.into());
     match desired {
         DesiredState::Running if !up => Some(Drift::ShouldRun { actual: label }),
         DesiredState::Stopped if up => Some(Drift::ShouldStop { actual: label }),

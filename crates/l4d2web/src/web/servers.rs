@@ -65,8 +65,16 @@ impl ServerView {
     pub fn state_label(&self) -> String {
         match &self.actual {
             None => "unknown".into(),
-            Some(None) => "not initialized".into(),
+            Some(None) => status::NOT_STARTED.into(),
             Some(Some(s)) => status::label(s),
+        }
+    }
+    /// The service manager's words, for the badge's tooltip.
+    pub fn state_detail(&self) -> String {
+        match &self.actual {
+            None => "the host could not be asked".into(),
+            Some(None) => "no instance on the host yet".into(),
+            Some(Some(s)) => status::detail(s),
         }
     }
     /// CSS class of the state badge.

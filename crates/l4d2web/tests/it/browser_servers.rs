@@ -68,7 +68,7 @@ async fn main_loop_in_the_browser() {
     tokio::task::spawn_blocking(|| a2s_name(27480, "Browser One"))
         .await
         .unwrap();
-    wait_text(c, "#server-state", "active").await;
+    wait_text(c, "#server-state", "running").await;
     // The console streams the server's output live (SSE).
     wait_text(c, "#console-log", "server.cfg").await;
 

@@ -325,6 +325,25 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
         }
     }
     assert!(!saw_forged, "unauthenticated log packets reached the panel");
+
+    // Stopped: the panel drops the game's players at once, with no poll.
+    let r = admin.post(&format!("/servers/{id}/stop"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(s.wait_job(job).await, "succeeded");
+    stream
+        .wait_for(Duration::from_secs(10), "the panel without players", |f| {
+            f.event == "panel" && !f.data.contains("Persona-7656")
+        })
+        .await;
+    let dashboard = admin.get("/servers").await.body;
+    assert!(
+        dashboard.contains("<td class=\"players\">–</td>"),
+        "no player count for a stopped server: {dashboard}"
+    );
     let r = admin.post(&format!("/servers/{id}/delete"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let job: i64 = sqlx::query_scalar("SELECT MAX(id) FROM jobs")

@@ -249,7 +249,12 @@ async fn main_loop_blueprint_server_start_edit_restart_reset_delete() {
             .unwrap();
     assert!(status.contains("Alpha One"), "{status}");
     let dash = c.get("/servers").await;
-    assert!(dash.body.contains("active (running)"), "{}", dash.body);
+    assert!(dash.body.contains(">running</span>"), "{}", dash.body);
+    assert!(
+        dash.body.contains("active (running)"),
+        "systemd's words on hover: {}",
+        dash.body
+    );
     assert!(!dash.body.contains("Reconcile"));
 
     // Edit the blueprint's server.cfg → restart → live.
@@ -573,8 +578,7 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
         .unwrap();
     let dash = c.get("/servers").await;
     assert!(
-        dash.body
-            .contains("should be running, but is not initialized"),
+        dash.body.contains("should be running, but is not started"),
         "{}",
         dash.body
     );
@@ -594,7 +598,7 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
     assert!(out.status.success());
     let page = c.get(&format!("/servers/{id}")).await;
     assert!(
-        page.body.contains("should be running, but is inactive"),
+        page.body.contains("should be running, but is stopped"),
         "{}",
         page.body
     );
@@ -610,7 +614,9 @@ async fn drift_is_shown_and_reconciled_console_has_one_follower() {
         .unwrap();
     let state_html = c.get(&format!("/servers/{id}/state")).await;
     assert!(
-        state_html.body.contains("should be stopped, but is active"),
+        state_html
+            .body
+            .contains("should be stopped, but is running"),
         "{}",
         state_html.body
     );
