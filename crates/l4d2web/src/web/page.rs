@@ -30,3 +30,89 @@ pub fn render<T: Template>(t: &T) -> Result<Html<String>, AppError> {
 pub fn parse_id(id: &str) -> Result<i64, AppError> {
     id.parse().map_err(|_| AppError::NotFound)
 }
+
+/// A stored time (RFC 3339, UTC) as the pages show it: how long ago, with
+/// the exact time for the tooltip. Text that is not such a time is shown
+/// as it is.
+pub struct Stamp {
+    pub ago: String,
+    pub exact: String,
+}
+
+pub fn stamp(text: &str) -> Stamp {
+    stamp_at(text, time::OffsetDateTime::now_utc())
+}
+
+fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn stamp_at(text: &str, now: time::OffsetDateTime) -> Stamp {
+    let Some(t) = parse_time(text) else {
+        return Stamp {
+            ago: text.to_string(),
+            exact: text.to_string(),
+        };
+    };
+    let exact = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let secs = (now - t).whole_seconds();
+    let ago = if secs < 0 {
+        "just now".to_string()
+    } else if secs < 60 {
+        format!("{secs} s ago")
+    } else if secs < 3600 {
+        format!("{} min ago", secs / 60)
+    } else if secs < 86_400 {
+        format!("{} h ago", secs / 3600)
+    } else {
+        format!("{} days ago", secs / 86_400)
+    };
+    Stamp { ago, exact }
+}
+
+/// How long from `start` to `end` (both RFC 3339): "42 s", "3 min 5 s",
+/// "1 h 2 min"; empty when either is missing or unreadable.
+pub fn took(start: Option<&str>, end: Option<&str>) -> String {
+    let (Some(s), Some(e)) = (start.and_then(parse_time), end.and_then(parse_time)) else {
+        return String::new();
+    };
+    let secs = (e - s).whole_seconds().max(0);
+    if secs < 60 {
+        format!("{secs} s")
+    } else if secs < 3600 {
+        format!("{} min {} s", secs / 60, secs % 60)
+    } else {
+        format!("{} h {} min", secs / 3600, secs / 60 % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_and_durations_read_like_a_person_would_say_them() {
+        let now = parse_time("2026-12-01T12:00:00Z").unwrap();
+        let s = stamp_at("2026-12-01T11:57:30.123456789Z", now);
+        assert_eq!(s.ago, "2 min ago");
+        assert_eq!(s.exact, "2026-12-01 11:57:30 UTC", "no nanoseconds");
+        assert_eq!(stamp_at("2026-12-01T11:59:58Z", now).ago, "2 s ago");
+        assert_eq!(stamp_at("2026-11-28T12:00:00Z", now).ago, "3 days ago");
+        assert_eq!(stamp_at("2026-12-01T12:00:05Z", now).ago, "just now");
+        assert_eq!(stamp_at("garbage", now).ago, "garbage");
+        assert_eq!(
+            took(Some("2026-12-01T12:00:00Z"), Some("2026-12-01T12:03:05.5Z")),
+            "3 min 5 s"
+        );
+        assert_eq!(took(Some("2026-12-01T12:00:00Z"), None), "");
+        assert_eq!(took(Some("x"), Some("2026-12-01T12:00:00Z")), "");
+    }
+}

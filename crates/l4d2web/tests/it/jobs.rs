@@ -189,6 +189,21 @@ async fn failing_command_fails_the_job_with_its_reason() {
     let mut alice = s.login(USER).await;
     let page = alice.get(&format!("/jobs/{id}")).await;
     assert!(page.body.contains("state-failed") && page.body.contains("job-error"));
+    // Times read as a person says them, the exact time on hover (no
+    // nanoseconds), and how long the job took.
+    let job = jobs.get(id).await.unwrap().unwrap();
+    assert!(page.body.contains(" ago</time>"), "{}", page.body);
+    assert!(page.body.contains(" UTC\">"), "{}", page.body);
+    assert!(
+        !page.body.contains(&format!(">{}<", job.created_at)),
+        "raw stamp shown"
+    );
+    assert!(page.body.contains("· took "), "{}", page.body);
+    let list = alice.get("/jobs").await.body;
+    assert!(
+        list.contains("<th>Took</th>") && list.contains(" ago</time>"),
+        "{list}"
+    );
     s.stop().await;
 }
 
