@@ -14,14 +14,14 @@
 //! `cargo build --workspace --bins && cargo bench -p l4d2web --bench live_polling`;
 //! `SERVERS=n`, `WATCHED=n`, `SECS=n` override 40, 4 and 60.
 
-use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use l4d2web::config::{self, EnvSource};
-use test_support::{workspace_bin, DataRoot};
+use test_support::DataRoot;
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const RANGE_START: u16 = 27700;
 
@@ -74,45 +74,23 @@ async fn main() {
     let watched = env_usize("WATCHED", 4).min(n);
     let secs = env_usize("SECS", 60) as u64;
     let root = DataRoot::installed();
-    let rp = root.path().display().to_string();
     let listener_port = test_support::free_port();
-    let log_addr = format!("127.0.0.1:{listener_port}");
-    let end = (RANGE_START as usize + n + 50).min(27999).to_string();
-    let mut map: HashMap<&str, String> = HashMap::new();
-    map.insert("LEFT4ME_ROOT", rp.clone());
-    map.insert(
-        "SECRET_KEY",
-        "bench-secret-key-0123456789abcdef-0123".into(),
-    );
-    map.insert("LEFT4ME_BIND", "127.0.0.1:0".into());
-    map.insert("LEFT4ME_BACKEND", "local".into());
-    map.insert("LEFT4ME_PORT_RANGE_START", RANGE_START.to_string());
-    map.insert("LEFT4ME_PORT_RANGE_END", end);
-    map.insert("LOG_LISTENER_BIND", log_addr.clone());
-    let mut config = config::load(&EnvSource(|k| map.get(k).cloned())).unwrap();
-    config.l4d2ctl = Some(workspace_bin("l4d2ctl"));
-    config.child_env = vec![
-        ("LEFT4ME_ROOT".into(), rp.clone()),
-        ("LEFT4ME_BACKEND".into(), "local".into()),
-        (
-            "LEFT4ME_STEAMCMD".into(),
-            root.steamcmd().display().to_string(),
-        ),
-    ];
-    let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
-    l4d2web::db::migrate(&pool).await.unwrap();
-    let user = l4d2web::accounts::create_user(&pool, "bench", "bench-password-1", false)
-        .await
-        .unwrap();
-    let input = l4d2web::servers::blueprints::BlueprintInput::validate(
-        "bench",
+    // On the loopback alias, as the panel defaults to: the games send their
+    // own lines there too.
+    let log_addr = format!("127.0.0.2:{listener_port}");
+    let support::Panel {
+        config,
+        pool,
+        user,
+        blueprint: bp,
+    } = support::panel(
+        &root,
+        RANGE_START,
+        n,
         "+map c1m1_hotel -sim_players 0 -sim_churn 0",
-        "hostname \"bench\"\n",
+        &[("LOG_LISTENER_BIND", log_addr.clone())],
     )
-    .unwrap();
-    let bp = l4d2web::servers::blueprints::create(&pool, user.id, &input)
-        .await
-        .unwrap();
+    .await;
     let mut servers = Vec::new();
     for i in 0..n {
         let s =
