@@ -32,14 +32,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn request(addr: &str, raw: String) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(raw.as_bytes()).await.unwrap();
@@ -145,12 +137,12 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let exe = env!("CARGO_BIN_EXE_left4me");
-    let log_port = free_port();
+    let log_port = test_support::free_port();
     let env = |c: &mut Command| {
         c.env("LEFT4ME_ROOT", root)
             .env("SECRET_KEY", "bench-secret-key-0123456789abcdef-xyz")
             .env("LEFT4ME_BACKEND", "local")
-            .env("LOG_LISTENER_BIND", format!("127.0.0.1:{log_port}"))
+            .env("LOG_LISTENER_BIND", format!("127.0.0.2:{log_port}"))
             .env("LEFT4ME_LOG", "warn");
     };
     let mut c = Command::new(exe);
@@ -187,7 +179,7 @@ async fn main() {
     .unwrap();
     pool.close().await;
 
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", test_support::free_port());
     let mut c = Command::new(exe);
     env(&mut c);
     let _server = Server(
@@ -236,7 +228,7 @@ async fn main() {
     );
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let target = ("127.0.0.1", log_port);
+    let target = ("127.0.0.2", log_port);
     // The listener learns the secret from the database within seconds.
     let ready = Instant::now();
     while totals(&counts).0 == 0 {

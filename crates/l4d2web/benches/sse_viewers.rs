@@ -230,11 +230,7 @@ async fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = test_support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut c = Command::new(exe);
     env(&mut c);
