@@ -17,12 +17,16 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
+
+use crate::overlays::{walk_tree, TreeError};
 
 /// The manifest's file name inside a backup.
 pub const MANIFEST: &str = "manifest.json";
@@ -271,85 +275,99 @@ pub async fn backup(pool: &SqlitePool, root: &Path, target: &Path) -> Result<Sum
     Ok(summary)
 }
 
-/// Copies the tree at `from` to `<target>/<rel>`, never following a
-/// symlink (an overlay's links stay links).
+/// Copies the tree at `from` to `<target>/<rel>`. Overlays are written by
+/// tenants' builds, possibly while this runs, so the walk never follows a
+/// link: [`walk_tree`] opens every entry relative to its parent's
+/// descriptor without following, a regular file is read through its own
+/// descriptor (`/proc/self/fd`: exactly the inode inspected, never a FIFO
+/// or a link swapped in since), and a link is copied as a link.
 fn copy_tree(
     from: &Path,
     target: &Path,
     rel: &str,
     manifest: &mut Manifest,
 ) -> Result<(), BackupError> {
-    let read_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BackupError::Read { path, source }
-    };
-    let meta = fs::symlink_metadata(from).map_err(read_err(from))?;
-    let to = target.join(rel);
-    let write_err = |source| BackupError::Write {
-        path: to.clone(),
-        source,
-    };
-    let kind = meta.file_type();
-    let mode = meta.permissions().mode() & 0o777;
-    if kind.is_dir() {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&to)
-            .map_err(write_err)?;
-        manifest.entries.push(Entry::Dir {
-            path: rel.into(),
-            mode,
-        });
-        let mut names: Vec<_> = fs::read_dir(from)
-            .map_err(read_err(from))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(read_err(from))?;
-        names.sort();
-        for name in names {
-            let Some(name) = name.to_str() else {
-                manifest.skipped.push(format!(
-                    "{rel}/{} (not a UTF-8 name)",
-                    name.to_string_lossy()
-                ));
-                continue;
-            };
-            copy_tree(&from.join(name), target, &format!("{rel}/{name}"), manifest)?;
-        }
-    } else if kind.is_symlink() {
-        let link = fs::read_link(from).map_err(read_err(from))?;
-        let Some(link_text) = link.to_str() else {
+    let walked = walk_tree(from, |fd, st, path| {
+        let Some(entry_rel) = path
+            .strip_prefix(from)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(|r| {
+                if r.is_empty() {
+                    rel.to_string()
+                } else {
+                    format!("{rel}/{r}")
+                }
+            })
+        else {
             manifest
                 .skipped
-                .push(format!("{rel} (a link to a non-UTF-8 path)"));
+                .push(format!("{} (not a UTF-8 name)", path.display()));
             return Ok(());
         };
-        std::os::unix::fs::symlink(&link, &to).map_err(write_err)?;
-        manifest.entries.push(Entry::Symlink {
-            path: rel.into(),
-            target: link_text.into(),
-        });
-    } else if kind.is_file() {
-        // O_NOFOLLOW: the file was a regular file a moment ago; never
-        // follow a link someone swapped in since.
-        let mut input = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(from)
-            .map_err(read_err(from))?;
-        let mut output = create_new(&to, 0o600).map_err(write_err)?;
-        let (size, sha256) = copy_hashing(&mut input, &mut output).map_err(read_err(from))?;
-        fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(write_err)?;
-        manifest.entries.push(Entry::File {
-            path: rel.into(),
-            mode,
-            size,
-            sha256,
-        });
-    } else {
-        manifest
+        copy_entry(fd, st, path, target, entry_rel, manifest).map_err(|e| TreeError::Io {
+            what: "back up",
+            path: path.to_path_buf(),
+            source: e,
+        })
+    });
+    match walked {
+        Ok(_) => Ok(()),
+        Err(TreeError::Io { path, source, .. }) => Err(BackupError::Read { path, source }),
+        Err(e @ TreeError::TooDeep { .. }) => Err(BackupError::Read {
+            path: from.to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// One entry of [`copy_tree`]: `fd` is its `O_PATH` descriptor.
+fn copy_entry(
+    fd: BorrowedFd<'_>,
+    st: &rustix::fs::Stat,
+    path: &Path,
+    target: &Path,
+    rel: String,
+    manifest: &mut Manifest,
+) -> io::Result<()> {
+    let to = target.join(&rel);
+    let mode = st.st_mode & 0o777;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => {
+            fs::DirBuilder::new().mode(0o700).create(&to)?;
+            manifest.entries.push(Entry::Dir { path: rel, mode });
+        }
+        FileType::Symlink => {
+            let link = rustix::fs::readlinkat(fd, c"", Vec::new())?;
+            let Ok(link_text) = link.into_string() else {
+                manifest
+                    .skipped
+                    .push(format!("{rel} (a link to a non-UTF-8 path)"));
+                return Ok(());
+            };
+            std::os::unix::fs::symlink(&link_text, &to)?;
+            manifest.entries.push(Entry::Symlink {
+                path: rel,
+                target: link_text,
+            });
+        }
+        FileType::RegularFile => {
+            let by_fd = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let mut input = File::open(&by_fd)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let mut output = create_new(&to, 0o600)?;
+            let (size, sha256) = copy_hashing(&mut input, &mut output)?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode))?;
+            manifest.entries.push(Entry::File {
+                path: rel,
+                mode,
+                size,
+                sha256,
+            });
+        }
+        _ => manifest
             .skipped
-            .push(format!("{rel} (not a regular file, directory or link)"));
+            .push(format!("{rel} (not a regular file, directory or link)")),
     }
     Ok(())
 }
@@ -394,6 +412,7 @@ pub fn restore(backup: &Path, root: &Path, database: &Path) -> Result<Summary, R
         skipped: manifest.skipped.clone(),
         ..Summary::default()
     };
+    let mut dir_modes = Vec::new();
     for entry in &manifest.entries {
         let from = backup.join(entry.path());
         let to = if entry.path() == DATABASE {
@@ -407,14 +426,15 @@ pub fn restore(backup: &Path, root: &Path, database: &Path) -> Result<Summary, R
         };
         match entry {
             Entry::Dir { mode, .. } => {
-                match fs::DirBuilder::new().mode(*mode & 0o777).create(&to) {
+                // Writable until everything is in it: a directory's own mode
+                // (0555, say) is set at the end.
+                match fs::DirBuilder::new().mode(0o700).create(&to) {
                     Ok(()) => {}
                     // One of the empty directories checked above.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists && to.is_dir() => {}
                     Err(e) => return Err(write_err(e)),
                 }
-                fs::set_permissions(&to, fs::Permissions::from_mode(*mode & 0o777))
-                    .map_err(write_err)?;
+                dir_modes.push((to.clone(), *mode & 0o777));
             }
             Entry::Symlink { target, .. } => {
                 std::os::unix::fs::symlink(target, &to).map_err(write_err)?;
@@ -437,6 +457,15 @@ pub fn restore(backup: &Path, root: &Path, database: &Path) -> Result<Summary, R
                 summary.bytes += size;
             }
         }
+    }
+    // Deepest first, so no directory is closed before its children.
+    for (dir, mode) in dir_modes.iter().rev() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(|source| {
+            RestoreError::Write {
+                path: dir.clone(),
+                source,
+            }
+        })?;
     }
     Ok(summary)
 }

@@ -6,10 +6,10 @@
 //! each calling only those below it (ARCHITECTURE.md):
 //!
 //! 1. [`l4d2ctl`] (the process client) and the infrastructure beside it:
-//!    [`config`], [`db`], [`fanout`], [`backup`];
+//!    [`config`], [`db`], [`fanout`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
-//!    [`live`];
+//!    [`live`], [`backup`];
 //! 4. [`tasks`]: every job kind, and requests that queue work;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 

@@ -19,6 +19,7 @@ mod ready;
 mod sandbox;
 pub mod seed;
 mod tree;
+pub use tree::{walk_tree, TreeError};
 pub mod workshop;
 
 pub use model::{

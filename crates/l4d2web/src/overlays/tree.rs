@@ -53,7 +53,7 @@ pub struct TreeReport {
 /// entered through its own descriptor (`openat(fd, ".")`), so an entry
 /// swapped for a symlink meanwhile cannot lead the walk anywhere else.
 /// `visit` gets each entry's descriptor (a symlink's is the link itself).
-fn walk_tree(
+pub fn walk_tree(
     dir: &Path,
     mut visit: impl FnMut(BorrowedFd<'_>, &rustix::fs::Stat, &Path) -> Result<(), TreeError>,
 ) -> Result<u64, TreeError> {

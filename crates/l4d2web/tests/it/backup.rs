@@ -82,6 +82,14 @@ async fn backed_up() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(cfg.join("extra.cfg"), "sv_cheats 0\n").unwrap();
     std::os::unix::fs::symlink("extra.cfg", cfg.join("alias.cfg")).unwrap();
+    // A link out of the overlay stays a link (never followed, never copied
+    // as what it points to).
+    std::os::unix::fs::symlink("/etc", cfg.join("escape")).unwrap();
+    // A read-only directory comes back read-only, with its contents.
+    let ro = root.join(format!("overlays/{overlay}/ro"));
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join("kept.txt"), "kept\n").unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
     let fifo = cfg.join("pipe");
     assert!(std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -131,6 +139,20 @@ async fn a_backup_made_while_serving_restores_into_a_fresh_root() {
         .filter(|p| !p.ends_with("/pipe (special)"))
         .collect();
     assert_eq!(tree(&new_root.join("overlays")), old_overlays);
+    assert!(
+        old_overlays.iter().any(|p| p.ends_with("/escape -> /etc")),
+        "{old_overlays:?}"
+    );
+    let ro = std::fs::read_dir(new_root.join("overlays"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("ro"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    assert_eq!(mode(&ro), 0o555);
+    assert_eq!(
+        std::fs::read_to_string(ro.join("kept.txt")).unwrap(),
+        "kept\n"
+    );
     assert_eq!(
         tree(&new_root.join("instances")),
         tree(&s.root.path().join("instances"))
