@@ -42,6 +42,65 @@ pub struct ServiceState {
     /// How often systemd restarted it since it was started (systemd only).
     #[serde(default)]
     pub restarts: Option<u32>,
+    /// How the unit's last run ended, systemd's `Result=`: `success`,
+    /// `exit-code`, `signal`, `core-dump`, `timeout`, `start-limit-hit`, …
+    /// (systemd only).
+    #[serde(default)]
+    pub result: Option<String>,
+    /// How the main process last ended, when it has ended (systemd only).
+    #[serde(default)]
+    pub last_exit: Option<ProcessExit>,
+}
+
+/// How a process ended: its exit status, or the signal that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessExit {
+    Exited(i32),
+    Killed(i32),
+    /// Killed by a signal, with a core dump.
+    Dumped(i32),
+}
+
+impl ProcessExit {
+    /// From systemd's `ExecMainCode` (the `si_code` of the exit: 1 exited,
+    /// 2 killed, 3 dumped) and `ExecMainStatus`; None before any exit.
+    pub fn from_systemd(code: i32, status: i32) -> Option<ProcessExit> {
+        match code {
+            1 => Some(ProcessExit::Exited(status)),
+            2 => Some(ProcessExit::Killed(status)),
+            3 => Some(ProcessExit::Dumped(status)),
+            _ => None,
+        }
+    }
+
+    /// In an operator's words: "exit status 1", "killed by signal 11 (SIGSEGV)".
+    pub fn describe(&self) -> String {
+        match *self {
+            ProcessExit::Exited(status) => format!("exit status {status}"),
+            ProcessExit::Killed(sig) => format!("killed by signal {sig}{}", signal_name(sig)),
+            ProcessExit::Dumped(sig) => {
+                format!("killed by signal {sig}{}, core dumped", signal_name(sig))
+            }
+        }
+    }
+}
+
+/// " (SIGSEGV)" for the signals a crashing game server usually dies of.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
 }
 
 impl ServiceState {
@@ -53,6 +112,8 @@ impl ServiceState {
             uid: None,
             enabled: None,
             restarts: None,
+            result: None,
+            last_exit: None,
         }
     }
 
@@ -93,5 +154,24 @@ mod tests {
                 .uid,
             None
         );
+    }
+
+    #[test]
+    fn exits_in_words() {
+        assert_eq!(ProcessExit::from_systemd(0, 0), None);
+        assert_eq!(
+            ProcessExit::from_systemd(2, 11).map(|e| e.describe()),
+            Some("killed by signal 11 (SIGSEGV)".into())
+        );
+        assert_eq!(
+            ProcessExit::from_systemd(1, 3).map(|e| e.describe()),
+            Some("exit status 3".into())
+        );
+        assert_eq!(
+            ProcessExit::Dumped(6).describe(),
+            "killed by signal 6 (SIGABRT), core dumped"
+        );
+        let json = serde_json::to_string(&ProcessExit::Killed(9)).unwrap();
+        assert_eq!(json, r#"{"killed":9}"#);
     }
 }

@@ -49,6 +49,7 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_WORKSHOP_PARALLEL", "4", "workshop downloads at the same time (1-32)"),
     var("LEFT4ME_WORKSHOP_MAX_FILE_BYTES", "4294967296", "largest workshop file accepted into the cache"),
     var("LEFT4ME_BUILD_TIMEOUT_SECS", "3600", "time limit of one overlay build (1-86400)"),
+    var("LEFT4ME_SCHEDULE_GRACE_SECS", "600", "a scheduled run missed while the panel was down still runs when the panel is back within this many seconds (0-86400); later ones are recorded as missed"),
     var("LEFT4ME_LOGIN_LIMIT_PER_IP", "20", "login attempts per client address per window"),
     var("LEFT4ME_LOGIN_LIMIT_PER_USER", "5", "failed logins per username and client before logins are slowed down"),
     var("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "60", "the window both login limits count over (1-86400)"),
@@ -132,6 +133,8 @@ pub struct Config {
     pub workshop_max_file_bytes: u64,
     /// Time limit of one overlay build.
     pub build_timeout_secs: u64,
+    /// How late a missed scheduled run may still run.
+    pub schedule_grace_secs: u64,
 }
 
 /// Where the privileged helpers live (fixed: sudoers names these paths).
@@ -439,6 +442,12 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             "LEFT4ME_BUILD_TIMEOUT_SECS",
             3600,
             1..=86_400,
+            "a number of seconds",
+        )?,
+        schedule_grace_secs: env.ranged(
+            "LEFT4ME_SCHEDULE_GRACE_SECS",
+            600,
+            0..=86_400,
             "a number of seconds",
         )?,
     })

@@ -9,7 +9,7 @@
 //!    [`config`], [`db`], [`fanout`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
-//!    [`live`], [`backup`];
+//!    [`live`], [`backup`], [`schedules`];
 //! 4. [`tasks`]: every job kind, and requests that queue work;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
@@ -27,6 +27,7 @@ pub mod jobs;
 pub mod l4d2ctl;
 pub mod live;
 pub mod overlays;
+pub mod schedules;
 pub mod servers;
 pub mod tasks;
 pub mod web;
@@ -88,6 +89,16 @@ pub async fn serve(
         live.clone(),
     ));
     let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
+    let schedules = tasks::schedule::SchedulerHandle::default();
+    let scheduler = tasks::schedule::Scheduler::new(
+        jobs.clone(),
+        live.clone(),
+        Duration::from_secs(config.schedule_grace_secs),
+        schedules.clone(),
+    );
+    tokio::spawn(scheduler.run(shutdown.clone()));
+    let supervisor = tasks::supervise::Supervisor::new(jobs.clone(), host.clone(), config.backend);
+    tokio::spawn(supervisor.run(shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         limiter.clone(),
@@ -102,6 +113,7 @@ pub async fn serve(
         consoles: ConsoleHub::new(host.clone()),
         host,
         live,
+        schedules,
         shutdown: shutdown.clone(),
     };
     let addr = listener.local_addr()?;

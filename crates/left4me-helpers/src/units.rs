@@ -20,17 +20,20 @@ const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
 /// What is asked per unit, in the order printed.
-const PROPERTIES: [(&str, &str); 5] = [
+const PROPERTIES: [(&str, &str); 8] = [
     (UNIT, "ActiveState"),
     (UNIT, "SubState"),
     (SERVICE, "MainPID"),
     (SERVICE, "UID"),
     (SERVICE, "NRestarts"),
+    (SERVICE, "Result"),
+    (SERVICE, "ExecMainCode"),
+    (SERVICE, "ExecMainStatus"),
 ];
 /// Units queried at once. The system bus allows a connection 128 pending
 /// replies (dbus-daemon's `max_replies_per_connection`); each unit has up
-/// to five in flight.
-const UNITS_IN_FLIGHT: usize = 16;
+/// to eight in flight.
+const UNITS_IN_FLIGHT: usize = 15;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitsError {
@@ -93,7 +96,8 @@ async fn unit_block(
     let mut out = format!("Id={unit}\n");
     for ((_, property), value) in PROPERTIES.iter().zip(values) {
         let text = match *property {
-            "ActiveState" | "SubState" => String::try_from(value).ok(),
+            "ActiveState" | "SubState" | "Result" => String::try_from(value).ok(),
+            "ExecMainCode" | "ExecMainStatus" => i32::try_from(value).ok().map(|v| v.to_string()),
             "MainPID" | "NRestarts" => u32::try_from(value).ok().map(|v| v.to_string()),
             // systemd reports "no dynamic user" as UINT32_MAX.
             "UID" => u32::try_from(value).ok().map(|v| {

@@ -175,6 +175,7 @@ pub(crate) fn parse_show_many(
 pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
     let mut state = ServiceState::stopped();
     let (mut active, mut sub) = (None, None);
+    let (mut exit_code, mut exit_status) = (None, None);
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -186,11 +187,17 @@ pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
             "UID" => state.uid = value.parse::<u32>().ok(),
             "UnitFileState" => state.enabled = Some(value == "enabled"),
             "NRestarts" => state.restarts = value.parse().ok(),
+            "Result" => state.result = Some(value.to_owned()).filter(|v| !v.is_empty()),
+            "ExecMainCode" => exit_code = value.parse().ok(),
+            "ExecMainStatus" => exit_status = value.parse().ok(),
             _ => {}
         }
     }
     state.active_state = active.ok_or("no ActiveState")?;
     state.sub_state = sub.ok_or("no SubState")?;
+    if let (Some(code), Some(status)) = (exit_code, exit_status) {
+        state.last_exit = l4d2_contract::status::ProcessExit::from_systemd(code, status);
+    }
     Ok(state)
 }
 
@@ -276,6 +283,16 @@ mod tests {
         assert_eq!(s.pid, Some(4242));
         assert_eq!(s.enabled, Some(true));
         assert_eq!(s.restarts, Some(2));
+        assert_eq!((s.result, s.last_exit), (None, None));
+        let s = parse_show(
+            "ActiveState=failed\nSubState=failed\nResult=start-limit-hit\nExecMainCode=2\nExecMainStatus=11\n",
+        )
+        .unwrap();
+        assert_eq!(s.result.as_deref(), Some("start-limit-hit"));
+        assert_eq!(
+            s.last_exit,
+            Some(l4d2_contract::status::ProcessExit::Killed(11))
+        );
         let s =
             parse_show("ActiveState=inactive\nSubState=dead\nMainPID=0\nUnitFileState=disabled\n")
                 .unwrap();

@@ -184,8 +184,7 @@ mod tests {
                 sub_state: "running".into(),
                 pid: Some(pid),
                 uid: Some(uid),
-                enabled: None,
-                restarts: None,
+                ..l4d2_contract::status::ServiceState::stopped()
             },
         };
         let e = check(port, Some(&status(me + 1, 1))).unwrap_err();

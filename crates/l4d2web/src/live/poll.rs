@@ -206,6 +206,7 @@ impl Poller {
                         state.map = Some(polled.map);
                         state.hostname = Some(polled.hostname);
                         state.player_count = Some(polled.count);
+                        state.humans = Some(polled.humans);
                         if let Some(players) = polled.players {
                             state.players = enrich(players, &profiles);
                         }
@@ -213,6 +214,7 @@ impl Poller {
                     Err(e) => {
                         state.error = Some(e.to_string());
                         state.player_count = None;
+                        state.humans = None;
                         state.players.clear();
                     }
                 }
@@ -239,6 +241,7 @@ struct Polled {
     hostname: String,
     map: String,
     count: (u32, u32),
+    humans: u32,
     /// From RCON `status`, when watched and it worked.
     players: Option<Vec<source_proto::status::StatusPlayer>>,
     rcon_error: Option<String>,
@@ -256,6 +259,7 @@ async fn poll_server(
         hostname: info.name,
         map: info.map,
         count: (u32::from(info.players), u32::from(info.max_players)),
+        humans: u32::from(info.players.saturating_sub(info.bots)),
         players: None,
         rcon_error: None,
     };

@@ -61,6 +61,8 @@ pub struct LiveState {
     pub hostname: Option<String>,
     /// Humans + bots as A2S counts them, and the slot limit.
     pub player_count: Option<(u32, u32)>,
+    /// Human players by A2S (its player count less its bot count).
+    pub humans: Option<u32>,
     /// From RCON `status`; only refreshed while someone watches.
     pub players: Vec<LivePlayer>,
     pub events: VecDeque<LiveEvent>,
@@ -174,6 +176,7 @@ impl Board {
             state.map = None;
             state.hostname = None;
             state.player_count = None;
+            state.humans = None;
             state.players.clear();
             state.error = None;
             if had {

@@ -7,12 +7,15 @@
 //! - [`spec`]: the instance spec handed to `l4d2ctl initialize`;
 //! - [`status`]: actual state from `l4d2ctl`, and drift;
 //! - [`console`]: the shared console log followers;
+//! - [`crashes`]: telling a crash from a stop, counting them, and the
+//!   local backend's restart policy;
 //! - [`rcon`]: console commands and their history;
 //! - [`ports`]: free port search.
 
 mod actions;
 pub mod blueprints;
 pub mod console;
+pub mod crashes;
 mod model;
 pub mod ports;
 pub mod rcon;

@@ -23,6 +23,14 @@ pub struct ServerRow {
     /// A delete was requested and has not finished.
     pub deleting: bool,
     pub created_at: String,
+    /// Crashes the panel has seen since the server was created.
+    pub crash_count: i64,
+    pub last_crash_at: Option<String>,
+    /// How the last crash ended, in an operator's words.
+    pub last_exit: Option<String>,
+    /// Crashed too often to be restarted (the panel's supervisor gave up,
+    /// or systemd hit the unit's start limit) until someone acts on it.
+    pub crash_loop: bool,
 }
 
 /// What the owner last asked for. Stored as lower-case text.
@@ -48,7 +56,7 @@ impl std::fmt::Display for DesiredState {
     }
 }
 
-const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at";
+const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
 
 /// Jobs on one instance run one at a time, in the order requested. Keyed
 /// by name: a new server reusing a deleted one's name waits for its delete.
@@ -269,14 +277,15 @@ impl Action {
 
 /// Records what `action` on server `id` wants, inside the transaction that
 /// queues its job. The newest request wins: any action but delete cancels
-/// a pending delete.
+/// a pending delete, and someone acting on a server in a crash loop has
+/// seen it: the supervisor tries again.
 pub async fn record_request(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: i64,
     action: Action,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE servers SET desired_state = COALESCE(?, desired_state), deleting = ? WHERE id = ?",
+        "UPDATE servers SET desired_state = COALESCE(?, desired_state), deleting = ?, crash_loop = 0 WHERE id = ?",
     )
     .bind(action.desired())
     .bind(action == Action::Delete)

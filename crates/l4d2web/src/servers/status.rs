@@ -23,11 +23,15 @@ pub fn label(s: &InstanceStatus) -> String {
         "activating" => "starting…",
         "deactivating" => "stopping…",
         "inactive" => "stopped",
+        "failed" if s.service.result.as_deref() == Some("start-limit-hit") => CRASH_LOOP,
         "failed" => "crashed",
         other => other,
     }
     .into()
 }
+
+/// A server that crashed too often to be restarted until someone acts.
+pub const CRASH_LOOP: &str = "crash loop";
 
 /// A server the host has no instance of (never started, or deleted).
 pub const NOT_STARTED: &str = "not started";

@@ -10,7 +10,9 @@ use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
+use super::schedules::SchedulesBlock;
 use super::state::AppState;
+use crate::schedules::Target;
 use crate::servers;
 use crate::servers::blueprints::{
     self as bp, Blueprint, BlueprintError, BlueprintInput, StackEntry, StackOp, UsableOverlay,
@@ -113,6 +115,7 @@ struct EditPage {
     stack: Vec<StackEntry>,
     addable: Vec<UsableOverlay>,
     servers: Vec<(i64, String)>,
+    schedules: SchedulesBlock,
 }
 
 async fn edit_with(
@@ -149,6 +152,7 @@ async fn edit_with(
         stack,
         addable,
         servers,
+        schedules: SchedulesBlock::load(state, Target::Blueprint(id)).await?,
     };
     Ok((status, render(&page)?).into_response())
 }

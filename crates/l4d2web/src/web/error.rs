@@ -13,6 +13,7 @@ use crate::auth::LoginTokenError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
 use crate::overlays::OverlayError;
+use crate::schedules::ScheduleError;
 use crate::servers::blueprints::BlueprintError;
 use crate::servers::console::ConsoleError;
 use crate::servers::rcon::CommandError;
@@ -110,6 +111,16 @@ impl From<BlueprintError> for AppError {
             BlueprintError::NotFound => AppError::NotFound,
             BlueprintError::Db(e) => e.into(),
             other => AppError::bad(other),
+        }
+    }
+}
+
+impl From<ScheduleError> for AppError {
+    fn from(e: ScheduleError) -> Self {
+        match e {
+            ScheduleError::NotFound => AppError::NotFound,
+            ScheduleError::Db(e) => e.into(),
+            other => AppError::BadRequest(format!("{other}; nothing was changed")),
         }
     }
 }

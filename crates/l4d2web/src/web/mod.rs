@@ -17,6 +17,7 @@ mod nav;
 mod overlays;
 mod page;
 mod routes;
+mod schedules;
 mod servers;
 mod sse;
 mod state;
@@ -38,6 +39,7 @@ fn all_routes() -> routes::Routes {
         .merge(jobs::routes())
         .merge(admin::routes())
         .merge(servers::routes())
+        .merge(schedules::routes())
         .merge(blueprints::routes())
         .merge(console::routes())
         .merge(live::routes())

@@ -13,11 +13,13 @@ use serde::Deserialize;
 
 use super::error::AppError;
 use super::extract::{Authed, Protected};
-use super::page::{flash, nav, parse_id, render, Nav};
+use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
+use super::schedules::SchedulesBlock;
 use super::state::AppState;
 use crate::accounts::User;
 use crate::jobs::Job;
+use crate::schedules::Target;
 use crate::servers::blueprints::{self as bp, Blueprint};
 use crate::servers::status::{self, InstanceStatus};
 use crate::servers::{self, Action, CreateError, ServerRow};
@@ -66,8 +68,19 @@ impl ServerView {
         match &self.actual {
             None => "unknown".into(),
             Some(None) => status::NOT_STARTED.into(),
+            Some(Some(s)) if self.server.crash_loop && !s.is_up() => status::CRASH_LOOP.into(),
             Some(Some(s)) => status::label(s),
         }
+    }
+    /// "3 crashes, the last 5 min ago: killed by signal 11 (SIGSEGV)".
+    pub fn crash_summary(&self) -> Option<(i64, Option<Stamp>, String)> {
+        (self.server.crash_count > 0).then(|| {
+            (
+                self.server.crash_count,
+                self.server.last_crash_at.as_deref().map(stamp),
+                self.server.last_exit.clone().unwrap_or_default(),
+            )
+        })
     }
     /// The service manager's words, for the badge's tooltip.
     pub fn state_detail(&self) -> String {
@@ -81,7 +94,9 @@ impl ServerView {
     pub fn state_class(&self) -> &'static str {
         match &self.actual {
             Some(Some(s)) if s.is_up() => "state-succeeded",
-            Some(Some(s)) if s.service.active_state == "failed" => "state-failed",
+            Some(Some(s)) if s.service.active_state == "failed" || self.server.crash_loop => {
+                "state-failed"
+            }
             _ => "",
         }
     }
@@ -213,6 +228,7 @@ struct ServerPage {
     status_error: Option<String>,
     blueprints: Vec<Blueprint>,
     jobs: Vec<Job>,
+    schedules: SchedulesBlock,
 }
 
 /// The instance's state, or why it is unknown.
@@ -242,6 +258,7 @@ async fn server_page(
         nav: nav(&state, &a.session).await?,
         csrf: a.session.csrf_token.clone(),
         blueprints: bp::list(&state.pool, a.user.id).await?,
+        schedules: SchedulesBlock::load(&state, Target::Server(server.id)).await?,
         view: ServerView::new(server, actual),
         status_error,
         jobs,
@@ -312,7 +329,7 @@ async fn action(
     } else {
         Action::parse(&action).ok_or(AppError::NotFound)?
     };
-    let job = tasks::request_server_action(&state.jobs, &server, action, a.user.id).await?;
+    let job = tasks::request_server_action(&state.jobs, &server, action, a.user.id, None).await?;
     flash(
         &state,
         &a.session,

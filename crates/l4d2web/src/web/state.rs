@@ -12,6 +12,7 @@ use crate::jobs::Jobs;
 use crate::l4d2ctl::HostClient;
 use crate::live::LiveHub;
 use crate::servers::console::ConsoleHub;
+use crate::tasks::schedule::SchedulerHandle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub host: HostClient,
     pub live: LiveHub,
     pub consoles: ConsoleHub,
+    /// Tells the scheduler that schedules changed.
+    pub schedules: SchedulerHandle,
     /// Fired on shutdown: ends SSE streams so graceful shutdown can finish.
     pub shutdown: CancellationToken,
 }

@@ -265,10 +265,22 @@ async fn csrf_is_required_on_every_state_change() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let overlay = r.location().trim_start_matches("/overlays/").to_string();
+    let r = admin
+        .post(
+            &format!("/servers/{server}/schedules"),
+            &[("action", "restart"), ("cron", "0 5 * * *")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let schedule: i64 = sqlx::query_scalar("SELECT MAX(id) FROM schedules")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
     let ids = BTreeMap::from([
         ("blueprints", blueprint),
         ("servers", server),
         ("overlays", overlay),
+        ("schedules", schedule.to_string()),
         ("users", s.ids["bob"].to_string()),
     ]);
     let before = snapshot(&s.pool).await;

@@ -18,6 +18,7 @@ mod live;
 mod overlays;
 mod overlays_workshop;
 mod process;
+mod schedules;
 mod servers;
 mod servers_demo;
 mod servers_input;

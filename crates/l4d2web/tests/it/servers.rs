@@ -10,14 +10,14 @@ use crate::util::*;
 use reqwest::StatusCode;
 
 /// Each test gets its own port range, so parallel tests never race for a port.
-fn range(start: u16) -> [(&'static str, String); 2] {
+pub(crate) fn range(start: u16) -> [(&'static str, String); 2] {
     [
         ("LEFT4ME_PORT_RANGE_START", start.to_string()),
         ("LEFT4ME_PORT_RANGE_END", (start + 9).to_string()),
     ]
 }
 
-async fn start_installed(port_start: u16) -> TestServer {
+pub(crate) async fn start_installed(port_start: u16) -> TestServer {
     let r = range(port_start);
     TestServer::start_installed(&[(r[0].0, &r[0].1), (r[1].0, &r[1].1)]).await
 }
@@ -42,7 +42,7 @@ async fn mk_overlay(s: &TestServer, owner: Option<i64>, name: &str, files: &[(&s
     id
 }
 
-fn id_in(location: &str, prefix: &str) -> i64 {
+pub(crate) fn id_in(location: &str, prefix: &str) -> i64 {
     location
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("redirect {location:?} is not under {prefix}"))
@@ -51,7 +51,7 @@ fn id_in(location: &str, prefix: &str) -> i64 {
         .unwrap()
 }
 
-async fn create_blueprint(c: &mut Client, name: &str, args: &str, config: &str) -> i64 {
+pub(crate) async fn create_blueprint(c: &mut Client, name: &str, args: &str, config: &str) -> i64 {
     let r = c
         .post(
             "/blueprints",
@@ -62,7 +62,7 @@ async fn create_blueprint(c: &mut Client, name: &str, args: &str, config: &str) 
     id_in(r.location(), "/blueprints/")
 }
 
-async fn create_server(c: &mut Client, name: &str, blueprint: i64) -> i64 {
+pub(crate) async fn create_server(c: &mut Client, name: &str, blueprint: i64) -> i64 {
     let r = c
         .post(
             "/servers",
@@ -74,7 +74,12 @@ async fn create_server(c: &mut Client, name: &str, blueprint: i64) -> i64 {
 }
 
 /// POSTs an action and waits for the job it queued; returns (job id, state).
-async fn act(s: &TestServer, c: &mut Client, server: i64, action: &str) -> (i64, String) {
+pub(crate) async fn act(
+    s: &TestServer,
+    c: &mut Client,
+    server: i64,
+    action: &str,
+) -> (i64, String) {
     let before = latest_job(s).await;
     let r = c.post(&format!("/servers/{server}/{action}"), &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{action}: {}", r.body);
@@ -84,14 +89,14 @@ async fn act(s: &TestServer, c: &mut Client, server: i64, action: &str) -> (i64,
     (job, state)
 }
 
-async fn latest_job(s: &TestServer) -> i64 {
+pub(crate) async fn latest_job(s: &TestServer) -> i64 {
     sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM jobs")
         .fetch_one(&s.pool)
         .await
         .unwrap()
 }
 
-async fn server_port(s: &TestServer, id: i64) -> u16 {
+pub(crate) async fn server_port(s: &TestServer, id: i64) -> u16 {
     let p: i64 = sqlx::query_scalar("SELECT port FROM servers WHERE id = ?")
         .bind(id)
         .fetch_one(&s.pool)

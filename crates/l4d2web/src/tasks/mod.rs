@@ -4,7 +4,12 @@
 //!
 //! Requests that change state and queue work in one go (a server action,
 //! bringing servers back after a restart of the panel) live here too: they
-//! are the only callers that know both the domain and the job kinds.
+//! are the only callers that know both the domain and the job kinds. So do
+//! the two loops that queue jobs by themselves: the [`schedule`]r and the
+//! crash [`supervise`]or.
+
+pub mod schedule;
+pub mod supervise;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +36,13 @@ pub enum Task {
     ServerRestart(ServerRef),
     ServerReset(ServerRef),
     ServerDelete(ServerRef),
+    /// Run one RCON command on a running server (a schedule's).
+    ServerRcon {
+        server_id: i64,
+        #[serde(default)]
+        name: String,
+        command: String,
+    },
     /// Run a script overlay's build script in the sandbox.
     OverlayBuild {
         overlay_id: i64,
@@ -122,6 +134,7 @@ impl Task {
             Task::OverlayBuild { .. } => "overlay-build",
             Task::WorkshopSync { .. } => "workshop-sync",
             Task::WorkshopRefresh => "workshop-refresh",
+            Task::ServerRcon { .. } => "server-rcon",
         }
     }
 
@@ -133,6 +146,7 @@ impl Task {
             Task::OverlayBuild { overlay_id, .. } | Task::WorkshopSync { overlay_id, .. } => {
                 Some(overlays::lock_key(*overlay_id))
             }
+            Task::ServerRcon { name, .. } => Some(servers::lock_key(name)),
             _ => self
                 .server_action()
                 .map(|(_, r)| servers::lock_key(&r.name)),
@@ -146,6 +160,7 @@ impl Task {
             Task::OverlayBuild { overlay_id, .. } | Task::WorkshopSync { overlay_id, .. } => {
                 Some(overlays::subject(*overlay_id))
             }
+            Task::ServerRcon { server_id, .. } => Some(servers::subject(*server_id)),
             _ => self
                 .server_action()
                 .map(|(_, r)| servers::subject(r.server_id)),
@@ -161,6 +176,9 @@ impl Task {
             ),
             Task::WorkshopSync { name, .. } => format!("sync workshop overlay {name}"),
             Task::WorkshopRefresh => "refresh all workshop overlays".into(),
+            Task::ServerRcon { name, command, .. } => {
+                format!("RCON on server {name}: {command}")
+            }
             _ => match self.server_action() {
                 Some((action, r)) => format!("{} server {}", action.verb(), r.name),
                 None => self.kind().into(),
@@ -224,13 +242,14 @@ pub async fn request_server_action(
     server: &ServerRow,
     action: Action,
     user_id: i64,
+    why: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
     let mut tx = jobs.pool().begin().await?;
     // The first statement writes, so concurrent requests serialise here.
     servers::record_request(&mut tx, server.id, action).await?;
     let queued = Jobs::submit_in(
         &mut tx,
-        Task::server(action, server).to_job(Some(user_id), None),
+        Task::server(action, server).to_job(Some(user_id), why),
     )
     .await?;
     tx.commit().await?;
@@ -314,6 +333,9 @@ impl TaskRunner {
                 overlays::workshop::sync_job(ctx, &self.config, overlay_id).await
             }
             Task::WorkshopRefresh => overlays::workshop::refresh_job(ctx, &self.config).await,
+            Task::ServerRcon {
+                server_id, command, ..
+            } => self.run_rcon(ctx, server_id, &command).await,
             ref server_task => {
                 let Some((action, r)) = server_task.server_action() else {
                     return Err(JobFailure::msg(format!(
@@ -334,6 +356,52 @@ impl TaskRunner {
                 Ok(())
             }
         }
+    }
+}
+
+impl TaskRunner {
+    /// A scheduled console command: on the server's owner's behalf, into
+    /// the console history like one typed on the RCON page.
+    async fn run_rcon(
+        &self,
+        ctx: &mut JobCtx,
+        server_id: i64,
+        command: &str,
+    ) -> Result<(), JobFailure> {
+        let owner = ctx
+            .job()
+            .user_id
+            .ok_or_else(|| JobFailure::msg("an RCON job needs the server's owner"))?;
+        let target = servers::find_owned_rcon(self.jobs.pool(), owner, server_id)
+            .await?
+            .ok_or_else(|| JobFailure::msg(format!("server {server_id} no longer exists")))?;
+        let port = target
+            .port()
+            .ok_or_else(|| JobFailure::msg(format!("server {} has no valid port", target.name)))?;
+        ctx.say(format!("> {command}")).await?;
+        let result = self
+            .live
+            .rcon(&target.name, port, &target.rcon_password, command)
+            .await;
+        let (ok, output) = match &result {
+            Ok(out) => (true, out.clone()),
+            Err(e) => (false, e.to_string()),
+        };
+        servers::rcon::record(
+            self.jobs.pool(),
+            server_id,
+            owner,
+            command,
+            ok,
+            output.clone(),
+        )
+        .await?;
+        for line in output.lines() {
+            ctx.say(line).await?;
+        }
+        result
+            .map(drop)
+            .map_err(|e| JobFailure::msg(format!("RCON on server {}: {e}", target.name)))
     }
 }
 
@@ -389,6 +457,11 @@ mod tests {
                 name: "ws".into(),
             },
             Task::WorkshopRefresh,
+            Task::ServerRcon {
+                server_id: 3,
+                name: "alpha".into(),
+                command: "say hi".into(),
+            },
         ] {
             let new = task.to_job(Some(1), None);
             assert_eq!(new.kind, task.kind());
