@@ -167,6 +167,10 @@ impl Scheduler {
             if running == 0 {
                 return Ok("skipped: not running".into());
             }
+            if s.armed_at.is_some() {
+                // Still waiting from an earlier occurrence: keep counting.
+                return Ok(s.last_result.clone().unwrap_or_default());
+            }
             let result = format!(
                 "waiting until no human player has been on for {} min",
                 s.empty_minutes

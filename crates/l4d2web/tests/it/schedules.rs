@@ -362,3 +362,77 @@ async fn a_crashing_local_server_is_restarted_then_marked_as_a_crash_loop() {
     assert!(!crash_state(&s, server).await.1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn restart_when_empty_waits_for_no_human_player_then_restarts() {
+    let s = crate::servers::start_installed(27460).await;
+    let mut c = s.login(USER).await;
+    let bp = create_blueprint(
+        &mut c,
+        "quiet",
+        "+map c1m1_hotel -sim_players 0 -sim_churn 0",
+        "",
+    )
+    .await;
+    let server = create_server(&mut c, "quiet-1", bp).await;
+    let (_, state) = act(&s, &mut c, server, "start").await;
+    assert_eq!(state, "succeeded");
+    let r = add(
+        &mut c,
+        &format!("/servers/{server}/schedules"),
+        &[
+            ("action", "restart-when-empty"),
+            ("cron", "* * * * *"),
+            ("empty_minutes", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM schedules")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    backdate(&s, id, &minutes_ago(2)).await;
+    poke(&s, &mut c, server).await;
+    // Armed at once; the restart only after a minute without humans.
+    for _ in 0..100 {
+        if last_result(&s, id)
+            .await
+            .unwrap_or_default()
+            .contains("waiting")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last_result(&s, id)
+        .await
+        .unwrap_or_default()
+        .contains("waiting until no human player"));
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(page.contains("waiting for empty"), "{page}");
+    assert_eq!(jobs_titled(&s, "restart server quiet-1").await, 0);
+    let job = wait_job_titled_within(
+        &s,
+        "restart server quiet-1 (scheduled",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(s.wait_job(job).await, "succeeded");
+    assert!(last_result(&s, id)
+        .await
+        .unwrap_or_default()
+        .contains("empty for 1 min"));
+    s.stop().await;
+}
+
+async fn wait_job_titled_within(s: &TestServer, needle: &str, limit: Duration) -> i64 {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if jobs_titled(s, needle).await > 0 {
+            return wait_job_titled(s, needle).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no job titled like {needle:?} within {limit:?}");
+}
