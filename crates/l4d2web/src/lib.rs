@@ -9,11 +9,12 @@
 //!    [`config`], [`db`], [`fanout`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
-//!    [`live`], [`backup`];
+//!    [`live`], [`backup`], [`alerts`];
 //! 4. [`tasks`]: every job kind, and requests that queue work;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
 pub mod accounts;
+pub mod alerts;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -88,6 +89,7 @@ pub async fn serve(
         live.clone(),
     ));
     let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
+    let alerts = alerts::AlertSender::new(pool.clone(), &config).spawn(shutdown.clone());
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         limiter.clone(),
@@ -113,6 +115,10 @@ pub async fn serve(
     workers_stop.cancel();
     while workers.join_next().await.is_some() {}
     housekeeping.abort();
+    // Deliveries in flight are dropped unrecorded: they stay pending.
+    if let Err(e) = alerts.await {
+        tracing::warn!(error = %e, "the webhook sender ended abnormally");
+    }
     pool.close().await;
     tracing::info!("shutdown complete");
     Ok(())
