@@ -53,6 +53,7 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_LOGIN_LIMIT_PER_IP", "20", "login attempts per client address per window"),
     var("LEFT4ME_LOGIN_LIMIT_PER_USER", "5", "failed logins per username and client before logins are slowed down"),
     var("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "60", "the window both login limits count over (1-86400)"),
+    var("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "false", "let alert webhooks point at loopback, private (RFC 1918, ULA), link-local and CGNAT addresses, e.g. a receiver on the LAN"),
     var("LEFT4ME_LOG", "info", "log filter (tracing syntax, e.g. info,l4d2web=debug)"),
     var("LEFT4ME_ADMIN_PASSWORD", "(prompt)", "create-user: the new user's password when there is no terminal"),
 ];
@@ -135,6 +136,9 @@ pub struct Config {
     pub build_timeout_secs: u64,
     /// How late a missed scheduled run may still run.
     pub schedule_grace_secs: u64,
+    /// Alert webhooks may point at loopback and private addresses
+    /// (LEFT4ME_WEBHOOK_ALLOW_PRIVATE; cloud metadata never).
+    pub webhook_allow_private: bool,
 }
 
 /// Where the privileged helpers live (fixed: sudoers names these paths).
@@ -182,6 +186,7 @@ impl std::fmt::Debug for Config {
             )
             .field("bind", &self.bind)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -450,6 +455,7 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             0..=86_400,
             "a number of seconds",
         )?,
+        webhook_allow_private: env.bool("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", false)?,
     })
 }
 
@@ -522,6 +528,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite:///var/lib/left4me/left4me.db");
         assert!(!c.session_cookie_secure);
         assert!(c.trusted_proxies.is_empty());
+        assert!(!c.webhook_allow_private);
     }
 
     #[test]
@@ -609,6 +616,10 @@ mod tests {
             (
                 vec![KEY, ("LEFT4ME_WORKSHOP_MAX_FILE_BYTES", "0")],
                 "LEFT4ME_WORKSHOP_MAX_FILE_BYTES",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "lan")],
+                "LEFT4ME_WEBHOOK_ALLOW_PRIVATE",
             ),
         ] {
             let err = load_map(&pairs).expect_err("must fail").to_string();

@@ -9,11 +9,12 @@
 //!    [`config`], [`db`], [`fanout`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
-//!    [`live`], [`backup`], [`schedules`];
+//!    [`live`], [`backup`], [`schedules`], [`alerts`];
 //! 4. [`tasks`]: every job kind, and requests that queue work;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
 pub mod accounts;
+pub mod alerts;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -99,6 +100,7 @@ pub async fn serve(
     tokio::spawn(scheduler.run(shutdown.clone()));
     let supervisor = tasks::supervise::Supervisor::new(jobs.clone(), host.clone(), config.backend);
     tokio::spawn(supervisor.run(shutdown.clone()));
+    let alerts = alerts::AlertSender::new(pool.clone(), &config).spawn(shutdown.clone());
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         limiter.clone(),
@@ -125,6 +127,10 @@ pub async fn serve(
     workers_stop.cancel();
     while workers.join_next().await.is_some() {}
     housekeeping.abort();
+    // Deliveries in flight are dropped unrecorded: they stay pending.
+    if let Err(e) = alerts.await {
+        tracing::warn!(error = %e, "the webhook sender ended abnormally");
+    }
     pool.close().await;
     tracing::info!("shutdown complete");
     Ok(())

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts;
 use crate::config::Config;
 use crate::jobs::{Job, JobCtx, JobFailure, Jobs, NewJob, Queued, Runner};
 use crate::l4d2ctl::HostClient;
@@ -407,7 +408,24 @@ impl TaskRunner {
 
 impl Runner for TaskRunner {
     fn run<'a>(&'a self, ctx: &'a mut JobCtx) -> BoxFuture<'a, Result<(), JobFailure>> {
-        Box::pin(self.run_task(ctx))
+        Box::pin(async move {
+            let result = self.run_task(ctx).await;
+            if let (Err(failure), Some(user)) = (&result, ctx.job().user_id) {
+                let event = alerts::AlertEvent::JobFailed {
+                    job_id: ctx.job().id,
+                    title: ctx
+                        .job()
+                        .title
+                        .clone()
+                        .unwrap_or_else(|| ctx.job().kind.clone()),
+                    summary: failure.to_string(),
+                };
+                if let Err(e) = alerts::raise(self.jobs.pool(), user, &event).await {
+                    tracing::warn!(job = ctx.job().id, error = %e, "cannot queue the job-failed alert");
+                }
+            }
+            result
+        })
     }
 }
 

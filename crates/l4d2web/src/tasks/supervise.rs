@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Task;
+use crate::alerts::{self, AlertEvent};
 use crate::config::HostBackend;
 use crate::jobs::Jobs;
 use crate::l4d2ctl::HostClient;
@@ -141,18 +142,40 @@ enum TickError {
 /// Records a verdict and tells the server's owner.
 async fn report(jobs: &Jobs, server: &ServerRow, verdict: &Verdict) -> Result<(), sqlx::Error> {
     let pool = jobs.pool();
-    match verdict {
+    let (server_id, server_name) = (server.id, server.name.clone());
+    let event = match verdict {
         Verdict::Crashed { exit } => {
             tracing::warn!(server = %server.name, %exit, "server crashed");
             crashes::record_crash(pool, server.id, exit).await?;
+            AlertEvent::ServerCrashed {
+                server_id,
+                server_name,
+                detail: exit.clone(),
+            }
         }
         Verdict::CrashLoop { exit } => {
             tracing::warn!(server = %server.name, %exit, "server is in a crash loop; not restarting it");
             crashes::record_crash_loop(pool, server.id).await?;
+            AlertEvent::CrashLoop {
+                server_id,
+                server_name,
+                detail: format!("it crashed too often to be restarted; last: {exit}"),
+            }
         }
         Verdict::Recovered => {
             tracing::info!(server = %server.name, "server is back after a reboot of the host");
+            AlertEvent::ServerRecovered {
+                server_id,
+                server_name,
+            }
+        }
+    };
+    match alerts::raise(pool, server.owner_id, &event).await {
+        Ok(_) => Ok(()),
+        Err(alerts::AlertError::Db(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(server = %server.name, error = %e, "cannot queue an alert");
+            Ok(())
         }
     }
-    Ok(())
 }

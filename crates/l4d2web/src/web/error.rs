@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::nav::Nav;
 use crate::accounts::{AccountError, DeleteUserError};
+use crate::alerts::AlertError;
 use crate::auth::LoginTokenError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
@@ -150,6 +151,16 @@ impl From<FileError> for AppError {
         match e {
             FileError::NotFound(_) => AppError::NotFound,
             e @ FileError::Io(..) => AppError::internal(e),
+            other => AppError::bad(other),
+        }
+    }
+}
+
+impl From<AlertError> for AppError {
+    fn from(e: AlertError) -> Self {
+        match e {
+            AlertError::NotFound => AppError::NotFound,
+            AlertError::Db(e) => e.into(),
             other => AppError::bad(other),
         }
     }

@@ -3,6 +3,7 @@
 //! the domain and `tasks`; they hold no SQL.
 
 mod admin;
+mod alerts;
 mod assets;
 mod blueprints;
 mod console;
@@ -45,6 +46,7 @@ fn all_routes() -> routes::Routes {
         .merge(live::routes())
         .merge(overlays::routes())
         .merge(files::routes())
+        .merge(alerts::routes())
 }
 
 /// Every route of the app, by method and path (for tests that must cover

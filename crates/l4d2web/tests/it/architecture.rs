@@ -337,9 +337,10 @@ fn layer(m: &Module) -> Option<usize> {
     match m.first().map(String::as_str) {
         Some("l4d2ctl" | "config" | "db" | "fanout" | "data_root" | "http") => Some(1),
         Some("jobs") => Some(2),
-        Some("accounts" | "auth" | "servers" | "overlays" | "live" | "backup" | "schedules") => {
-            Some(3)
-        }
+        Some(
+            "accounts" | "auth" | "servers" | "overlays" | "live" | "backup" | "schedules"
+            | "alerts",
+        ) => Some(3),
         Some("tasks") => Some(4),
         Some("web") => Some(5),
         _ => None,

@@ -276,7 +276,22 @@ async fn csrf_is_required_on_every_state_change() {
         .fetch_one(&s.pool)
         .await
         .unwrap();
+    // A webhook of the admin's (through the domain: its loopback target
+    // needs private targets allowed; nothing is ever sent to it here).
+    let hook = l4d2web::alerts::WebhookInput::validate(
+        "ops",
+        "http://127.0.0.1:9/hook",
+        "json",
+        ["server.crashed"],
+    )
+    .unwrap();
+    let webhook = l4d2web::alerts::create(&s.pool, s.ids["admin"], &hook, true)
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let ids = BTreeMap::from([
+        ("alerts", webhook),
         ("blueprints", blueprint),
         ("servers", server),
         ("overlays", overlay),

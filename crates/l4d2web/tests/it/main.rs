@@ -4,6 +4,7 @@
 
 mod util;
 
+mod alerts;
 mod architecture;
 mod backup;
 mod browser;

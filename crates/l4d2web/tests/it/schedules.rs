@@ -305,8 +305,28 @@ async fn crash_state(s: &TestServer, id: i64) -> (i64, bool, Option<String>) {
 
 #[tokio::test]
 async fn a_crashing_local_server_is_restarted_then_marked_as_a_crash_loop() {
-    let s = crate::servers::start_installed(27450).await;
+    let hook = crate::alerts::Receiver::start().await;
+    let r = range(27450);
+    let s = TestServer::start_installed(&[
+        (r[0].0, &r[0].1),
+        (r[1].0, &r[1].1),
+        ("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
     let mut c = s.login(USER).await;
+    let r = c
+        .post(
+            "/alerts",
+            &[
+                ("name", "ops"),
+                ("url", hook.url.as_str()),
+                ("format", "json"),
+                ("event", "server.crashed"),
+                ("event", "server.crash_loop"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Crashes 2 s after every start.
     let bp = create_blueprint(&mut c, "crashy", "+map c1m1_hotel -sim_crash_after 2", "").await;
     let server = create_server(&mut c, "crashy-1", bp).await;
@@ -354,6 +374,35 @@ async fn a_crashing_local_server_is_restarted_then_marked_as_a_crash_loop() {
         restarts,
         "no restart while in a crash loop"
     );
+    // Its owner was told: five crashes, one crash loop, without secrets.
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = hook.bodies();
+        if events.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "server.crashed").count(),
+        5,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "server.crash_loop").count(),
+        1,
+        "{kinds:?}"
+    );
+    let password: String = sqlx::query_scalar("SELECT rcon_password FROM servers WHERE id = ?")
+        .bind(server)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    for e in &events {
+        assert_eq!(e["server"]["name"], "crashy-1", "{e}");
+        assert!(!e.to_string().contains(&password), "{e}");
+    }
     // The owner acting on it clears the flag.
     let before = latest_job(&s).await;
     let r = c.post(&format!("/servers/{server}/stop"), &[]).await;
