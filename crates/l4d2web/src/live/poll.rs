@@ -206,6 +206,8 @@ impl Poller {
                         state.map = Some(polled.map);
                         state.hostname = Some(polled.hostname);
                         state.player_count = Some(polled.count);
+                        state.bots = Some(polled.bots);
+                        state.a2s_latency = Some(polled.latency);
                         if let Some(players) = polled.players {
                             state.players = enrich(players, &profiles);
                         }
@@ -213,6 +215,8 @@ impl Poller {
                     Err(e) => {
                         state.error = Some(e.to_string());
                         state.player_count = None;
+                        state.bots = None;
+                        state.a2s_latency = None;
                         state.players.clear();
                     }
                 }
@@ -239,6 +243,9 @@ struct Polled {
     hostname: String,
     map: String,
     count: (u32, u32),
+    bots: u32,
+    /// The A2S_INFO query, challenge included.
+    latency: Duration,
     /// From RCON `status`, when watched and it worked.
     players: Option<Vec<source_proto::status::StatusPlayer>>,
     rcon_error: Option<String>,
@@ -251,11 +258,15 @@ async fn poll_server(
     rcon_check: Option<Result<(), RconRefused>>,
     rcon: &mut RconSession,
 ) -> Result<Polled, PollError> {
+    let started = Instant::now();
     let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT).await?;
+    let latency = started.elapsed();
     let mut polled = Polled {
         hostname: info.name,
         map: info.map,
         count: (u32::from(info.players), u32::from(info.max_players)),
+        bots: u32::from(info.bots),
+        latency,
         players: None,
         rcon_error: None,
     };
