@@ -338,7 +338,7 @@ fn layer(m: &Module) -> Option<usize> {
         Some("l4d2ctl" | "config" | "db" | "fanout" | "data_root" | "http") => Some(1),
         Some("jobs") => Some(2),
         Some("accounts" | "auth" | "servers" | "overlays" | "live" | "backup") => Some(3),
-        Some("tasks") => Some(4),
+        Some("tasks" | "metrics") => Some(4),
         Some("web") => Some(5),
         _ => None,
     }
