@@ -11,6 +11,7 @@ Standard library only: the test machine has python3 and nothing else.
 
 import http.client
 import json
+import os
 import re
 import socket
 import statistics
@@ -524,6 +525,83 @@ def phase_refresh_check(st):
         check("the workshop refresh job succeeds", state == "succeeded", "\n".join(job_log(page)[-5:]))
 
 
+def jobs_titled(c, needle):
+    """(id, state) of the jobs on the jobs page whose title contains needle."""
+    page = c.get("/jobs").body
+    out = []
+    for m in re.finditer(r'<a href="/jobs/(\d+)">\d+</a></td><td>([^<]*)</td>\s*<td>[^<]*<span class="badge state-(\w+)"', page):
+        if needle in html_unescape(m.group(2)):
+            out.append((int(m.group(1)), m.group(3)))
+    return out
+
+
+def webhook_events():
+    """The JSON bodies the (simulated) internet's webhook receiver got."""
+    try:
+        with open(os.environ["LEFT4ME_SYSTEST_WEBHOOKS"]) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, KeyError, ValueError):
+        return []
+
+
+def phase_routine(st):
+    """What runs by itself day to day: a scheduled restart, a server that
+    keeps crashing under systemd, and the webhook that tells its owner."""
+    admin = Browserless()
+    admin.login("admin", st["admin_password"])
+    r = admin.post("/alerts", [("name", "ops"), ("url", "http://192.0.2.2:8082/hook"), ("format", "json"),
+                               ("event", "server.crashed"), ("event", "server.crash_loop")])
+    check("a webhook to a receiver on the internet is added", r.status == 303, page_error(r.body))
+
+    # Crashes one second after every start: systemd restarts it until its start limit.
+    bp, r = create_blueprint(admin, "crashy", "+map c1m1_hotel -sim_crash_after 1 -sim_churn 0", "")
+    sid, r = create_server(admin, "crash1", bp)
+    check("a server that crashes after every start is created", sid is not None, page_error(r.body))
+    job, _ = server_action(admin, sid, "start")
+    wait_job(admin, job)
+
+    r = admin.post(f"/servers/{st['server2']}/schedules", {"action": "restart", "cron": "* * * * *", "time_zone": "Europe/Berlin"})
+    check("a restart every minute is scheduled on srv2", r.status == 303, page_error(r.body))
+    page = admin.get(f"/servers/{st['server2']}").body
+    check("the schedule shows its next runs in its time zone", "Europe/Berlin" in page and page.count('class="next-run"') == 3, page[-1500:])
+
+    deadline = time.time() + 100
+    scheduled = []
+    while time.time() < deadline and not any(s == "succeeded" for _, s in scheduled):
+        time.sleep(2)
+        scheduled = jobs_titled(admin, "restart server srv2 (scheduled: * * * * *)")
+    check("the scheduled restart ran as a job of srv2's owner and succeeded", any(s == "succeeded" for _, s in scheduled), scheduled)
+    m = re.search(r'id="schedule-(\d+)"', admin.get(f"/servers/{st['server2']}").body)
+    if m:
+        admin.post(f"/schedules/{m.group(1)}/delete")
+    check("srv2 answers A2S after its scheduled restart", wait_a2s(st["port2"], timeout=30) is not None)
+
+    deadline = time.time() + 90
+    page = ""
+    while time.time() < deadline:
+        page = admin.get(f"/servers/{sid}").body
+        if 'id="server-state"' in page and ">crash loop<" in page:
+            break
+        time.sleep(2)
+    check("systemd's start limit shows as a crash loop on the server page", ">crash loop<" in page, re.findall(r'id="server-state"[^>]*>([^<]*)', page))
+    m = re.search(r'id="crash-count">(\d+)<', page)
+    check("the page counts the crashes (systemd restarts seen by the panel)", m is not None and int(m.group(1)) >= 4, m and m.group(1))
+    exits = re.findall(r'id="last-exit">([^<]*)', page)
+    check("the last exit is in an operator's words (systemd's exit status or signal)", bool(exits) and re.match(r"(exit status \d+|killed by signal \d+)", exits[0]) is not None, exits)
+    deadline = time.time() + 30
+    events = []
+    while time.time() < deadline:
+        events = [e for e in webhook_events() if e.get("server", {}).get("name") == "crash1"]
+        if any(e.get("event") == "server.crash_loop" for e in events):
+            break
+        time.sleep(1)
+    check("the crash loop reached the owner's webhook", any(e.get("event") == "server.crash_loop" for e in events), events[-3:])
+    check("the crashes reached it too", sum(e.get("event") == "server.crashed" for e in events) >= 4, [e.get("event") for e in events])
+    job, _ = server_action(admin, sid, "delete")
+    state, _ = wait_job(admin, job)
+    check("the crashing server is deleted", state == "succeeded")
+
+
 def phase_restart_for_kill(st):
     admin = Browserless()
     admin.login("admin", st["admin_password"])
@@ -657,6 +735,7 @@ PHASES = {
     "slow-build": phase_slow_build,
     "browser": phase_browser,
     "restart-for-kill": phase_restart_for_kill,
+    "routine": phase_routine,
     "after-kill": phase_after_kill,
     "stop": phase_stop,
     "delete": phase_delete,

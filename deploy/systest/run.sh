@@ -268,6 +268,20 @@ socketserver.TCPServer(("192.0.2.2", 8080), H).serve_forever()' &
 BG_PIDS+=($!)
 ip netns exec "$NETNS" python3 "$HERE/fake_steam.py" "$REPO/crates/steam-api/tests/fixtures" 192.0.2.2 8081 &
 BG_PIDS+=($!)
+# A webhook receiver out there: one JSON body per line (the driver reads it).
+export LEFT4ME_SYSTEST_WEBHOOKS=$WORK/webhooks.jsonl
+ip netns exec "$NETNS" python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[1], "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("192.0.2.2", 8082), H).serve_forever()' "$LEFT4ME_SYSTEST_WEBHOOKS" &
+BG_PIDS+=($!)
 
 # --- install: the README's install block, in the container --------------------------
 echo "== install as the deploy README says ($(elapsed))"
@@ -390,6 +404,9 @@ echo "== workshop refresh timer's service ($(elapsed))"
 check "left4me-workshop-refresh.service runs once" in_ct systemctl start left4me-workshop-refresh.service
 drive refresh-check
 
+echo "== schedules, crash loops and alerts ($(elapsed))"
+drive routine
+
 echo "== sandbox time limit ($(elapsed))"
 in_ct mkdir -p /etc/systemd/system/left4me-script-.service.d
 in_ct /bin/sh -c 'printf "# systest only: the build is killed at RuntimeMaxSec without waiting an hour\n[Service]\nRuntimeMaxSec=3s\n" > /etc/systemd/system/left4me-script-.service.d/50-systest-runtime.conf && systemctl daemon-reload'
@@ -418,6 +435,12 @@ times=$(in_ct runuser -u left4me -- bash -c 'set -a; . /etc/left4me/host.env; se
 count=$(in_ct runuser -u left4me -- bash -c 'set -a; . /etc/left4me/host.env; set +a; cd /var/lib/left4me; /opt/left4me/bin/l4d2ctl list --json' | grep -o '"active_state":"active"' | wc -l)
 median=$(sort -n <<<"$times" | sed -n 6p)
 figure "l4d2ctl list --json (one sudo round trip) with $count running instances: median ${median:-?} ms of 11 runs (goal <= 100 ms for 40)"
+# The panel idle: servers running, nobody on a page (the poller, the crash
+# supervisor, the scheduler and the alert sender are all that wake it).
+cpu0=$(in_ct systemctl show -P CPUUsageNSec left4me-web.service)
+sleep 60
+cpu1=$(in_ct systemctl show -P CPUUsageNSec left4me-web.service)
+figure "idle panel with $count running servers and no viewer: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", (b - a) / 600000000}') % of one core over 60 s (goal < 1 %)"
 # Where the time goes: sudo + the helper, and systemctl alone.
 parts=$(in_ct runuser -u left4me -- bash -c 'cd /var/lib/left4me; names=$(ls instances | tr "\n" " "); units=$(for n in $names; do printf "left4me-server@%s.service " "$n"; done)
     t() { s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo FAILED; return; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
@@ -484,6 +507,13 @@ readme_steps() { # BLOCK
     done < <(readme_block "$1")
 }
 check "left4me-backup.timer is enabled" test "$(in_ct systemctl is-enabled left4me-backup.timer)" = enabled
+# The timer itself, made due now (it would fire at 03:30).
+in_ct mkdir -p /etc/systemd/system/left4me-backup.timer.d
+in_ct /bin/sh -c 'printf "# systest only: fire now\n[Timer]\nOnActiveSec=1s\n" > /etc/systemd/system/left4me-backup.timer.d/50-systest-now.conf && systemctl daemon-reload && systemctl restart left4me-backup.timer'
+for _ in $(seq 1 120); do in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json' >/dev/null 2>&1 && break; sleep 0.5; done
+check "the backup timer fired and its service wrote a backup" \
+    in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json >/dev/null && test "$(systemctl show -P Result left4me-backup.service)" = success'
+in_ct /bin/sh -c 'rm /etc/systemd/system/left4me-backup.timer.d/50-systest-now.conf && systemctl daemon-reload && systemctl restart left4me-backup.timer'
 readme_steps backup
 check "the backup service wrote a complete backup" \
     in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json >/dev/null && grep -q "\"left4me.db\"" /var/backups/left4me/left4me-*/manifest.json'

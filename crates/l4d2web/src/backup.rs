@@ -159,7 +159,15 @@ pub async fn backup_rotated(
         now.minute(),
         now.second()
     );
-    let target = parent.join(format!("{ROTATED_PREFIX}{stamp}"));
+    // Two backups in one second (the timer and an operator) get -2, -3, …,
+    // which also sort after the first.
+    let mut target = parent.join(format!("{ROTATED_PREFIX}{stamp}"));
+    for n in 2..100 {
+        if !target.exists() {
+            break;
+        }
+        target = parent.join(format!("{ROTATED_PREFIX}{stamp}-{n}"));
+    }
     let summary = backup(pool, root, &target).await?;
     let read_err = |source| BackupError::Read {
         path: parent.to_path_buf(),

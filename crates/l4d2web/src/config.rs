@@ -54,6 +54,8 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_LOGIN_LIMIT_PER_USER", "5", "failed logins per username and client before logins are slowed down"),
     var("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "60", "the window both login limits count over (1-86400)"),
     var("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "false", "let alert webhooks point at loopback, private (RFC 1918, ULA), link-local and CGNAT addresses, e.g. a receiver on the LAN"),
+    var("LEFT4ME_METRICS_BIND", "(off)", "ip:port of a separate listener serving only /metrics, without authentication: bind it where only Prometheus reaches it (never 0.0.0.0 or ::)"),
+    var("LEFT4ME_METRICS_TOKEN", "(off)", "serve /metrics on the main listener to `Authorization: Bearer <token>`; at least 32 characters"),
     var("LEFT4ME_LOG", "info", "log filter (tracing syntax, e.g. info,l4d2web=debug)"),
     var("LEFT4ME_ADMIN_PASSWORD", "(prompt)", "create-user: the new user's password when there is no terminal"),
 ];
@@ -139,6 +141,10 @@ pub struct Config {
     /// Alert webhooks may point at loopback and private addresses
     /// (LEFT4ME_WEBHOOK_ALLOW_PRIVATE; cloud metadata never).
     pub webhook_allow_private: bool,
+    /// The separate, unauthenticated `/metrics` listener.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Bearer token of `/metrics` on the main listener. Never logged.
+    pub metrics_token: Option<String>,
 }
 
 /// Where the privileged helpers live (fixed: sudoers names these paths).
@@ -187,6 +193,11 @@ impl std::fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("metrics_bind", &self.metrics_bind)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -456,7 +467,50 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             "a number of seconds",
         )?,
         webhook_allow_private: env.bool("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", false)?,
+        metrics_bind: metrics_bind(env.opt_addr("LEFT4ME_METRICS_BIND")?)?,
+        metrics_token: metrics_token(env.get("LEFT4ME_METRICS_TOKEN"))?,
     })
+}
+
+/// The metrics listener asks for no credentials, so its address is its only
+/// protection: every address of the host is refused.
+fn metrics_bind(bind: Option<SocketAddr>) -> Result<Option<SocketAddr>, ConfigError> {
+    match bind {
+        Some(addr) if addr.ip().is_unspecified() => Err(ConfigError::Invalid {
+            var: "LEFT4ME_METRICS_BIND",
+            value: addr.to_string(),
+            reason: "the metrics listener has no authentication and must not listen on every \
+                     address; bind loopback or an address only Prometheus reaches, or use \
+                     LEFT4ME_METRICS_TOKEN on the main listener"
+                .into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// A bearer token: long enough not to be guessed, and only characters a
+/// header carries unchanged.
+fn metrics_token(token: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(token) = token.map(|t| t.trim().to_string()) else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: "LEFT4ME_METRICS_TOKEN",
+        value: "<hidden>".into(),
+        reason,
+    };
+    if token.len() < 32 {
+        return Err(invalid(format!(
+            "must be at least 32 characters, has {}",
+            token.len()
+        )));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "only printable ASCII without spaces (e.g. `openssl rand -hex 32`)".into(),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// Comma-separated IPs or CIDR networks.
@@ -621,6 +675,36 @@ mod tests {
                 vec![KEY, ("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "lan")],
                 "LEFT4ME_WEBHOOK_ALLOW_PRIVATE",
             ),
+            (
+                vec![KEY, ("LEFT4ME_SCHEDULE_GRACE_SECS", "86401")],
+                "LEFT4ME_SCHEDULE_GRACE_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_METRICS_BIND", "localhost:9100")],
+                "LEFT4ME_METRICS_BIND",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_METRICS_BIND", "0.0.0.0:9100")],
+                "LEFT4ME_METRICS_BIND",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_METRICS_BIND", "[::]:9100")],
+                "LEFT4ME_METRICS_BIND",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_METRICS_TOKEN", "too-short")],
+                "LEFT4ME_METRICS_TOKEN",
+            ),
+            (
+                vec![
+                    KEY,
+                    (
+                        "LEFT4ME_METRICS_TOKEN",
+                        "has a space 0123456789abcdef0123456789",
+                    ),
+                ],
+                "LEFT4ME_METRICS_TOKEN",
+            ),
         ] {
             let err = load_map(&pairs).expect_err("must fail").to_string();
             assert!(err.starts_with(var), "{err:?} should name {var}");
@@ -703,6 +787,30 @@ mod tests {
         let c = load_map(&[KEY, ("STEAM_WEB_API_KEY", "steamsecret")]).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(KEY.1) && !dbg.contains("steamsecret"));
+    }
+
+    #[test]
+    fn metrics_are_off_unless_configured_and_the_token_stays_hidden() {
+        let c = load_map(&[KEY]).unwrap();
+        assert_eq!((c.metrics_bind, c.metrics_token), (None, None));
+        let token = "metrics-token-0123456789abcdef0123456789";
+        let c = load_map(&[
+            KEY,
+            ("LEFT4ME_METRICS_BIND", "127.0.0.1:9100"),
+            ("LEFT4ME_METRICS_TOKEN", token),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.metrics_bind.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9100")
+        );
+        assert_eq!(c.metrics_token.as_deref(), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+        let short = "short-metrics-secret";
+        let err = load_map(&[KEY, ("LEFT4ME_METRICS_TOKEN", short)])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(short), "{err}");
     }
 
     #[test]

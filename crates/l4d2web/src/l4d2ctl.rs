@@ -26,9 +26,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Environment variables never passed to a child: game servers run
 /// third-party plugins and must never see the panel's secrets.
-const SECRET_VARS: [&str; 5] = [
+const SECRET_VARS: [&str; 6] = [
     "SECRET_KEY",
     "STEAM_WEB_API_KEY",
+    "LEFT4ME_METRICS_TOKEN",
     "DATABASE_URL",
     "LEFT4ME_ADMIN_PASSWORD",
     "NOTIFY_SOCKET",

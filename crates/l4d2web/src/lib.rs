@@ -10,7 +10,8 @@
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
 //!    [`live`], [`backup`], [`schedules`], [`alerts`];
-//! 4. [`tasks`]: every job kind, and requests that queue work;
+//! 4. [`tasks`]: every job kind, and requests that queue work; [`metrics`]
+//!    beside it, which reads every part below;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
 pub mod accounts;
@@ -27,6 +28,7 @@ mod http;
 pub mod jobs;
 pub mod l4d2ctl;
 pub mod live;
+pub mod metrics;
 pub mod overlays;
 pub mod schedules;
 pub mod servers;
@@ -50,9 +52,9 @@ use crate::web::AppState;
 
 /// Locks the data root, opens and migrates the database, recovers
 /// interrupted jobs, starts the job workers and serves HTTP on `listener`
-/// until `shutdown` fires. Then it stops accepting, ends live streams and
-/// gives running jobs the grace period (after which they are handed back to
-/// the queue).
+/// until `shutdown` fires (and `/metrics` on `LEFT4ME_METRICS_BIND`, if
+/// set). Then it stops accepting, ends live streams and gives running jobs
+/// the grace period (after which they are handed back to the queue).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -60,6 +62,15 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Held until serve returns.
     let _data_root_lock = claim_data_root(&config)?;
+    // Bound before anything starts, so a taken address fails the start.
+    let metrics_listener = match config.metrics_bind {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (LEFT4ME_METRICS_BIND)"))?,
+        ),
+        None => None,
+    };
     let pool = db::connect(&config.database_url).await?;
     db::migrate(&pool).await?;
     data_root::check_database_writable(&pool, &config.database_url).await?;
@@ -117,11 +128,32 @@ pub async fn serve(
         live,
         schedules,
         shutdown: shutdown.clone(),
+        sse_viewers: Default::default(),
     };
+    let metrics_server = metrics_listener.map(|metrics_listener| {
+        if let Ok(addr) = metrics_listener.local_addr() {
+            if addr.ip().is_loopback() {
+                tracing::info!(%addr, "metrics listening");
+            } else {
+                // Anyone who reaches this address reads the metrics.
+                tracing::warn!(%addr, "metrics listening without authentication on a non-loopback address; make sure only Prometheus can reach it");
+            }
+        }
+        tokio::spawn(http::serve(
+            metrics_listener,
+            web::metrics_router(state.clone()),
+            shutdown.clone(),
+        ))
+    });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "left4me listening");
     notify_systemd(&[sd_notify::NotifyState::Ready]);
     http::serve(listener, web::router(state), shutdown.clone()).await;
+    if let Some(server) = metrics_server {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "the metrics listener ended abnormally");
+        }
+    }
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("HTTP stopped; waiting for running jobs");
     workers_stop.cancel();

@@ -16,7 +16,7 @@ use super::log::JobLog;
 use super::model::{Job, JobState, LineStream, NewJob, Queued};
 use crate::db::now_text;
 
-const RECOVERY_REASON: &str = "interrupted: the left4me process stopped while this job was running (crash or kill); it was not re-run, check the host and run the action again";
+pub(super) const RECOVERY_REASON: &str = "interrupted: the left4me process stopped while this job was running (crash or kill); it was not re-run, check the host and run the action again";
 
 /// What a job does: given its context (row, log, children), run it to
 /// success or failure. Implemented once, by the `tasks` module.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::events;
 use super::ownership::{self, NotOwned};
 use super::poll::{Poller, RCON_TIMEOUT};
-use super::state::{Board, LiveState, LiveSubscription};
+use super::state::{Board, LiveState, LiveSubscription, Reading};
 use crate::config::Config;
 use crate::l4d2ctl::{HostClient, HostError};
 
@@ -158,6 +158,11 @@ impl LiveHub {
     /// Players and slots per server, for the dashboard.
     pub fn player_counts(&self) -> HashMap<i64, (u32, u32)> {
         self.inner.board.player_counts()
+    }
+
+    /// Players, slots and A2S latency per answering server, for metrics.
+    pub fn readings(&self) -> HashMap<i64, Reading> {
+        self.inner.board.readings()
     }
 
     /// Subscribes a viewer of server `id`; while any viewer is subscribed the

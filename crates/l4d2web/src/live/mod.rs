@@ -18,4 +18,4 @@ mod state;
 
 pub use hub::{ConsoleRconError, LiveError, LiveHub};
 pub use ownership::NotOwned;
-pub use state::{LiveEvent, LivePlayer, LiveState, LiveSubscription, LiveUpdate};
+pub use state::{LiveEvent, LivePlayer, LiveState, LiveSubscription, LiveUpdate, Reading};

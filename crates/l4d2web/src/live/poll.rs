@@ -207,6 +207,8 @@ impl Poller {
                         state.hostname = Some(polled.hostname);
                         state.player_count = Some(polled.count);
                         state.humans = Some(polled.humans);
+                        state.bots = Some(polled.bots);
+                        state.a2s_latency = Some(polled.latency);
                         if let Some(players) = polled.players {
                             state.players = enrich(players, &profiles);
                         }
@@ -215,6 +217,8 @@ impl Poller {
                         state.error = Some(e.to_string());
                         state.player_count = None;
                         state.humans = None;
+                        state.bots = None;
+                        state.a2s_latency = None;
                         state.players.clear();
                     }
                 }
@@ -242,6 +246,9 @@ struct Polled {
     map: String,
     count: (u32, u32),
     humans: u32,
+    bots: u32,
+    /// The A2S_INFO query, challenge included.
+    latency: Duration,
     /// From RCON `status`, when watched and it worked.
     players: Option<Vec<source_proto::status::StatusPlayer>>,
     rcon_error: Option<String>,
@@ -254,12 +261,16 @@ async fn poll_server(
     rcon_check: Option<Result<(), RconRefused>>,
     rcon: &mut RconSession,
 ) -> Result<Polled, PollError> {
+    let started = Instant::now();
     let info = source_proto::a2s::query_info(addr, QUERY_TIMEOUT).await?;
+    let latency = started.elapsed();
     let mut polled = Polled {
         hostname: info.name,
         map: info.map,
         count: (u32::from(info.players), u32::from(info.max_players)),
         humans: u32::from(info.players.saturating_sub(info.bots)),
+        bots: u32::from(info.bots),
+        latency,
         players: None,
         rcon_error: None,
     };

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -63,6 +64,10 @@ pub struct LiveState {
     pub player_count: Option<(u32, u32)>,
     /// Human players by A2S (its player count less its bot count).
     pub humans: Option<u32>,
+    /// The bots among them (A2S).
+    pub bots: Option<u32>,
+    /// How long the last answered A2S_INFO query took (for metrics).
+    pub a2s_latency: Option<Duration>,
     /// From RCON `status`; only refreshed while someone watches.
     pub players: Vec<LivePlayer>,
     pub events: VecDeque<LiveEvent>,
@@ -70,6 +75,15 @@ pub struct LiveState {
     pub error: Option<String>,
     /// When the state last changed (RFC 3339, UTC).
     pub updated_at: Option<String>,
+}
+
+/// What the last answered poll of one server measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub humans: u32,
+    pub bots: u32,
+    pub slots: u32,
+    pub a2s_latency: Option<Duration>,
 }
 
 /// What viewers of one server are told.
@@ -131,6 +145,27 @@ impl Board {
             .collect()
     }
 
+    /// What the last poll of each server measured, for metrics.
+    pub(super) fn readings(&self) -> HashMap<i64, Reading> {
+        lock(&self.servers)
+            .iter()
+            .filter_map(|(id, s)| {
+                let s = lock(s);
+                let (players, slots) = s.player_count?;
+                let bots = s.bots.unwrap_or(0).min(players);
+                Some((
+                    *id,
+                    Reading {
+                        humans: players - bots,
+                        bots,
+                        slots,
+                        a2s_latency: s.a2s_latency,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub(super) fn watch(&self, id: i64) -> LiveSubscription {
         let sub = self.updates.subscribe(id);
         if sub.first {
@@ -177,6 +212,8 @@ impl Board {
             state.hostname = None;
             state.player_count = None;
             state.humans = None;
+            state.bots = None;
+            state.a2s_latency = None;
             state.players.clear();
             state.error = None;
             if had {

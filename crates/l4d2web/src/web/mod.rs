@@ -14,6 +14,7 @@ mod files;
 mod jobs;
 mod live;
 mod login;
+mod metrics;
 mod nav;
 mod overlays;
 mod page;
@@ -47,6 +48,7 @@ fn all_routes() -> routes::Routes {
         .merge(overlays::routes())
         .merge(files::routes())
         .merge(alerts::routes())
+        .merge(metrics::routes())
 }
 
 /// Every route of the app, by method and path (for tests that must cover
@@ -64,8 +66,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             error_nav::with_navigation,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            sse::count_viewers,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// The separate metrics listener's app: `/metrics` without a token (its
+/// bind address is its protection), 404 for everything else.
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::listener_router(state)
 }
 
 /// Content-Security-Policy without inline script; framing forbidden.

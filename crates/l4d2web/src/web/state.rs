@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub schedules: SchedulerHandle,
     /// Fired on shutdown: ends SSE streams so graceful shutdown can finish.
     pub shutdown: CancellationToken,
+    /// Event streams open now (counted by `sse::count_viewers`).
+    pub sse_viewers: Arc<AtomicUsize>,
 }
 
 impl FromRef<AppState> for SqlitePool {

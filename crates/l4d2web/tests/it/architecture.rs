@@ -341,7 +341,7 @@ fn layer(m: &Module) -> Option<usize> {
             "accounts" | "auth" | "servers" | "overlays" | "live" | "backup" | "schedules"
             | "alerts",
         ) => Some(3),
-        Some("tasks") => Some(4),
+        Some("tasks" | "metrics") => Some(4),
         Some("web") => Some(5),
         _ => None,
     }

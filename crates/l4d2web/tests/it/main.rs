@@ -16,6 +16,7 @@ mod hardening;
 mod http;
 mod jobs;
 mod live;
+mod metrics;
 mod overlays;
 mod overlays_workshop;
 mod process;

@@ -419,6 +419,10 @@ async fn jobs_never_pass_secrets_to_l4d2ctl() {
             ("LEFT4ME_L4D2CTL", ctl.to_str().unwrap()),
             ("STEAM_WEB_API_KEY", "steam-api-secret"),
             ("LEFT4ME_ADMIN_PASSWORD", "should-not-leak"),
+            (
+                "LEFT4ME_METRICS_TOKEN",
+                "metrics-token-should-not-leak-0123456789",
+            ),
         ],
     )
     .await;
@@ -450,6 +454,7 @@ async fn jobs_never_pass_secrets_to_l4d2ctl() {
         "should-not-leak",
         "SECRET_KEY",
         "STEAM_WEB_API_KEY",
+        "LEFT4ME_METRICS_TOKEN",
     ] {
         assert!(
             !all.contains(secret),
