@@ -550,7 +550,7 @@ def phase_routine(st):
     admin = Browserless()
     admin.login("admin", st["admin_password"])
     r = admin.post("/alerts", [("name", "ops"), ("url", "http://192.0.2.2:8082/hook"), ("format", "json"),
-                               ("event", "server.crashed"), ("event", "server.crash_loop")])
+                               ("event", "server.crashed"), ("event", "server.crash_loop"), ("event", "server.recovered")])
     check("a webhook to a receiver on the internet is added", r.status == 303, page_error(r.body))
 
     # Crashes one second after every start: systemd restarts it until its start limit.
@@ -667,6 +667,13 @@ def phase_after_reboot(st):
     check("login works after the reboot", r.status == 303)
     check("a server that was running is back after the reboot", wait_a2s(st["port2"], timeout=60) is not None)
     check("the other tenant's server is back too", wait_a2s(st["evil_port"], timeout=60) is not None)
+    deadline = time.time() + 60
+    recovered = []
+    while time.time() < deadline and not recovered:
+        recovered = [e for e in webhook_events() if e.get("event") == "server.recovered"]
+        time.sleep(1)
+    check("the owner's webhook heard that srv2 is back after the reboot", any(e.get("server", {}).get("name") == "srv2" for e in recovered), recovered)
+    check("nobody else's server was reported to the admin's webhook", all(e.get("server", {}).get("name") == "srv2" for e in recovered), recovered)
     deadline = time.time() + 30
     page = admin.get("/servers").body
     while 'class="drift"' in page and time.time() < deadline:

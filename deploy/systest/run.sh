@@ -509,7 +509,7 @@ readme_steps() { # BLOCK
 check "left4me-backup.timer is enabled" test "$(in_ct systemctl is-enabled left4me-backup.timer)" = enabled
 # The timer itself, made due now (it would fire at 03:30).
 in_ct mkdir -p /etc/systemd/system/left4me-backup.timer.d
-in_ct /bin/sh -c 'printf "# systest only: fire now\n[Timer]\nOnActiveSec=1s\n" > /etc/systemd/system/left4me-backup.timer.d/50-systest-now.conf && systemctl daemon-reload && systemctl restart left4me-backup.timer'
+in_ct /bin/sh -c 'printf "# systest only: fire now, without the random delay of up to 10 min\n[Timer]\nOnActiveSec=1s\nRandomizedDelaySec=0\n" > /etc/systemd/system/left4me-backup.timer.d/50-systest-now.conf && systemctl daemon-reload && systemctl restart left4me-backup.timer'
 for _ in $(seq 1 120); do in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json' >/dev/null 2>&1 && break; sleep 0.5; done
 check "the backup timer fired and its service wrote a backup" \
     in_ct /bin/sh -c 'ls /var/backups/left4me/left4me-*/manifest.json >/dev/null && test "$(systemctl show -P Result left4me-backup.service)" = success'

@@ -3,8 +3,11 @@
 //!
 //! Under systemd the unit restarts a crashed game itself
 //! (`Restart=on-failure`, then `StartLimitBurst` gives up); the panel only
-//! notices: `NRestarts` going up is a crash, `Result=start-limit-hit` a
-//! crash loop. The local backend (demo, development) has no supervisor, so
+//! notices: `NRestarts` going up is a crash, and the unit left `failed`
+//! while it should run is a crash loop (with `Restart=on-failure` a crash
+//! leads to `activating (auto-restart)`; only the start limit leaves it
+//! failed, and systemd 257 then keeps the crash's own `Result=`, such as
+//! `signal`, not `start-limit-hit`). The local backend (demo, development) has no supervisor, so
 //! the panel is one: a crash is restarted after a growing pause (1, 2, 4,
 //! 8 s) and after [`LOOP_CRASHES`] crashes within [`LOOP_WINDOW`] it gives
 //! up and marks the server as in a crash loop, until someone acts on it.
@@ -54,6 +57,7 @@ pub struct CrashWatch {
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     up: bool,
+    failed: bool,
     restarts: Option<u32>,
 }
 
@@ -93,6 +97,7 @@ impl CrashWatch {
         }
         let seen = self.seen.replace(Seen {
             up,
+            failed: status.exists && status.service.active_state == "failed",
             restarts: status.service.restarts,
         });
         let Some(before) = seen else {
@@ -102,7 +107,7 @@ impl CrashWatch {
             // The job decides what the state becomes.
             self.restart_at = None;
         } else if status.backend == "systemd" {
-            self.observe_systemd(status, before, &mut out);
+            self.observe_systemd(status, before, cx, &mut out);
         } else if !cx.should_run {
             self.restart_at = None;
         } else if status.exists && status.service.active_state == "failed" && before.up {
@@ -111,7 +116,13 @@ impl CrashWatch {
         out
     }
 
-    fn observe_systemd(&mut self, status: &InstanceStatus, before: Seen, out: &mut Vec<Verdict>) {
+    fn observe_systemd(
+        &mut self,
+        status: &InstanceStatus,
+        before: Seen,
+        cx: Context,
+        out: &mut Vec<Verdict>,
+    ) {
         let exit = systemd_exit(status);
         let restarted = match (before.restarts, status.service.restarts) {
             (Some(a), Some(b)) if b > a => b - a,
@@ -120,15 +131,14 @@ impl CrashWatch {
         for _ in 0..restarted {
             out.push(Verdict::Crashed { exit: exit.clone() });
         }
-        let failed = status.service.active_state == "failed";
-        if failed && status.service.result.as_deref() == Some("start-limit-hit") {
-            if !self.given_up {
-                self.given_up = true;
-                out.push(Verdict::CrashLoop { exit });
-            }
-        } else if failed && before.up && restarted == 0 {
-            // Died and systemd did not restart it (or not yet).
-            out.push(Verdict::Crashed { exit });
+        let failed = status.exists && status.service.active_state == "failed";
+        if failed && !before.failed {
+            // The crash systemd did not restart (it counts only restarts).
+            out.push(Verdict::Crashed { exit: exit.clone() });
+        }
+        if failed && cx.should_run && !self.given_up {
+            self.given_up = true;
+            out.push(Verdict::CrashLoop { exit });
         }
     }
 
@@ -362,15 +372,17 @@ mod tests {
                 2
             ]
         );
+        // The start limit: failed, with the crash's own result (systemd 257).
         let mut s = status("systemd", "failed", Some(2));
-        s.service.result = Some("start-limit-hit".into());
+        s.service.result = Some("signal".into());
         s.service.last_exit = Some(ProcessExit::Killed(11));
-        let v = w.observe(&s, RUN, t);
+        let exit = "killed by signal 11 (SIGSEGV)".to_string();
         assert_eq!(
-            v,
-            vec![Verdict::CrashLoop {
-                exit: "killed by signal 11 (SIGSEGV) (start-limit-hit)".into()
-            }]
+            w.observe(&s, RUN, t),
+            vec![
+                Verdict::Crashed { exit: exit.clone() },
+                Verdict::CrashLoop { exit }
+            ]
         );
         // Said once (the panel has recorded it by the next look).
         let flagged = Context {
@@ -386,19 +398,27 @@ mod tests {
     }
 
     #[test]
-    fn systemd_failure_without_restart_is_a_crash_and_counters_may_reset() {
+    fn systemd_failures_and_counters_that_reset() {
         let mut w = CrashWatch::default();
         let t = Instant::now();
         w.observe(&status("systemd", "active", Some(3)), RUN, t);
+        // A stop that timed out and was killed: failed, but not meant to run.
+        let stopping = Context {
+            should_run: false,
+            ..RUN
+        };
         let mut s = status("systemd", "failed", Some(3));
-        s.service.result = Some("exit-code".into());
-        s.service.last_exit = Some(ProcessExit::Exited(1));
+        s.service.result = Some("timeout".into());
+        s.service.last_exit = Some(ProcessExit::Killed(9));
+        let exit = "killed by signal 9 (SIGKILL) (timeout)".to_string();
         assert_eq!(
-            w.observe(&s, RUN, t),
-            vec![Verdict::Crashed {
-                exit: "exit status 1".into()
-            }]
+            w.observe(&s, stopping, t),
+            vec![Verdict::Crashed { exit: exit.clone() }]
         );
+        // Failed already at the panel's first look: a loop, not a new crash.
+        let mut fresh = CrashWatch::default();
+        assert!(fresh.observe(&s, RUN, t).is_empty());
+        assert_eq!(fresh.observe(&s, RUN, t), vec![Verdict::CrashLoop { exit }]);
         // A manual start resets NRestarts: not a crash.
         assert!(w
             .observe(&status("systemd", "active", Some(0)), RUN, t)

@@ -18,6 +18,21 @@ use crate::servers::{self, DesiredState, ServerRow};
 
 /// Where the kernel names the current boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// Made by systemd on every boot (on a fresh /run).
+const SYSTEMD_RUN: &str = "/run/systemd/system";
+
+/// Which boot of the host this is: the kernel's boot id, and, under
+/// systemd, when systemd set up this boot's /run (a container shares its
+/// host's kernel and so its boot id, but boots its own systemd).
+fn boot_identity() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let kernel = std::fs::read_to_string(BOOT_ID).ok()?;
+    let kernel = kernel.trim();
+    Some(match std::fs::metadata(SYSTEMD_RUN) {
+        Ok(m) => format!("{kernel}/{}.{}", m.ctime(), m.ctime_nsec()),
+        Err(_) => kernel.to_string(),
+    })
+}
 
 pub struct Supervisor {
     jobs: Jobs,
@@ -64,13 +79,12 @@ impl Supervisor {
     /// After a reboot of the host, every server meant to run is expected
     /// back; its owner hears when it is.
     async fn notice_reboot(&mut self) -> Result<(), sqlx::Error> {
-        let Ok(boot) = std::fs::read_to_string(BOOT_ID) else {
+        let Some(boot) = boot_identity() else {
             return Ok(());
         };
-        let boot = boot.trim();
         let pool = self.jobs.pool();
-        let before = crate::db::fact(pool, "boot_id").await?;
-        crate::db::set_fact(pool, "boot_id", boot).await?;
+        let before = crate::db::fact(pool, "boot").await?;
+        crate::db::set_fact(pool, "boot", &boot).await?;
         if before.is_none_or(|b| b == boot) {
             return Ok(());
         }

@@ -850,3 +850,42 @@ async fn the_test_button_delivers_and_webhooks_are_their_owners_alone() {
     assert_eq!(webhook_count(&s.pool).await, 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_job_reaches_its_owners_webhook_with_its_summary_only() {
+    let rec = Receiver::start().await;
+    let s = TestServer::start_with(&[("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "true")]).await;
+    let mut alice = s.login(USER).await;
+    let r = alice
+        .post(
+            "/alerts",
+            &[
+                ("name", "jobs"),
+                ("url", rec.url.as_str()),
+                ("format", "json"),
+                ("event", "job.failed"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // Without the game installed, a start fails before anything runs.
+    let bp = crate::servers::create_blueprint(&mut alice, "b", "+map c1m1_hotel", "").await;
+    let server = crate::servers::create_server(&mut alice, "failing", bp).await;
+    let (job, state) = crate::servers::act(&s, &mut alice, server, "start").await;
+    assert_eq!(state, "failed");
+    let bodies = wait_for("the job-failed alert", Duration::from_secs(20), || async {
+        let b = rec.bodies();
+        (!b.is_empty()).then_some(b)
+    })
+    .await;
+    let e = &bodies[0];
+    assert_eq!(e["event"], "job.failed", "{e}");
+    assert_eq!(e["job"]["id"], job, "{e}");
+    assert_eq!(e["job"]["title"], "start server failing", "{e}");
+    let error = crate::util::job_error(&s, job).await;
+    assert!(error.contains("not installed"), "{error}");
+    assert_eq!(e["detail"], error.as_str(), "the failure's one line: {e}");
+    // One failure, one alert.
+    assert_eq!(rec.bodies().len(), 1);
+    s.stop().await;
+}

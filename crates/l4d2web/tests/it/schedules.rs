@@ -485,3 +485,58 @@ async fn wait_job_titled_within(s: &TestServer, needle: &str, limit: Duration) -
     }
     panic!("no job titled like {needle:?} within {limit:?}");
 }
+
+#[tokio::test]
+async fn a_blueprints_schedule_acts_on_each_of_its_servers() {
+    let r = range(27470);
+    let s = TestServer::start_with(&[(r[0].0, &r[0].1), (r[1].0, &r[1].1)]).await;
+    let mut c = s.login(USER).await;
+    let bp = create_blueprint(&mut c, "fleet", "+map c1m1_hotel", "").await;
+    let other = create_blueprint(&mut c, "other", "+map c1m1_hotel", "").await;
+    let a = create_server(&mut c, "fleet-a", bp).await;
+    create_server(&mut c, "fleet-b", bp).await;
+    create_server(&mut c, "elsewhere", other).await;
+    let mut bob = s.login(USER2).await;
+    let r = add(
+        &mut bob,
+        &format!("/blueprints/{bp}/schedules"),
+        &[("action", "stop"), ("cron", "* * * * *")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another user's blueprint");
+    let r = add(
+        &mut c,
+        &format!("/blueprints/{bp}/schedules"),
+        &[("action", "stop"), ("cron", "* * * * *")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with(&format!("/blueprints/{bp}")));
+    let page = c.get(&format!("/blueprints/{bp}")).await.body;
+    assert!(
+        page.contains("every server using this blueprint") && page.contains("schedule-list"),
+        "{page}"
+    );
+    let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM schedules")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    backdate(&s, id, &minutes_ago(2)).await;
+    poke(&s, &mut c, a).await;
+    wait_job_titled(&s, "stop server fleet-b (scheduled").await;
+    wait_job_titled(&s, "stop server fleet-a (scheduled").await;
+    assert_eq!(
+        jobs_titled(&s, "elsewhere").await,
+        0,
+        "a server of another blueprint"
+    );
+    let desired: Vec<String> = sqlx::query_scalar(
+        "SELECT desired_state FROM servers WHERE blueprint_id = ? ORDER BY name",
+    )
+    .bind(bp)
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(desired, ["stopped", "stopped"]);
+    s.stop().await;
+}
