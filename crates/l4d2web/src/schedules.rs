@@ -384,25 +384,29 @@ pub async fn list_enabled(pool: &SqlitePool) -> Result<Vec<Schedule>, sqlx::Erro
     .await
 }
 
-/// Schedule `id` if `owner` owns it.
-pub async fn find_owned(
+/// Schedule `id` if it belongs to `target` (the caller checked the
+/// visitor's right on the target).
+pub async fn find_in(
     pool: &SqlitePool,
-    owner: i64,
+    target: Target,
     id: i64,
 ) -> Result<Option<Schedule>, sqlx::Error> {
+    let (column, target_id) = match target {
+        Target::Server(t) => ("server_id", t),
+        Target::Blueprint(t) => ("blueprint_id", t),
+    };
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM schedules WHERE id = ? AND owner_id = ?"
+        "SELECT {COLUMNS} FROM schedules WHERE id = ? AND {column} = ?"
     ))
     .bind(id)
-    .bind(owner)
+    .bind(target_id)
     .fetch_optional(pool)
     .await
 }
 
-pub async fn delete_owned(pool: &SqlitePool, owner: i64, id: i64) -> Result<(), ScheduleError> {
-    let done = sqlx::query("DELETE FROM schedules WHERE id = ? AND owner_id = ?")
+pub async fn delete(pool: &SqlitePool, id: i64) -> Result<(), ScheduleError> {
+    let done = sqlx::query("DELETE FROM schedules WHERE id = ?")
         .bind(id)
-        .bind(owner)
         .execute(pool)
         .await?;
     if done.rows_affected() == 0 {
@@ -413,20 +417,14 @@ pub async fn delete_owned(pool: &SqlitePool, owner: i64, id: i64) -> Result<(), 
 
 /// Pauses or resumes a schedule. Resuming starts counting from now, so
 /// the occurrences of the pause are not "missed".
-pub async fn set_enabled(
-    pool: &SqlitePool,
-    owner: i64,
-    id: i64,
-    enabled: bool,
-) -> Result<(), ScheduleError> {
+pub async fn set_enabled(pool: &SqlitePool, id: i64, enabled: bool) -> Result<(), ScheduleError> {
     let done = sqlx::query(
         "UPDATE schedules SET enabled = ?1, armed_at = NULL,
              last_run_at = CASE WHEN ?1 THEN strftime('%Y-%m-%dT%H:%M:%SZ', 'now') ELSE last_run_at END
-         WHERE id = ?2 AND owner_id = ?3",
+         WHERE id = ?2",
     )
     .bind(enabled)
     .bind(id)
-    .bind(owner)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {

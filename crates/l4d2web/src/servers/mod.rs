@@ -2,6 +2,8 @@
 //! instances made from it, and what their jobs do on the host.
 //!
 //! - [`model`]: server rows, ownership, desired state, creation;
+//! - [`access`]: roles on a server (owner, shared users, administrators)
+//!   and what each allows;
 //! - [`actions`]: the work of start, stop, restart, reset and delete;
 //! - [`blueprints`]: the recipes (overlay stack, launch args, server.cfg);
 //! - [`spec`]: the instance spec handed to `l4d2ctl initialize`;
@@ -12,6 +14,7 @@
 //! - [`rcon`]: console commands and their history;
 //! - [`ports`]: free port search.
 
+pub mod access;
 mod actions;
 pub mod blueprints;
 pub mod console;
@@ -25,7 +28,7 @@ pub mod status;
 pub use actions::{run_action, ActionEnv};
 pub use model::{
     converge_action, create_server, find_owned, find_owned_rcon, list_all, list_owned, lock_key,
-    log_secrets, record_request, running_targets, subject, switch_blueprint, using_blueprint,
-    validate_name, Action, CreateError, DesiredState, NameError, RconTarget, ServerRow,
-    SwitchError,
+    log_secrets, record_request, running_targets, subject, subject_server, switch_blueprint,
+    using_blueprint, validate_name, Action, CreateError, DesiredState, NameError, RconTarget,
+    ServerRow, SwitchError,
 };

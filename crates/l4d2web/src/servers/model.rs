@@ -56,7 +56,7 @@ impl std::fmt::Display for DesiredState {
     }
 }
 
-const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
+pub(super) const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
 
 /// Jobs on one instance run one at a time, in the order requested. Keyed
 /// by name: a new server reusing a deleted one's name waits for its delete.
@@ -67,6 +67,11 @@ pub fn lock_key(name: &str) -> String {
 /// The job subject of server `id`.
 pub fn subject(id: i64) -> String {
     format!("server:{id}")
+}
+
+/// The server a job subject names, if it names one.
+pub fn subject_server(subject: &str) -> Option<i64> {
+    subject.strip_prefix("server:")?.parse().ok()
 }
 
 /// Server `id` if `owner` owns it.

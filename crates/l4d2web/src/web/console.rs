@@ -1,23 +1,23 @@
-//! A server's console: its log as it prints it (every owner), and the RCON
-//! console (administrators, on their own servers).
+//! A server's console: its log as it prints it (whoever may view the
+//! server), and the RCON console (its owner, operators and managers, and
+//! administrators).
 
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::Event;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::AppError;
-use super::extract::{Admin, Authed, Protected};
-use super::page::{parse_id, render, Nav};
+use super::extract::{OnServer, Protected};
+use super::page::{render, Nav};
 use super::routes::Routes;
-use super::servers::owned_server;
 use super::sse::{self, Feed};
 use super::state::AppState;
-use crate::accounts::User;
+use crate::servers::access::Right;
 use crate::servers::console::ConsoleSubscription;
 use crate::servers::rcon::{self, HistoryEntry, MAX_COMMAND_LEN};
 use crate::servers::{self, RconTarget};
@@ -27,9 +27,9 @@ const HISTORY_SHOWN: i64 = 50;
 
 pub fn routes() -> Routes {
     Routes::default()
-        .get("/servers/{id}/console", log_stream)
-        .get("/servers/{id}/rcon", console_page)
-        .post("/servers/{id}/rcon", console_send)
+        .server_get("/servers/{id}/console", Right::View, log_stream)
+        .server_get("/servers/{id}/rcon", Right::Rcon, console_page)
+        .server_post("/servers/{id}/rcon", Right::Rcon, console_send)
 }
 
 #[derive(Template)]
@@ -87,12 +87,8 @@ impl Feed for NoticeFeed {
 
 /// SSE: the last 200 console lines, then new ones as the server prints them.
 /// Every viewer of a server shares one `l4d2ctl logs --follow` child.
-async fn log_stream(
-    State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
+async fn log_stream(State(state): State<AppState>, on: OnServer) -> Result<Response, AppError> {
+    let server = on.server();
     // A server never started has no log yet: say so in words, not with the
     // host tool's error (if its state is unknown, following says why).
     if let Ok(status) = state.host.status(&server.name).await {
@@ -114,9 +110,9 @@ async fn log_stream(
     Ok(sse::stream(feed, state.shutdown.clone()).into_response())
 }
 
-/// The RCON target of server `id` if `user` owns it; 404 otherwise.
-async fn owned_target(state: &AppState, user: &User, id: &str) -> Result<RconTarget, AppError> {
-    servers::find_owned_rcon(&state.pool, user.id, parse_id(id)?)
+/// The RCON target of the server (its access was checked).
+async fn target(state: &AppState, on: &OnServer) -> Result<RconTarget, AppError> {
+    servers::find_owned_rcon(&state.pool, on.server().owner_id, on.server().id)
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -131,14 +127,12 @@ struct ConsolePage {
     max_len: usize,
 }
 
-/// Admins only (on their own servers): other users get 403, even owners,
-/// who see the panel but cannot send commands.
 async fn console_page(
     State(state): State<AppState>,
-    Admin(a): Admin,
-    Path(id): Path<String>,
+    on: OnServer,
 ) -> Result<Html<String>, AppError> {
-    let server = owned_target(&state, &a.user, &id).await?;
+    let server = target(&state, &on).await?;
+    let a = &on.authed;
     let history = rcon::history(&state.pool, server.id, HISTORY_SHOWN).await?;
     render(&ConsolePage {
         nav: Nav::for_session(&a.session),
@@ -156,11 +150,11 @@ struct ConsoleForm {
 
 async fn console_send(
     State(state): State<AppState>,
-    Admin(a): Admin,
-    Path(id): Path<String>,
+    on: OnServer,
     Protected { form, .. }: Protected<ConsoleForm>,
 ) -> Result<Response, AppError> {
-    let server = owned_target(&state, &a.user, &id).await?;
+    let server = target(&state, &on).await?;
+    let a = &on.authed;
     let command = rcon::validate_command(&form.command)?;
     let port = server.port().ok_or(AppError::NotFound)?;
     let (ok, output) = match state
@@ -171,7 +165,7 @@ async fn console_send(
         Ok(out) => (true, out),
         Err(e) => (false, format!("error: {e}")),
     };
-    tracing::info!(server = %server.name, admin = %a.user.username, ok, "RCON console command");
+    tracing::info!(server = %server.name, user = %a.user.username, ok, "RCON console command");
     rcon::record(&state.pool, server.id, a.user.id, command, ok, output).await?;
     Ok(Redirect::to(&format!("/servers/{}/rcon", server.id)).into_response())
 }

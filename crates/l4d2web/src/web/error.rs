@@ -28,6 +28,9 @@ pub enum AppError {
     LoginRequired,
     #[error("administrators only")]
     Forbidden,
+    /// A role on the server too low for the request.
+    #[error("{0}")]
+    NoRight(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("missing or wrong CSRF token; reload the page and try again")]
@@ -185,7 +188,7 @@ impl IntoResponse for AppError {
         let status = match &self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::LoginRequired => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::NoRight(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(e) => {

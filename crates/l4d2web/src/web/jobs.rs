@@ -17,6 +17,7 @@ use super::state::AppState;
 use crate::accounts::User;
 use crate::fanout::Subscription;
 use crate::jobs::{Job, JobEvent, JobLine, JobLog, JobState};
+use crate::servers::{self, access};
 use crate::tasks::{self, Task};
 
 pub fn routes() -> Routes {
@@ -43,12 +44,21 @@ async fn list(State(state): State<AppState>, a: Authed) -> Result<Html<String>, 
     })
 }
 
-/// A job the user may see: their own, or any for admins. Others are 404.
+/// A job the user may see: their own, one on a server they may view
+/// (shared servers included), or any for admins. Others are 404.
 async fn visible_job(state: &AppState, user: &User, id: &str) -> Result<Job, AppError> {
-    match state.jobs.get(parse_id(id)?).await? {
-        Some(job) if user.is_admin || job.user_id == Some(user.id) => Ok(job),
-        _ => Err(AppError::NotFound),
+    let Some(job) = state.jobs.get(parse_id(id)?).await? else {
+        return Err(AppError::NotFound);
+    };
+    if user.is_admin || job.user_id == Some(user.id) {
+        return Ok(job);
     }
+    if let Some(server) = job.subject.as_deref().and_then(servers::subject_server) {
+        if access::access(&state.pool, user, server).await?.is_some() {
+            return Ok(job);
+        }
+    }
+    Err(AppError::NotFound)
 }
 
 #[derive(Template)]

@@ -1,24 +1,24 @@
 //! The live panel of a server: what is known now, then its stream.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::Event;
 use axum::response::{Html, IntoResponse, Response};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::error::AppError;
-use super::extract::Authed;
+use super::extract::OnServer;
 use super::page::render;
 use super::routes::Routes;
-use super::servers::owned_server;
 use super::sse::{self, Feed};
 use super::state::AppState;
 use crate::live::{LiveEvent, LiveHub, LiveState, LiveSubscription, LiveUpdate};
+use crate::servers::access::Right;
 
 pub fn routes() -> Routes {
     Routes::default()
-        .get("/servers/{id}/live", live_fragment)
-        .get("/servers/{id}/live/stream", live_stream)
+        .server_get("/servers/{id}/live", Right::View, live_fragment)
+        .server_get("/servers/{id}/live/stream", Right::View, live_stream)
 }
 
 #[derive(Template)]
@@ -26,7 +26,8 @@ pub fn routes() -> Routes {
 struct LiveFragment {
     server_id: i64,
     state: LiveState,
-    is_admin: bool,
+    /// May use the RCON console there.
+    rcon: bool,
 }
 
 #[derive(Template)]
@@ -44,14 +45,13 @@ struct LiveEventFragment<'a> {
 /// The panel with what is known now; it then follows the stream.
 async fn live_fragment(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
 ) -> Result<Html<String>, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
+    let id = on.server().id;
     render(&LiveFragment {
-        server_id: server.id,
-        state: state.live.snapshot(server.id),
-        is_admin: a.user.is_admin,
+        server_id: id,
+        state: state.live.snapshot(id),
+        rcon: on.access.role.allows(Right::Rcon),
     })
 }
 
@@ -106,12 +106,8 @@ impl Feed for LiveFeed {
 
 /// `panel` events carry the re-rendered state, `event` events one new game
 /// event. One task per viewer; the stream ends on shutdown.
-async fn live_stream(
-    State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
+async fn live_stream(State(state): State<AppState>, on: OnServer) -> Result<Response, AppError> {
+    let server = on.server();
     let feed = LiveFeed {
         sub: state.live.watch(server.id),
         live: state.live.clone(),

@@ -25,13 +25,14 @@ mod sse;
 mod state;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 
 pub use error::AppError;
 pub use extract::{MAX_BLUEPRINT_BODY, MAX_BODY, MAX_OVERLAY_BODY};
+pub use routes::RouteInfo;
 pub use state::AppState;
 
 fn all_routes() -> routes::Routes {
@@ -53,7 +54,7 @@ fn all_routes() -> routes::Routes {
 
 /// Every route of the app, by method and path (for tests that must cover
 /// each one).
-pub fn route_table() -> Vec<(Method, &'static str)> {
+pub fn route_table() -> Vec<RouteInfo> {
     all_routes().into_parts().1
 }
 

@@ -1,6 +1,6 @@
 //! Schedules on the server and blueprint pages: the list with next run
-//! times, adding, pausing, resuming and deleting. Only the owner of the
-//! server or blueprint sees or changes its schedules.
+//! times, adding, pausing, resuming and deleting. A server's schedules
+//! belong to whoever may manage the server; a blueprint's to its owner.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -8,20 +8,46 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::error::AppError;
-use super::extract::{Authed, Protected};
+use super::extract::{Authed, OnServer, Protected};
 use super::page::{flash, parse_id, stamp, Stamp};
 use super::routes::Routes;
 use super::state::AppState;
+use crate::auth::Session;
 use crate::schedules::{self, NewSchedule, Schedule, ScheduleAction, Target};
-use crate::servers::{self, blueprints as bp};
+use crate::servers::access::Right;
+use crate::servers::blueprints as bp;
 
 pub fn routes() -> Routes {
     Routes::default()
-        .post("/servers/{id}/schedules", add_to_server)
+        .server_post("/servers/{id}/schedules", Right::Manage, add_to_server)
+        .server_post(
+            "/servers/{id}/schedules/{schedule}/pause",
+            Right::Manage,
+            pause_on_server,
+        )
+        .server_post(
+            "/servers/{id}/schedules/{schedule}/resume",
+            Right::Manage,
+            resume_on_server,
+        )
+        .server_post(
+            "/servers/{id}/schedules/{schedule}/delete",
+            Right::Manage,
+            delete_on_server,
+        )
         .post("/blueprints/{id}/schedules", add_to_blueprint)
-        .post("/schedules/{id}/pause", pause)
-        .post("/schedules/{id}/resume", resume)
-        .post("/schedules/{id}/delete", delete)
+        .post(
+            "/blueprints/{id}/schedules/{schedule}/pause",
+            pause_on_blueprint,
+        )
+        .post(
+            "/blueprints/{id}/schedules/{schedule}/resume",
+            resume_on_blueprint,
+        )
+        .post(
+            "/blueprints/{id}/schedules/{schedule}/delete",
+            delete_on_blueprint,
+        )
 }
 
 /// The schedules section of a server or blueprint page.
@@ -103,21 +129,22 @@ impl AddForm {
 
 async fn add(
     state: &AppState,
-    a: &Authed,
+    session: &Session,
+    owner: i64,
     target: Target,
     form: &AddForm,
     page: String,
 ) -> Result<Response, AppError> {
     let new = form.validate()?;
-    let id = schedules::create(&state.pool, a.user.id, target, &new).await?;
+    let id = schedules::create(&state.pool, owner, target, &new).await?;
     state.schedules.schedules_changed();
-    let next = schedules::find_owned(&state.pool, a.user.id, id)
+    let next = schedules::find_in(&state.pool, target, id)
         .await?
         .and_then(|s| s.next_runs(1, Utc::now()).into_iter().next())
         .unwrap_or_else(|| "never".into());
     flash(
         state,
-        &a.session,
+        session,
         &format!(
             "Schedule added ({} at “{}”); next run {next}.",
             new.action.label(),
@@ -128,17 +155,23 @@ async fn add(
     Ok(Redirect::to(&format!("{page}#schedules")).into_response())
 }
 
+/// A server's schedules run as its owner's jobs, whoever added them.
 async fn add_to_server(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
     Protected { form, .. }: Protected<AddForm>,
 ) -> Result<Response, AppError> {
-    let server = servers::find_owned(&state.pool, a.user.id, parse_id(&id)?)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let server = on.server();
     let page = format!("/servers/{}", server.id);
-    add(&state, &a, Target::Server(server.id), &form, page).await
+    add(
+        &state,
+        &on.authed.session,
+        server.owner_id,
+        Target::Server(server.id),
+        &form,
+        page,
+    )
+    .await
 }
 
 async fn add_to_blueprint(
@@ -149,76 +182,147 @@ async fn add_to_blueprint(
 ) -> Result<Response, AppError> {
     let blueprint = bp::find_owned(&state.pool, a.user.id, parse_id(&id)?).await?;
     let page = format!("/blueprints/{}", blueprint.id);
-    add(&state, &a, Target::Blueprint(blueprint.id), &form, page).await
+    add(
+        &state,
+        &a.session,
+        a.user.id,
+        Target::Blueprint(blueprint.id),
+        &form,
+        page,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
 struct Empty {}
 
-/// Schedule `id` if the visitor owns it, and the page it belongs on.
-async fn owned(state: &AppState, a: &Authed, id: &str) -> Result<(Schedule, String), AppError> {
-    let s = schedules::find_owned(&state.pool, a.user.id, parse_id(id)?)
+/// What to do with one schedule.
+#[derive(Clone, Copy)]
+enum Change {
+    Pause,
+    Resume,
+    Delete,
+}
+
+/// Schedule `schedule` of `target` (404 if it belongs to anything else).
+async fn change(
+    state: &AppState,
+    session: &Session,
+    target: Target,
+    schedule: &str,
+    change: Change,
+    page: String,
+) -> Result<Response, AppError> {
+    let s = schedules::find_in(&state.pool, target, parse_id(schedule)?)
         .await?
         .ok_or(AppError::NotFound)?;
-    let page = match (s.server_id, s.blueprint_id) {
-        (Some(server), _) => format!("/servers/{server}#schedules"),
-        (None, Some(blueprint)) => format!("/blueprints/{blueprint}#schedules"),
-        (None, None) => "/servers".into(),
+    let what = match change {
+        Change::Pause => {
+            schedules::set_enabled(&state.pool, s.id, false).await?;
+            "paused"
+        }
+        Change::Resume => {
+            schedules::set_enabled(&state.pool, s.id, true).await?;
+            "resumed"
+        }
+        Change::Delete => {
+            schedules::delete(&state.pool, s.id).await?;
+            "deleted"
+        }
     };
-    Ok((s, page))
+    state.schedules.schedules_changed();
+    flash(state, session, &format!("Schedule “{}” {what}.", s.cron)).await?;
+    Ok(Redirect::to(&format!("{page}#schedules")).into_response())
 }
 
-async fn set_enabled(
+async fn on_server(
+    state: AppState,
+    on: OnServer,
+    schedule: String,
+    c: Change,
+) -> Result<Response, AppError> {
+    let id = on.server().id;
+    change(
+        &state,
+        &on.authed.session,
+        Target::Server(id),
+        &schedule,
+        c,
+        format!("/servers/{id}"),
+    )
+    .await
+}
+
+async fn on_blueprint(
     state: AppState,
     a: Authed,
-    id: String,
-    enabled: bool,
+    blueprint: String,
+    schedule: String,
+    c: Change,
 ) -> Result<Response, AppError> {
-    let (s, page) = owned(&state, &a, &id).await?;
-    schedules::set_enabled(&state.pool, a.user.id, s.id, enabled).await?;
-    state.schedules.schedules_changed();
-    let what = if enabled { "resumed" } else { "paused" };
-    flash(
+    let blueprint = bp::find_owned(&state.pool, a.user.id, parse_id(&blueprint)?).await?;
+    let page = format!("/blueprints/{}", blueprint.id);
+    change(
         &state,
         &a.session,
-        &format!("Schedule “{}” {what}.", s.cron),
+        Target::Blueprint(blueprint.id),
+        &schedule,
+        c,
+        page,
     )
-    .await?;
-    Ok(Redirect::to(&page).into_response())
+    .await
 }
 
-async fn pause(
+async fn pause_on_server(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
+    Path((_, schedule)): Path<(String, String)>,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    set_enabled(state, a, id, false).await
+    on_server(state, on, schedule, Change::Pause).await
 }
 
-async fn resume(
+async fn resume_on_server(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
+    Path((_, schedule)): Path<(String, String)>,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    set_enabled(state, a, id, true).await
+    on_server(state, on, schedule, Change::Resume).await
 }
 
-async fn delete(
+async fn delete_on_server(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
+    Path((_, schedule)): Path<(String, String)>,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    let (s, page) = owned(&state, &a, &id).await?;
-    schedules::delete_owned(&state.pool, a.user.id, s.id).await?;
-    state.schedules.schedules_changed();
-    flash(
-        &state,
-        &a.session,
-        &format!("Schedule “{}” deleted.", s.cron),
-    )
-    .await?;
-    Ok(Redirect::to(&page).into_response())
+    on_server(state, on, schedule, Change::Delete).await
+}
+
+async fn pause_on_blueprint(
+    State(state): State<AppState>,
+    a: Authed,
+    Path((id, schedule)): Path<(String, String)>,
+    Protected { .. }: Protected<Empty>,
+) -> Result<Response, AppError> {
+    on_blueprint(state, a, id, schedule, Change::Pause).await
+}
+
+async fn resume_on_blueprint(
+    State(state): State<AppState>,
+    a: Authed,
+    Path((id, schedule)): Path<(String, String)>,
+    Protected { .. }: Protected<Empty>,
+) -> Result<Response, AppError> {
+    on_blueprint(state, a, id, schedule, Change::Resume).await
+}
+
+async fn delete_on_blueprint(
+    State(state): State<AppState>,
+    a: Authed,
+    Path((id, schedule)): Path<(String, String)>,
+    Protected { .. }: Protected<Empty>,
+) -> Result<Response, AppError> {
+    on_blueprint(state, a, id, schedule, Change::Delete).await
 }

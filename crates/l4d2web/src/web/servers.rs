@@ -1,7 +1,8 @@
-//! Dashboard, server pages and server actions.
+//! Dashboard, server pages, server actions and sharing.
 //!
-//! Access rule: servers are private to their owner; every other user
-//! (administrators included) gets 404 for them.
+//! Access rule (`servers::access`): the owner, the users the server is
+//! shared with (each route declares the right it needs) and
+//! administrators; everyone else gets 404.
 
 use std::collections::HashMap;
 
@@ -12,14 +13,14 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::error::AppError;
-use super::extract::{Authed, Protected};
+use super::extract::{Authed, OnServer, Protected};
 use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::state::AppState;
-use crate::accounts::User;
 use crate::jobs::Job;
 use crate::schedules::Target;
+use crate::servers::access::{self, Right, Role, ServerAccess, Share, ShareError};
 use crate::servers::blueprints::{self as bp, Blueprint};
 use crate::servers::status::{self, InstanceStatus};
 use crate::servers::{self, Action, CreateError, ServerRow};
@@ -29,22 +30,24 @@ pub fn routes() -> Routes {
     Routes::default()
         .get("/servers", dashboard)
         .post("/servers", create)
-        .get("/servers/{id}", server_page)
-        .get("/servers/{id}/state", state_fragment)
-        .post("/servers/{id}/blueprint", switch_blueprint)
-        .post("/servers/{id}/{action}", action)
-}
-
-/// Server `id` (as in the path) if `user` owns it, else 404.
-pub async fn owned_server(state: &AppState, user: &User, id: &str) -> Result<ServerRow, AppError> {
-    servers::find_owned(&state.pool, user.id, parse_id(id)?)
-        .await?
-        .ok_or(AppError::NotFound)
+        .server_get("/servers/{id}", Right::View, server_page)
+        .server_get("/servers/{id}/state", Right::View, state_fragment)
+        .server_post("/servers/{id}/blueprint", Right::Manage, switch_blueprint)
+        .server_post("/servers/{id}/start", Right::Operate, start)
+        .server_post("/servers/{id}/stop", Right::Operate, stop)
+        .server_post("/servers/{id}/restart", Right::Operate, restart)
+        .server_post("/servers/{id}/reconcile", Right::Operate, reconcile)
+        .server_post("/servers/{id}/reset", Right::Manage, reset)
+        .server_post("/servers/{id}/delete", Right::Own, delete)
+        .server_post("/servers/{id}/shares", Right::Manage, share)
+        .server_post("/servers/{id}/shares/{user}/revoke", Right::Manage, unshare)
 }
 
 /// A server with its actual state for pages.
 pub struct ServerView {
     pub server: ServerRow,
+    /// The visitor's role on it.
+    pub role: Role,
     /// None: state unknown (l4d2ctl failed, see the page's status error).
     pub actual: Option<Option<InstanceStatus>>,
     pub drift: Option<status::Drift>,
@@ -53,12 +56,14 @@ pub struct ServerView {
 }
 
 impl ServerView {
-    fn new(server: ServerRow, actual: Option<Option<InstanceStatus>>) -> Self {
+    fn new(access: ServerAccess, actual: Option<Option<InstanceStatus>>) -> Self {
+        let ServerAccess { server, role } = access;
         let drift = actual
             .as_ref()
             .and_then(|a| status::drift(server.desired_state, a.as_ref()));
         ServerView {
             players: None,
+            role,
             server,
             actual,
             drift,
@@ -104,11 +109,41 @@ impl ServerView {
         self.drift.as_ref().map(|d| d.message()).unwrap_or_default()
     }
     /// Why `action` cannot apply now, for a disabled button's tooltip:
-    /// a server never started has nothing to stop, restart or reset.
-    pub fn unavailable(&self, action: &str) -> Option<&'static str> {
+    /// a server never started has nothing to stop, restart or reset, and
+    /// the visitor's role may not allow it.
+    pub fn unavailable(&self, action: &str) -> Option<String> {
+        let right = if action == "reset" {
+            Right::Manage
+        } else {
+            Right::Operate
+        };
+        if !self.role.allows(right) {
+            return Some(format!(
+                "your role ({}) does not allow this",
+                self.role.as_str()
+            ));
+        }
         let never_started = matches!(self.actual, Some(None));
         (never_started && action != "start")
-            .then_some("not started yet: nothing to stop, restart or reset")
+            .then(|| "not started yet: nothing to stop, restart or reset".to_string())
+    }
+    pub fn may(&self, right: &str) -> bool {
+        let right = match right {
+            "operate" => Right::Operate,
+            "rcon" => Right::Rcon,
+            "manage" => Right::Manage,
+            "own" => Right::Own,
+            _ => Right::View,
+        };
+        self.role.allows(right)
+    }
+    /// "shared with you as operator", "owned by bob" — nothing for one's own.
+    pub fn role_note(&self) -> Option<String> {
+        match self.role {
+            Role::Owner => None,
+            Role::Admin => Some("another user's server (you act as administrator)".into()),
+            r => Some(format!("shared with you as {}", r.as_str())),
+        }
     }
 }
 
@@ -130,7 +165,7 @@ async fn dashboard_with(
     a: &Authed,
     form: Option<(&CreateForm, String)>,
 ) -> Result<Response, AppError> {
-    let rows = servers::list_owned(&state.pool, a.user.id).await?;
+    let rows = access::visible(&state.pool, &a.user).await?;
     // ONE l4d2ctl call for every server on the page.
     let (all, status_error): (Option<HashMap<String, InstanceStatus>>, _) = if rows.is_empty() {
         (Some(HashMap::new()), None)
@@ -144,8 +179,8 @@ async fn dashboard_with(
     let servers = rows
         .into_iter()
         .map(|s| {
-            let actual = all.as_ref().map(|m| m.get(&s.name).cloned());
-            let players = counts.get(&s.id).copied();
+            let actual = all.as_ref().map(|m| m.get(&s.server.name).cloned());
+            let players = counts.get(&s.server.id).copied();
             let mut view = ServerView::new(s, actual);
             view.players = players;
             view
@@ -226,9 +261,12 @@ struct ServerPage {
     csrf: String,
     view: ServerView,
     status_error: Option<String>,
+    /// The owner's blueprints (a manager may switch among them).
     blueprints: Vec<Blueprint>,
     jobs: Vec<Job>,
-    schedules: SchedulesBlock,
+    schedules: Option<SchedulesBlock>,
+    /// Who else has a role on it (for those who may manage it).
+    shares: Option<Vec<Share>>,
 }
 
 /// The instance's state, or why it is unknown.
@@ -243,23 +281,33 @@ async fn actual_one(
     }
 }
 
-async fn server_page(
-    State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
+async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Response, AppError> {
+    let server = on.server().clone();
     let (actual, status_error) = actual_one(&state, &server.name).await;
     let jobs = state
         .jobs
         .list_for_subject(&servers::subject(server.id), 10)
         .await?;
+    let manage = on.access.role.allows(Right::Manage);
     let page = ServerPage {
-        nav: nav(&state, &a.session).await?,
-        csrf: a.session.csrf_token.clone(),
-        blueprints: bp::list(&state.pool, a.user.id).await?,
-        schedules: SchedulesBlock::load(&state, Target::Server(server.id)).await?,
-        view: ServerView::new(server, actual),
+        nav: nav(&state, &on.authed.session).await?,
+        csrf: on.authed.session.csrf_token.clone(),
+        blueprints: if manage {
+            bp::list(&state.pool, server.owner_id).await?
+        } else {
+            Vec::new()
+        },
+        schedules: if manage {
+            Some(SchedulesBlock::load(&state, Target::Server(server.id)).await?)
+        } else {
+            None
+        },
+        shares: if manage {
+            Some(access::shares(&state.pool, server.id).await?)
+        } else {
+            None
+        },
+        view: ServerView::new(on.access, actual),
         status_error,
         jobs,
     };
@@ -277,14 +325,12 @@ struct StateFragment {
 /// The state block of the server page (HTMX polls it).
 async fn state_fragment(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
 ) -> Result<Html<String>, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
-    let (actual, status_error) = actual_one(&state, &server.name).await;
+    let (actual, status_error) = actual_one(&state, &on.server().name).await;
     render(&StateFragment {
-        csrf: a.session.csrf_token.clone(),
-        view: ServerView::new(server, actual),
+        csrf: on.authed.session.csrf_token.clone(),
+        view: ServerView::new(on.access, actual),
         status_error,
     })
 }
@@ -295,44 +341,89 @@ struct ActionForm {
     next: Option<String>,
 }
 
-async fn action(
+async fn start(
     State(state): State<AppState>,
-    a: Authed,
-    Path((id, action)): Path<(String, String)>,
+    on: OnServer,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
-    let action = if action == "reconcile" {
-        let (actual, err) = actual_one(&state, &server.name).await;
-        let Some(actual) = actual else {
-            return Err(AppError::BadRequest(format!(
-                "cannot reconcile {}: its state is unknown ({})",
-                server.name,
-                err.unwrap_or_default()
-            )));
-        };
-        match status::drift(server.desired_state, actual.as_ref()) {
-            Some(d) => d.fix(),
-            None => {
-                flash(
-                    &state,
-                    &a.session,
-                    &format!(
-                        "Server {} is already in its desired state; nothing to do.",
-                        server.name
-                    ),
-                )
-                .await?;
-                return Ok(back(&server, &form).into_response());
-            }
-        }
-    } else {
-        Action::parse(&action).ok_or(AppError::NotFound)?
+    request(&state, &on, Action::Start, &form).await
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    request(&state, &on, Action::Stop, &form).await
+}
+
+async fn restart(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    request(&state, &on, Action::Restart, &form).await
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    request(&state, &on, Action::Reset, &form).await
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    request(&state, &on, Action::Delete, &form).await
+}
+
+/// Whatever brings the server back to its desired state.
+async fn reconcile(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ActionForm>,
+) -> Result<Response, AppError> {
+    let server = on.server();
+    let (actual, err) = actual_one(&state, &server.name).await;
+    let Some(actual) = actual else {
+        return Err(AppError::BadRequest(format!(
+            "cannot reconcile {}: its state is unknown ({})",
+            server.name,
+            err.unwrap_or_default()
+        )));
     };
-    let job = tasks::request_server_action(&state.jobs, &server, action, a.user.id, None).await?;
+    match status::drift(server.desired_state, actual.as_ref()) {
+        Some(d) => request(&state, &on, d.fix(), &form).await,
+        None => {
+            flash(
+                &state,
+                &on.authed.session,
+                &format!(
+                    "Server {} is already in its desired state; nothing to do.",
+                    server.name
+                ),
+            )
+            .await?;
+            Ok(back(server, &form).into_response())
+        }
+    }
+}
+
+async fn request(
+    state: &AppState,
+    on: &OnServer,
+    action: Action,
+    form: &ActionForm,
+) -> Result<Response, AppError> {
+    let server = on.server();
+    let job = tasks::request_server_action(&state.jobs, server, action, on.user().id, None).await?;
     flash(
-        &state,
-        &a.session,
+        state,
+        &on.authed.session,
         &format!(
             "{} of server {} queued (job #{job}).",
             capitalised(action.verb()),
@@ -343,7 +434,7 @@ async fn action(
     if action == Action::Delete {
         return Ok(Redirect::to("/servers").into_response());
     }
-    Ok(back(&server, &form).into_response())
+    Ok(back(server, form).into_response())
 }
 
 fn back(server: &ServerRow, form: &ActionForm) -> Redirect {
@@ -367,16 +458,15 @@ struct SwitchForm {
     blueprint_id: String,
 }
 
-/// Links the server to another of the owner's blueprints; it applies on the
-/// server's next start/restart/reset.
+/// Links the server to another of its owner's blueprints; it applies on
+/// the server's next start/restart/reset.
 async fn switch_blueprint(
     State(state): State<AppState>,
-    a: Authed,
-    Path(id): Path<String>,
+    on: OnServer,
     Protected { form, .. }: Protected<SwitchForm>,
 ) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
-    let name = servers::switch_blueprint(&state.pool, &server, &form.blueprint_id)
+    let server = on.server();
+    let name = servers::switch_blueprint(&state.pool, server, &form.blueprint_id)
         .await
         .map_err(|e| match e {
             servers::SwitchError::Db(e) => AppError::from(e),
@@ -384,7 +474,7 @@ async fn switch_blueprint(
         })?;
     flash(
         &state,
-        &a.session,
+        &on.authed.session,
         &format!(
             "Server {} now uses blueprint {name}; it applies on the next start, restart or reset.",
             server.name
@@ -392,4 +482,69 @@ async fn switch_blueprint(
     )
     .await?;
     Ok(Redirect::to(&format!("/servers/{}", server.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ShareForm {
+    username: String,
+    role: String,
+}
+
+/// Gives another user a role on the server (or changes theirs).
+async fn share(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ShareForm>,
+) -> Result<Response, AppError> {
+    let server = on.server();
+    let (user, role) = access::grant(
+        &state.pool,
+        server,
+        &form.username,
+        &form.role,
+        on.user().id,
+    )
+    .await
+    .map_err(|e| match e {
+        ShareError::Db(e) => AppError::from(e),
+        other => AppError::BadRequest(format!("{other}; nothing was changed")),
+    })?;
+    flash(
+        &state,
+        &on.authed.session,
+        &format!(
+            "Server {} is shared with {} as {}.",
+            server.name,
+            user.username,
+            role.as_str()
+        ),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/servers/{}#sharing", server.id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn unshare(
+    State(state): State<AppState>,
+    on: OnServer,
+    Path((_, user)): Path<(String, String)>,
+    Protected { .. }: Protected<Empty>,
+) -> Result<Response, AppError> {
+    let server = on.server();
+    let name = access::revoke(&state.pool, server.id, parse_id(&user)?)
+        .await
+        .map_err(|e| match e {
+            ShareError::Db(e) => AppError::from(e),
+            ShareError::NotShared => AppError::NotFound,
+            other => AppError::bad(other),
+        })?;
+    flash(
+        &state,
+        &on.authed.session,
+        &format!("{name} no longer has a role on server {}.", server.name),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/servers/{}#sharing", server.id)).into_response())
 }

@@ -204,8 +204,8 @@ async fn snapshot(pool: &sqlx::SqlitePool) -> Vec<String> {
 /// The paths a POST route template stands for, with ids of things the
 /// admin owns (or, for user administration, another user) and every action.
 fn post_paths(template: &str, ids: &BTreeMap<&str, String>) -> Vec<String> {
-    let actions: &[&str] = if template.starts_with("/servers/") {
-        &["start", "stop", "restart", "reset", "delete", "reconcile"]
+    let actions: &[&str] = if !template.contains("{action}") {
+        &[""]
     } else if template.starts_with("/admin/users/") {
         &["disable", "enable", "delete", "unlock", "password"]
     } else {
@@ -220,7 +220,10 @@ fn post_paths(template: &str, ids: &BTreeMap<&str, String>) -> Vec<String> {
     actions
         .iter()
         .map(|action| {
-            let mut path = template.replace("{action}", action);
+            let mut path = template
+                .replace("{action}", action)
+                .replace("{schedule}", &ids["schedules"])
+                .replace("{user}", &ids["users"]);
             if path.contains("{id}") {
                 let id = ids
                     .get(area)
@@ -302,8 +305,8 @@ async fn csrf_is_required_on_every_state_change() {
 
     let posts: Vec<&str> = l4d2web::web::route_table()
         .into_iter()
-        .filter(|(method, _)| method == Method::POST)
-        .map(|(_, path)| path)
+        .filter(|r| r.method == Method::POST)
+        .map(|r| r.path)
         .collect();
     assert!(
         posts.len() >= 15,

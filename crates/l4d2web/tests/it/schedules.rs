@@ -34,7 +34,9 @@ async fn poke(s: &TestServer, c: &mut Client, server: i64) {
         .fetch_one(&s.pool)
         .await
         .unwrap();
-    let r = c.post(&format!("/schedules/{id}/delete"), &[]).await;
+    let r = c
+        .post(&format!("/servers/{server}/schedules/{id}/delete"), &[])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
 
@@ -197,7 +199,10 @@ async fn schedules_validate_run_once_when_due_and_skip_what_was_missed() {
     );
     for action in ["pause", "resume", "delete"] {
         let r = bob
-            .post(&format!("/schedules/{start_id}/{action}"), &[])
+            .post(
+                &format!("/servers/{server}/schedules/{start_id}/{action}"),
+                &[],
+            )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{action} by another user");
     }
@@ -215,7 +220,12 @@ async fn schedules_validate_run_once_when_due_and_skip_what_was_missed() {
         .unwrap_or_default()
         .contains("queued for sched-1"));
     // Paused: no more runs; the page says so.
-    let r = c.post(&format!("/schedules/{start_id}/pause"), &[]).await;
+    let r = c
+        .post(
+            &format!("/servers/{server}/schedules/{start_id}/pause"),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(c
         .get(&format!("/servers/{server}"))
@@ -292,6 +302,8 @@ async fn schedules_validate_run_once_when_due_and_skip_what_was_missed() {
             .await
             .unwrap_or((0,));
     assert_eq!(history, 1);
+    // Leave no game running behind the test.
+    act(&s, &mut c, server, "stop").await;
     s.stop().await;
 }
 
@@ -409,6 +421,7 @@ async fn a_crashing_local_server_is_restarted_then_marked_as_a_crash_loop() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(latest_job(&s).await > before);
     assert!(!crash_state(&s, server).await.1);
+    s.wait_job(latest_job(&s).await).await;
     s.stop().await;
 }
 
@@ -472,6 +485,7 @@ async fn restart_when_empty_waits_for_no_human_player_then_restarts() {
         .await
         .unwrap_or_default()
         .contains("empty for 1 min"));
+    act(&s, &mut c, server, "stop").await;
     s.stop().await;
 }
 
