@@ -601,6 +601,24 @@ def phase_routine(st):
     state, _ = wait_job(admin, job)
     check("the crashing server is deleted", state == "succeeded")
 
+    # Sharing: the other tenant as a viewer of srv2, then not at all.
+    srv2 = st["server2"]
+    mallory = Browserless()
+    mallory.login("mallory", st["mallory_password"])
+    check("without a role another tenant's server does not exist for mallory", mallory.get(f"/servers/{srv2}").status == 404)
+    r = admin.post(f"/servers/{srv2}/shares", {"username": "mallory", "role": "viewer"})
+    check("the owner shares srv2 with mallory as a viewer", r.status == 303, page_error(r.body))
+    page = mallory.get(f"/servers/{srv2}")
+    check("the viewer sees srv2's page, marked as shared", page.status == 200 and "shared with you as viewer" in page.body, page.status)
+    r = mallory.post(f"/servers/{srv2}/stop")
+    check("the viewer may not stop it (403)", r.status == 403, r.status)
+    check("nor open its RCON console (403)", mallory.get(f"/servers/{srv2}/rcon").status == 403)
+    check("srv2 still answers after the viewer's refused stop", wait_a2s(st["port2"], timeout=10) is not None)
+    uid = re.search(r'/servers/\d+/shares/(\d+)/revoke', admin.get(f"/servers/{srv2}").body)
+    r = admin.post(f"/servers/{srv2}/shares/{uid.group(1)}/revoke") if uid else None
+    check("the owner revokes it", r is not None and r.status == 303)
+    check("after the revoke srv2 is gone for mallory again (404)", mallory.get(f"/servers/{srv2}").status == 404)
+
 
 def phase_restart_for_kill(st):
     admin = Browserless()
