@@ -135,3 +135,77 @@ async fn main_loop_in_the_browser() {
     wait_text(c, "main", "No servers yet").await;
     s.stop().await;
 }
+
+/// Sharing clicked through: the owner shares a server as operator, the
+/// operator sees it with only the buttons their role allows, the owner
+/// takes the role back (after confirming).
+#[tokio::test]
+async fn sharing_in_the_browser() {
+    let Some(b) = browser().await else { return };
+    let s = TestServer::start().await;
+    let mut alice = s.login(USER).await;
+    let bp = crate::servers::create_blueprint(&mut alice, "team", "+map c1m1_hotel", "").await;
+    let server = crate::servers::create_server(&mut alice, "team-web", bp).await;
+    let c = &b.client;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
+    c.goto(&format!("{}/servers/{server}", s.base))
+        .await
+        .unwrap();
+    wait_text(c, "#sharing h2", "Sharing").await;
+    fill(c, "#share-user", USER2.0).await;
+    c.find(Locator::Css("#share-role"))
+        .await
+        .unwrap()
+        .select_by_value("operator")
+        .await
+        .unwrap();
+    click(c, "#share-add").await;
+    wait_text(c, ".flash", "shared with bob as operator").await;
+    wait_text(c, "#share-list", "bob").await;
+
+    // Bob's view: on his dashboard, marked, with the operator's buttons.
+    click(c, "form[action='/logout'] button").await;
+    submit_login(c, &s.base, USER2.0, USER2.1).await;
+    wait_text(c, "#server-team-web", "shared with you as operator").await;
+    c.goto(&format!("{}/servers/{server}", s.base))
+        .await
+        .unwrap();
+    wait_text(c, "#role-note", "shared with you as operator").await;
+    let reset = c.find(Locator::Css("#action-reset")).await.unwrap();
+    assert!(
+        reset.attr("disabled").await.unwrap().is_some(),
+        "reset is the manager's"
+    );
+    assert!(reset
+        .attr("title")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .contains("does not allow"));
+    assert!(
+        c.find(Locator::Css("#sharing")).await.is_err(),
+        "no sharing for an operator"
+    );
+    assert!(
+        c.find(Locator::Css("#rcon-link")).await.is_ok(),
+        "an operator may use RCON"
+    );
+
+    // Alice takes it back.
+    click(c, "form[action='/logout'] button").await;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    c.goto(&format!("{}/servers/{server}", s.base))
+        .await
+        .unwrap();
+    click(c, "#share-list button.danger").await;
+    answer_confirm(c, "Take back bob", true).await;
+    wait_text(c, ".flash", "bob no longer has a role").await;
+    let mut bob = s.login(USER2).await;
+    assert_eq!(
+        bob.get(&format!("/servers/{server}")).await.status,
+        reqwest::StatusCode::NOT_FOUND
+    );
+    drop(b);
+    s.stop().await;
+}
