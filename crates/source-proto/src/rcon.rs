@@ -236,6 +236,11 @@ impl RconClient {
         self.peer
     }
 
+    /// This end's address (the engine logs it as `rcon from "ip:port"`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
     fn take_id(&mut self) -> i32 {
         let id = self.next_id;
         // Positive ids only: -1 means "auth failed".
@@ -396,6 +401,11 @@ impl RconSession {
             max_response: DEFAULT_MAX_RESPONSE,
             client: None,
         }
+    }
+
+    /// This end's address while connected.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.client.as_ref()?.local_addr()
     }
 
     /// Caps one command's total output.

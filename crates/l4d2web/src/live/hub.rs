@@ -184,6 +184,14 @@ impl LiveHub {
         self.inner.board.clear_game(id);
     }
 
+    /// Whether a console line is the game logging the panel's own poll
+    /// (`rcon from "127.0.0.1:PORT": command "status"` from a port of the
+    /// poller's connections). Any other line, RCON from anyone else
+    /// included, is not.
+    pub fn is_own_poll_line(&self, line: &str) -> bool {
+        own_poll_port(line).is_some_and(|port| self.inner.board.is_own_rcon_port(port))
+    }
+
     /// Forgets a deleted server.
     pub fn forget(&self, id: i64) {
         self.inner.board.forget(id);
@@ -212,5 +220,42 @@ impl LiveHub {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut session = RconSession::new(addr, password, RCON_TIMEOUT);
         Ok(session.exec(command).await?)
+    }
+}
+
+/// The port of an `rcon from "127.0.0.1:PORT": command "status"` line.
+fn own_poll_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("rcon from \"127.0.0.1:")? + "rcon from \"127.0.0.1:".len()..];
+    let (port, rest) = rest.split_once('"')?;
+    (rest.trim_end() == ": command \"status\"").then_some(())?;
+    port.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_poll_port;
+
+    #[test]
+    fn only_exactly_the_polls_status_line() {
+        assert_eq!(
+            own_poll_port(
+                r#"L 12/01/2026 - 10:00:00: rcon from "127.0.0.1:51234": command "status""#
+            ),
+            Some(51234)
+        );
+        assert_eq!(
+            own_poll_port(r#"rcon from "127.0.0.1:51234": command "status""#),
+            Some(51234)
+        );
+        for other in [
+            r#"rcon from "127.0.0.1:51234": command "status; quit""#,
+            r#"rcon from "127.0.0.1:51234": command "kick bob""#,
+            r#"rcon from "10.0.0.5:51234": command "status""#,
+            r#"say rcon from "127.0.0.1:51234": command "status" and more"#,
+            r#"rcon from "127.0.0.1:x": command "status""#,
+            "",
+        ] {
+            assert_eq!(own_poll_port(other), None, "{other}");
+        }
     }
 }

@@ -182,6 +182,9 @@ impl Poller {
         }
         let results = futures_util::future::join_all(polls).await;
         for (id, outcome, session) in results {
+            if let Some(local) = session.1.local_addr() {
+                self.board.remember_own_rcon_port(local.port());
+            }
             sessions.insert(id, session);
             let profiles = match &outcome {
                 Ok(Polled {

@@ -105,6 +105,9 @@ pub(super) struct Board {
     early: Mutex<HashSet<i64>>,
     /// Woken when a server joins `early`.
     pub(super) repoll: Notify,
+    /// The local ports of the poller's recent RCON connections: the game
+    /// logs each `status` it sends as `rcon from "127.0.0.1:PORT"`.
+    own_rcon_ports: Mutex<VecDeque<u16>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,7 +122,23 @@ impl Board {
             updates: Fanout::new(VIEWER_LAG, 0),
             early: Mutex::new(HashSet::new()),
             repoll: Notify::new(),
+            own_rcon_ports: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Remembers a port the poller's RCON connection uses (the last 256).
+    pub(super) fn remember_own_rcon_port(&self, port: u16) {
+        let mut ports = lock(&self.own_rcon_ports);
+        if !ports.contains(&port) {
+            if ports.len() == 256 {
+                ports.pop_front();
+            }
+            ports.push_back(port);
+        }
+    }
+
+    pub(super) fn is_own_rcon_port(&self, port: u16) -> bool {
+        lock(&self.own_rcon_ports).contains(&port)
     }
 
     fn server(&self, id: i64) -> Arc<Mutex<LiveState>> {

@@ -17,6 +17,7 @@ use super::page::{render, Nav};
 use super::routes::Routes;
 use super::sse::{self, Feed};
 use super::state::AppState;
+use crate::live::LiveHub;
 use crate::servers::access::Right;
 use crate::servers::console::ConsoleSubscription;
 use crate::servers::rcon::{self, HistoryEntry, MAX_COMMAND_LEN};
@@ -30,6 +31,7 @@ pub fn routes() -> Routes {
         .server_get("/servers/{id}/console", Right::View, log_stream)
         .server_get("/servers/{id}/rcon", Right::Rcon, console_page)
         .server_post("/servers/{id}/rcon", Right::Rcon, console_send)
+        .server_post("/servers/{id}/rcon/exec", Right::Rcon, console_exec)
 }
 
 #[derive(Template)]
@@ -42,33 +44,43 @@ fn line_event(text: &str) -> Event {
     sse::html("line", &LineHtml { line: text })
 }
 
-/// One viewer of a console log: the follower's backlog, then new lines.
+/// One viewer of a console log: the follower's backlog, then new lines,
+/// without the game's lines about the panel's own `status` polls.
 struct ConsoleFeed {
     sub: ConsoleSubscription,
     backlog: Option<Vec<Arc<str>>>,
     ended: bool,
+    live: LiveHub,
 }
 
 impl Feed for ConsoleFeed {
     async fn next(&mut self) -> Option<Vec<Event>> {
         if let Some(lines) = self.backlog.take() {
-            if !lines.is_empty() {
-                return Some(lines.iter().map(|l| line_event(l)).collect());
+            let shown: Vec<Event> = lines
+                .iter()
+                .filter(|l| !self.live.is_own_poll_line(l))
+                .map(|l| line_event(l))
+                .collect();
+            if !shown.is_empty() {
+                return Some(shown);
             }
         }
         if self.ended {
             return None;
         }
-        Some(vec![match self.sub.rx.recv().await {
-            Ok(l) => line_event(&l),
-            Err(RecvError::Lagged(n)) => line_event(&format!(
-                "[left4me: {n} lines skipped, the viewer was too slow]"
-            )),
-            Err(RecvError::Closed) => {
-                self.ended = true;
-                Event::default().event("end").data("console log ended")
-            }
-        }])
+        loop {
+            return Some(vec![match self.sub.rx.recv().await {
+                Ok(l) if self.live.is_own_poll_line(&l) => continue,
+                Ok(l) => line_event(&l),
+                Err(RecvError::Lagged(n)) => line_event(&format!(
+                    "[left4me: {n} lines skipped, the viewer was too slow]"
+                )),
+                Err(RecvError::Closed) => {
+                    self.ended = true;
+                    Event::default().event("end").data("console log ended")
+                }
+            }]);
+        }
     }
 }
 
@@ -106,6 +118,7 @@ async fn log_stream(State(state): State<AppState>, on: OnServer) -> Result<Respo
         sub,
         backlog: Some(backlog),
         ended: false,
+        live: state.live.clone(),
     };
     Ok(sse::stream(feed, state.shutdown.clone()).into_response())
 }
@@ -168,4 +181,51 @@ async fn console_send(
     tracing::info!(server = %server.name, user = %a.user.username, ok, "RCON console command");
     rcon::record(&state.pool, server.id, a.user.id, command, ok, output).await?;
     Ok(Redirect::to(&format!("/servers/{}/rcon", server.id)).into_response())
+}
+
+#[derive(Template)]
+#[template(
+    source = "<div class=\"l cmd\">&gt; {{ command }}</div>{% for line in output.lines() %}<div class=\"l {% if ok %}reply{% else %}error{% endif %}\">{{ line }}</div>{% endfor %}",
+    ext = "html"
+)]
+struct ReplyHtml<'a> {
+    command: &'a str,
+    output: &'a str,
+    ok: bool,
+}
+
+/// The server page's command line (HTMX): runs one command and answers
+/// with its lines for the console view; kept in the history like the
+/// RCON page's.
+async fn console_exec(
+    State(state): State<AppState>,
+    on: OnServer,
+    Protected { form, .. }: Protected<ConsoleForm>,
+) -> Result<Html<String>, AppError> {
+    let server = target(&state, &on).await?;
+    let command = rcon::validate_command(&form.command)?;
+    let port = server.port().ok_or(AppError::NotFound)?;
+    let (ok, output) = match state
+        .live
+        .rcon(&server.name, port, &server.rcon_password, command)
+        .await
+    {
+        Ok(out) => (true, out),
+        Err(e) => (false, format!("error: {e}")),
+    };
+    tracing::info!(server = %server.name, user = %on.user().username, ok, "RCON command from the server page");
+    rcon::record(
+        &state.pool,
+        server.id,
+        on.user().id,
+        command,
+        ok,
+        output.clone(),
+    )
+    .await?;
+    render(&ReplyHtml {
+        command,
+        output: &output,
+        ok,
+    })
 }

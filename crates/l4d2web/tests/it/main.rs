@@ -9,6 +9,7 @@ mod architecture;
 mod backup;
 mod browser;
 mod browser_servers;
+mod console;
 mod converge;
 mod db_files;
 mod demo;
