@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Admin, Authed, Protected};
 use super::page::{parse_id, render, Nav};
@@ -18,6 +19,7 @@ use super::servers::owned_server;
 use super::sse::{self, Feed};
 use super::state::AppState;
 use crate::accounts::User;
+use crate::audit::{self, Kind, Outcome};
 use crate::servers::console::ConsoleSubscription;
 use crate::servers::rcon::{self, HistoryEntry, MAX_COMMAND_LEN};
 use crate::servers::{self, RconTarget};
@@ -156,11 +158,26 @@ struct ConsoleForm {
 
 async fn console_send(
     State(state): State<AppState>,
-    Admin(a): Admin,
+    admin: Result<Admin, Response>,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<ConsoleForm>,
 ) -> Result<Response, AppError> {
-    let server = owned_target(&state, &a.user, &id).await?;
+    // Refusals are recorded here, after the CSRF check, with what was tried.
+    let note = || trail.note(Kind::RconCommand).server_in_path(&id);
+    let Admin(a) = match admin {
+        Ok(admin) => admin,
+        Err(refusal) => {
+            let tried = audit::mask_secrets(&form.command);
+            let detail = format!("administrators only; tried: {tried}");
+            note().refused().detail(detail).save(&state).await;
+            return Ok(refusal);
+        }
+    };
+    let server = owned_target(&state, &a.user, &id).await;
+    let server = trail
+        .refused_on_server(&state, Some(Kind::RconCommand), &id, server)
+        .await?;
     let command = rcon::validate_command(&form.command)?;
     let port = server.port().ok_or(AppError::NotFound)?;
     let (ok, output) = match state
@@ -172,6 +189,17 @@ async fn console_send(
         Err(e) => (false, format!("error: {e}")),
     };
     tracing::info!(server = %server.name, admin = %a.user.username, ok, "RCON console command");
+    let (result, detail) = match ok {
+        true => (Outcome::Ok, audit::mask_secrets(command)),
+        false => (
+            Outcome::Failed,
+            format!("{} ({output})", audit::mask_secrets(command)),
+        ),
+    };
+    let note = note()
+        .target("server", server.id, &server.name)
+        .concerns(server.id, a.user.id);
+    note.result(result).detail(detail).save(&state).await;
     rcon::record(&state.pool, server.id, a.user.id, command, ok, output).await?;
     Ok(Redirect::to(&format!("/servers/{}/rcon", server.id)).into_response())
 }

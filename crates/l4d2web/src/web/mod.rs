@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod assets;
+mod audit;
 mod blueprints;
 mod console;
 mod error;
@@ -48,6 +49,7 @@ fn all_routes() -> routes::Routes {
         .merge(overlays::routes())
         .merge(files::routes())
         .merge(alerts::routes())
+        .merge(audit::routes())
         .merge(metrics::routes())
 }
 

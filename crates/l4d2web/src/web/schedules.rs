@@ -7,11 +7,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::audit::{Note, Trail};
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, parse_id, stamp, Stamp};
 use super::routes::Routes;
 use super::state::AppState;
+use crate::audit::{self, Kind};
 use crate::schedules::{self, NewSchedule, Schedule, ScheduleAction, Target};
 use crate::servers::{self, blueprints as bp};
 
@@ -101,9 +103,26 @@ impl AddForm {
     }
 }
 
+/// An audit entry about schedule `s` (its RCON command's secrets masked).
+fn note(trail: &Trail, kind: Kind, s: &Schedule) -> Note {
+    let mut masked = s.clone();
+    masked.command = audit::mask_secrets(&s.command);
+    let on = match s.blueprint_id {
+        Some(b) => format!(", on each server of blueprint #{b}"),
+        None => String::new(),
+    };
+    let detail = format!("{} ({}{on})", masked.describe(), s.time_zone);
+    let note = trail.note(kind).target("schedule", s.id, &s.cron);
+    match s.server_id {
+        Some(server) => note.concerns(server, s.owner_id).detail(detail),
+        None => note.detail(detail),
+    }
+}
+
 async fn add(
     state: &AppState,
     a: &Authed,
+    trail: &Trail,
     target: Target,
     form: &AddForm,
     page: String,
@@ -111,8 +130,11 @@ async fn add(
     let new = form.validate()?;
     let id = schedules::create(&state.pool, a.user.id, target, &new).await?;
     state.schedules.schedules_changed();
-    let next = schedules::find_owned(&state.pool, a.user.id, id)
-        .await?
+    let created = schedules::find_owned(&state.pool, a.user.id, id).await?;
+    if let Some(s) = &created {
+        note(trail, Kind::ScheduleAdded, s).save(state).await;
+    }
+    let next = created
         .and_then(|s| s.next_runs(1, Utc::now()).into_iter().next())
         .unwrap_or_else(|| "never".into());
     flash(
@@ -132,24 +154,34 @@ async fn add_to_server(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<AddForm>,
 ) -> Result<Response, AppError> {
     let server = servers::find_owned(&state.pool, a.user.id, parse_id(&id)?)
         .await?
         .ok_or(AppError::NotFound)?;
     let page = format!("/servers/{}", server.id);
-    add(&state, &a, Target::Server(server.id), &form, page).await
+    add(&state, &a, &trail, Target::Server(server.id), &form, page).await
 }
 
 async fn add_to_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<AddForm>,
 ) -> Result<Response, AppError> {
     let blueprint = bp::find_owned(&state.pool, a.user.id, parse_id(&id)?).await?;
     let page = format!("/blueprints/{}", blueprint.id);
-    add(&state, &a, Target::Blueprint(blueprint.id), &form, page).await
+    add(
+        &state,
+        &a,
+        &trail,
+        Target::Blueprint(blueprint.id),
+        &form,
+        page,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -171,12 +203,19 @@ async fn owned(state: &AppState, a: &Authed, id: &str) -> Result<(Schedule, Stri
 async fn set_enabled(
     state: AppState,
     a: Authed,
+    trail: Trail,
     id: String,
     enabled: bool,
 ) -> Result<Response, AppError> {
     let (s, page) = owned(&state, &a, &id).await?;
     schedules::set_enabled(&state.pool, a.user.id, s.id, enabled).await?;
     state.schedules.schedules_changed();
+    let kind = if enabled {
+        Kind::ScheduleResumed
+    } else {
+        Kind::SchedulePaused
+    };
+    note(&trail, kind, &s).save(&state).await;
     let what = if enabled { "resumed" } else { "paused" };
     flash(
         &state,
@@ -191,29 +230,33 @@ async fn pause(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    set_enabled(state, a, id, false).await
+    set_enabled(state, a, trail, id, false).await
 }
 
 async fn resume(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    set_enabled(state, a, id, true).await
+    set_enabled(state, a, trail, id, true).await
 }
 
 async fn delete(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
     let (s, page) = owned(&state, &a, &id).await?;
     schedules::delete_owned(&state.pool, a.user.id, s.id).await?;
     state.schedules.schedules_changed();
+    note(&trail, Kind::ScheduleDeleted, &s).save(&state).await;
     flash(
         &state,
         &a.session,

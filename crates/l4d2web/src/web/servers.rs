@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
@@ -18,6 +19,7 @@ use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::state::AppState;
 use crate::accounts::User;
+use crate::audit::Kind;
 use crate::jobs::Job;
 use crate::schedules::Target;
 use crate::servers::blueprints::{self as bp, Blueprint};
@@ -188,6 +190,7 @@ struct CreateForm {
 async fn create(
     State(state): State<AppState>,
     a: Authed,
+    trail: Trail,
     Protected { form, .. }: Protected<CreateForm>,
 ) -> Result<Response, AppError> {
     let name = form.name.trim().to_string();
@@ -203,6 +206,13 @@ async fn create(
         Ok(s) => {
             // The log listener must know the new secret before the first start.
             state.live.servers_changed();
+            let detail = format!("port {}, blueprint {}", s.port, s.blueprint_name);
+            trail
+                .note(Kind::ServerCreated)
+                .server(&s)
+                .detail(detail)
+                .save(&state)
+                .await;
             flash(
                 &state,
                 &a.session,
@@ -299,9 +309,12 @@ async fn action(
     State(state): State<AppState>,
     a: Authed,
     Path((id, action)): Path<(String, String)>,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    let server = owned_server(&state, &a.user, &id).await?;
+    let kind = Kind::server_action(&action);
+    let server = owned_server(&state, &a.user, &id).await;
+    let server = trail.refused_on_server(&state, kind, &id, server).await?;
     let action = if action == "reconcile" {
         let (actual, err) = actual_one(&state, &server.name).await;
         let Some(actual) = actual else {
@@ -330,6 +343,15 @@ async fn action(
         Action::parse(&action).ok_or(AppError::NotFound)?
     };
     let job = tasks::request_server_action(&state.jobs, &server, action, a.user.id, None).await?;
+    if let Some(kind) = kind {
+        let detail = format!("{} queued (job #{job})", action.verb());
+        trail
+            .note(kind)
+            .server(&server)
+            .detail(detail)
+            .save(&state)
+            .await;
+    }
     flash(
         &state,
         &a.session,
@@ -373,6 +395,7 @@ async fn switch_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<SwitchForm>,
 ) -> Result<Response, AppError> {
     let server = owned_server(&state, &a.user, &id).await?;
@@ -382,6 +405,13 @@ async fn switch_blueprint(
             servers::SwitchError::Db(e) => AppError::from(e),
             other => AppError::BadRequest(format!("{other}; server {} unchanged", server.name)),
         })?;
+    let detail = format!("to blueprint {name}");
+    trail
+        .note(Kind::ServerBlueprintSwitched)
+        .server(&server)
+        .detail(detail)
+        .save(&state)
+        .await;
     flash(
         &state,
         &a.session,
