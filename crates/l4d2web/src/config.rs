@@ -54,6 +54,7 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_LOGIN_LIMIT_PER_USER", "5", "failed logins per username and client before logins are slowed down"),
     var("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS", "60", "the window both login limits count over (1-86400)"),
     var("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "false", "let alert webhooks point at loopback, private (RFC 1918, ULA), link-local and CGNAT addresses, e.g. a receiver on the LAN"),
+    var("LEFT4ME_AUDIT_RETENTION_DAYS", "365", "how long audit log entries are kept (1-3650 days); older ones are purged"),
     var("LEFT4ME_METRICS_BIND", "(off)", "ip:port of a separate listener serving only /metrics, without authentication: bind it where only Prometheus reaches it (never 0.0.0.0 or ::)"),
     var("LEFT4ME_METRICS_TOKEN", "(off)", "serve /metrics on the main listener to `Authorization: Bearer <token>`; at least 32 characters"),
     var("LEFT4ME_LOG", "info", "log filter (tracing syntax, e.g. info,l4d2web=debug)"),
@@ -141,6 +142,8 @@ pub struct Config {
     /// Alert webhooks may point at loopback and private addresses
     /// (LEFT4ME_WEBHOOK_ALLOW_PRIVATE; cloud metadata never).
     pub webhook_allow_private: bool,
+    /// Days the audit log keeps its entries (LEFT4ME_AUDIT_RETENTION_DAYS).
+    pub audit_retention_days: u32,
     /// The separate, unauthenticated `/metrics` listener.
     pub metrics_bind: Option<SocketAddr>,
     /// Bearer token of `/metrics` on the main listener. Never logged.
@@ -193,6 +196,7 @@ impl std::fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("audit_retention_days", &self.audit_retention_days)
             .field("metrics_bind", &self.metrics_bind)
             .field(
                 "metrics_token",
@@ -467,6 +471,12 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             "a number of seconds",
         )?,
         webhook_allow_private: env.bool("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", false)?,
+        audit_retention_days: env.ranged(
+            "LEFT4ME_AUDIT_RETENTION_DAYS",
+            365,
+            1..=3650,
+            "a number of days",
+        )?,
         metrics_bind: metrics_bind(env.opt_addr("LEFT4ME_METRICS_BIND")?)?,
         metrics_token: metrics_token(env.get("LEFT4ME_METRICS_TOKEN"))?,
     })
@@ -583,6 +593,7 @@ mod tests {
         assert!(!c.session_cookie_secure);
         assert!(c.trusted_proxies.is_empty());
         assert!(!c.webhook_allow_private);
+        assert_eq!(c.audit_retention_days, 365);
     }
 
     #[test]
@@ -678,6 +689,18 @@ mod tests {
             (
                 vec![KEY, ("LEFT4ME_SCHEDULE_GRACE_SECS", "86401")],
                 "LEFT4ME_SCHEDULE_GRACE_SECS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_AUDIT_RETENTION_DAYS", "0")],
+                "LEFT4ME_AUDIT_RETENTION_DAYS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_AUDIT_RETENTION_DAYS", "3651")],
+                "LEFT4ME_AUDIT_RETENTION_DAYS",
+            ),
+            (
+                vec![KEY, ("LEFT4ME_AUDIT_RETENTION_DAYS", "a year")],
+                "LEFT4ME_AUDIT_RETENTION_DAYS",
             ),
             (
                 vec![KEY, ("LEFT4ME_METRICS_BIND", "localhost:9100")],

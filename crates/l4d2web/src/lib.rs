@@ -9,13 +9,14 @@
 //!    [`config`], [`db`], [`fanout`];
 //! 2. [`jobs`]: the job engine, which knows no job kinds;
 //! 3. the domain: [`accounts`], [`auth`], [`servers`], [`overlays`],
-//!    [`live`], [`backup`], [`schedules`], [`alerts`];
+//!    [`live`], [`backup`], [`schedules`], [`alerts`], [`audit`];
 //! 4. [`tasks`]: every job kind, and requests that queue work; [`metrics`]
 //!    beside it, which reads every part below;
 //! 5. [`web`]: HTTP handlers; [`cli`] and the demo beside it.
 
 pub mod accounts;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cli;
@@ -115,6 +116,7 @@ pub async fn serve(
     let housekeeping = tokio::spawn(housekeeping(
         pool.clone(),
         limiter.clone(),
+        config.audit_retention_days,
         shutdown.clone(),
     ));
 
@@ -198,9 +200,12 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
+/// Every minute: forgets idle login limits, purges expired sessions and
+/// audit log entries older than the retention.
 async fn housekeeping(
     pool: sqlx::SqlitePool,
     limiter: Arc<LoginLimiter>,
+    audit_retention_days: u32,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -212,6 +217,15 @@ async fn housekeeping(
         limiter.housekeeping();
         if let Err(e) = auth::purge_expired(&pool).await {
             tracing::warn!(error = %e, "purging expired sessions failed");
+        }
+        match audit::purge(&pool, audit_retention_days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                entries = n,
+                days = audit_retention_days,
+                "purged audit log entries older than the retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "purging the audit log failed"),
         }
     }
 }

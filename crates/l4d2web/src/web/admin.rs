@@ -6,12 +6,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Admin, Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
 use crate::accounts::{self, AccountError, User};
+use crate::audit::Kind;
 
 pub fn routes() -> Routes {
     Routes::default()
@@ -79,6 +81,7 @@ struct CreateUserForm {
 async fn user_create(
     State(state): State<AppState>,
     Admin(a): Admin,
+    trail: Trail,
     Protected { form, .. }: Protected<CreateUserForm>,
 ) -> Result<Response, AppError> {
     let username = form.username.trim();
@@ -91,6 +94,13 @@ async fn user_create(
     .await
     {
         Ok(u) => {
+            let role = if u.is_admin { "administrator" } else { "user" };
+            trail
+                .note(Kind::UserCreated)
+                .user(&u)
+                .detail(role)
+                .save(&state)
+                .await;
             flash(&state, &a.session, &format!("User {} created.", u.username)).await?;
             Ok(Redirect::to("/admin/users").into_response())
         }
@@ -110,6 +120,7 @@ async fn user_action(
     State(state): State<AppState>,
     Admin(a): Admin,
     Path((id, action)): Path<(String, String)>,
+    trail: Trail,
     Protected { form, .. }: Protected<UserActionForm>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
@@ -117,6 +128,7 @@ async fn user_action(
         .await?
         .ok_or(AppError::NotFound)?;
     let is_self = target.id == a.user.id;
+    let note = |kind| trail.note(kind).user(&target);
     let message = match action.as_str() {
         "disable" | "delete" if is_self => {
             return Err(AppError::BadRequest(format!(
@@ -125,18 +137,22 @@ async fn user_action(
         }
         "disable" => {
             accounts::set_disabled(&state.pool, id, true).await?;
+            note(Kind::UserDisabled).save(&state).await;
             format!("User {} disabled.", target.username)
         }
         "enable" => {
             accounts::set_disabled(&state.pool, id, false).await?;
+            note(Kind::UserEnabled).save(&state).await;
             format!("User {} enabled.", target.username)
         }
         "delete" => {
             accounts::delete(&state.pool, id).await?;
+            note(Kind::UserDeleted).save(&state).await;
             format!("User {} deleted.", target.username)
         }
         "unlock" => {
             state.limiter.unlock(&target.username);
+            note(Kind::UserUnlocked).save(&state).await;
             format!(
                 "Login limits of {} cleared: failed attempts are forgotten.",
                 target.username
@@ -151,6 +167,10 @@ async fn user_action(
                 ) => return Err(e.into()),
                 Err(e) => return Err(AppError::BadRequest(format!("password not changed: {e}"))),
             }
+            note(Kind::UserPasswordSet)
+                .detail("their sessions were ended")
+                .save(&state)
+                .await;
             if is_self {
                 // Own password reset ends this session too.
                 return Ok(Redirect::to("/login").into_response());

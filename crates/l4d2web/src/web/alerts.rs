@@ -9,12 +9,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
 use crate::alerts::{self, AlertError, Delivery, EventKind, EventSet, Webhook, WebhookInput};
+use crate::audit::Kind;
 
 pub fn routes() -> Routes {
     Routes::default()
@@ -132,6 +134,7 @@ async fn list(State(state): State<AppState>, a: Authed) -> Result<Response, AppE
 async fn create(
     State(state): State<AppState>,
     a: Authed,
+    trail: Trail,
     Protected { form, .. }: Protected<Fields>,
 ) -> Result<Response, AppError> {
     let input = match WebhookInput::validate(
@@ -154,6 +157,13 @@ async fn create(
     .await
     {
         Ok(w) => {
+            let note = trail
+                .note(Kind::WebhookAdded)
+                .target("webhook", w.id, &w.name);
+            let events = w.events.labels().join(", ");
+            note.detail(format!("{}, events: {events}", w.format.as_str()))
+                .save(&state)
+                .await;
             flash(
                 &state,
                 &a.session,
@@ -203,6 +213,7 @@ async fn set_events(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<Fields>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
@@ -215,6 +226,10 @@ async fn set_events(
     } else {
         events.labels().join(", ")
     };
+    let note = trail
+        .note(Kind::WebhookChanged)
+        .target("webhook", id, &webhook.name);
+    note.detail(format!("events: {what}")).save(&state).await;
     flash(
         &state,
         &a.session,
@@ -228,11 +243,16 @@ async fn send_test(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Fields>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
     let webhook = alerts::get(&state.pool, a.user.id, id).await?;
     alerts::send_test(&state.pool, a.user.id, id).await?;
+    let note = trail
+        .note(Kind::WebhookTested)
+        .target("webhook", id, &webhook.name);
+    note.detail("test alert queued").save(&state).await;
     flash(
         &state,
         &a.session,
@@ -249,10 +269,15 @@ async fn delete(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Fields>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
     let name = alerts::delete(&state.pool, a.user.id, id).await?;
+    let note = trail
+        .note(Kind::WebhookDeleted)
+        .target("webhook", id, &name);
+    note.save(&state).await;
     flash(
         &state,
         &a.session,

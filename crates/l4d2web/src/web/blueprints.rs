@@ -6,12 +6,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::state::AppState;
+use crate::audit::Kind;
 use crate::schedules::Target;
 use crate::servers;
 use crate::servers::blueprints::{
@@ -83,6 +85,7 @@ async fn list(State(state): State<AppState>, a: Authed) -> Result<Response, AppE
 async fn create(
     State(state): State<AppState>,
     a: Authed,
+    trail: Trail,
     Protected { form, .. }: Protected<BlueprintForm>,
 ) -> Result<Response, AppError> {
     let input = match BlueprintInput::validate(&form.name, &form.args, &form.config) {
@@ -91,6 +94,8 @@ async fn create(
     };
     match bp::create(&state.pool, a.user.id, &input).await {
         Ok(b) => {
+            let note = trail.note(Kind::BlueprintCreated);
+            note.target("blueprint", b.id, &b.name).save(&state).await;
             flash(
                 &state,
                 &a.session,
@@ -169,6 +174,7 @@ async fn save(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<BlueprintForm>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
@@ -180,6 +186,8 @@ async fn save(
     };
     match bp::update(&state.pool, a.user.id, id, &input).await {
         Ok(()) => {
+            let note = trail.note(Kind::BlueprintSaved);
+            note.target("blueprint", id, &input.name).save(&state).await;
             flash(
                 &state,
                 &a.session,
@@ -208,10 +216,11 @@ async fn stack(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<StackForm>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
-    bp::find_owned(&state.pool, a.user.id, id).await?;
+    let blueprint = bp::find_owned(&state.pool, a.user.id, id).await?;
     let op = StackOp::parse(&form.op).ok_or_else(|| {
         AppError::BadRequest(format!(
             "unknown stack operation {:?} (add, up, down, remove)",
@@ -222,6 +231,10 @@ async fn stack(
         AppError::BadRequest(format!("overlay id {:?} is not a number", form.overlay_id))
     })?;
     bp::change_stack(&state.pool, a.user.id, id, op, overlay_id).await?;
+    let note = trail.note(Kind::BlueprintStackChanged);
+    let note = note.target("blueprint", id, &blueprint.name);
+    let detail = format!("{} overlay #{overlay_id}", form.op.trim());
+    note.detail(detail).save(&state).await;
     Ok(Redirect::to(&format!("/blueprints/{id}#stack")).into_response())
 }
 
@@ -232,10 +245,13 @@ async fn delete(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
     let name = bp::delete(&state.pool, a.user.id, id).await?;
+    let note = trail.note(Kind::BlueprintDeleted);
+    note.target("blueprint", id, &name).save(&state).await;
     flash(&state, &a.session, &format!("Blueprint {name} deleted.")).await?;
     Ok(Redirect::to("/blueprints").into_response())
 }

@@ -11,14 +11,17 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::audit::Trail;
 use super::error::AppError;
-use super::extract::{OnServer, Protected};
+use super::extract::Protected;
+use super::on_server::OnServer;
 use super::page::{render, Nav};
 use super::routes::Routes;
 use super::sse::{self, Feed};
 use super::state::AppState;
+use crate::audit::{self, Kind, Outcome};
 use crate::live::LiveHub;
-use crate::servers::access::Right;
+use crate::servers::access::{Right, Role};
 use crate::servers::console::ConsoleSubscription;
 use crate::servers::rcon::{self, HistoryEntry, MAX_COMMAND_LEN};
 use crate::servers::{self, RconTarget};
@@ -164,6 +167,7 @@ struct ConsoleForm {
 async fn console_send(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ConsoleForm>,
 ) -> Result<Response, AppError> {
     let server = target(&state, &on).await?;
@@ -179,6 +183,7 @@ async fn console_send(
         Err(e) => (false, format!("error: {e}")),
     };
     tracing::info!(server = %server.name, user = %a.user.username, ok, "RCON console command");
+    note_rcon(&state, &trail, &on, command, ok, &output).await;
     rcon::record(&state.pool, server.id, a.user.id, command, ok, output).await?;
     Ok(Redirect::to(&format!("/servers/{}/rcon", server.id)).into_response())
 }
@@ -200,6 +205,7 @@ struct ReplyHtml<'a> {
 async fn console_exec(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ConsoleForm>,
 ) -> Result<Html<String>, AppError> {
     let server = target(&state, &on).await?;
@@ -214,6 +220,7 @@ async fn console_exec(
         Err(e) => (false, format!("error: {e}")),
     };
     tracing::info!(server = %server.name, user = %on.user().username, ok, "RCON command from the server page");
+    note_rcon(&state, &trail, &on, command, ok, &output).await;
     rcon::record(
         &state.pool,
         server.id,
@@ -228,4 +235,38 @@ async fn console_exec(
         output: &output,
         ok,
     })
+}
+
+/// The audit entry of one RCON command (its secrets masked).
+async fn note_rcon(
+    state: &AppState,
+    trail: &Trail,
+    on: &OnServer,
+    command: &str,
+    ok: bool,
+    output: &str,
+) {
+    let admin = if on.access.role == Role::Admin {
+        " (as administrator)"
+    } else {
+        ""
+    };
+    let (result, detail) = if ok {
+        (
+            Outcome::Ok,
+            format!("{}{admin}", audit::mask_secrets(command)),
+        )
+    } else {
+        (
+            Outcome::Failed,
+            format!("{}{admin} ({output})", audit::mask_secrets(command)),
+        )
+    };
+    trail
+        .note(Kind::RconCommand)
+        .server(on.server())
+        .result(result)
+        .detail(detail)
+        .save(state)
+        .await;
 }

@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::nav::Nav;
 use crate::accounts::{AccountError, DeleteUserError};
 use crate::alerts::AlertError;
+use crate::audit::AuditError;
 use crate::auth::LoginTokenError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
@@ -164,6 +165,15 @@ impl From<AlertError> for AppError {
         match e {
             AlertError::NotFound => AppError::NotFound,
             AlertError::Db(e) => e.into(),
+            other => AppError::bad(other),
+        }
+    }
+}
+
+impl From<AuditError> for AppError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Db(e) => e.into(),
             other => AppError::bad(other),
         }
     }

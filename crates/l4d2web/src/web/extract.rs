@@ -2,10 +2,9 @@
 //! address) and the checked form of a state-changing request (CSRF token,
 //! body limit, urlencoded body).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,9 +17,7 @@ use super::state::AppState;
 use crate::accounts::User;
 use crate::auth::{self, Session, SESSION_COOKIE};
 use crate::db::now_unix;
-use crate::servers::access::{self, Right, ServerAccess};
 use crate::servers::blueprints;
-use crate::servers::ServerRow;
 
 /// Largest accepted request body of an ordinary form.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -125,58 +122,6 @@ fn unauthenticated(method: &Method) -> Response {
         Redirect::to("/login").into_response()
     } else {
         AppError::LoginRequired.into_response()
-    }
-}
-
-/// A logged-in visitor on the server named by the path's `{id}`, with a
-/// role that has the right the route declared (see `routes`): 404 without
-/// any role there, 403 with one too low.
-pub struct OnServer {
-    pub authed: Authed,
-    pub access: ServerAccess,
-}
-
-impl OnServer {
-    pub fn server(&self) -> &ServerRow {
-        &self.access.server
-    }
-    pub fn user(&self) -> &User {
-        &self.authed.user
-    }
-}
-
-impl FromRequestParts<AppState> for OnServer {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let authed = Authed::from_request_parts(parts, state).await?;
-        let right = parts.extensions.get::<Right>().copied().ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "{} is not declared as a server route",
-                parts.uri.path()
-            ))
-            .into_response()
-        })?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound.into_response())?;
-        let id = params
-            .get("id")
-            .ok_or(AppError::NotFound)
-            .and_then(|id| super::page::parse_id(id))
-            .map_err(IntoResponse::into_response)?;
-        let access = access::access(&state.pool, &authed.user, id)
-            .await
-            .map_err(|e| AppError::from(e).into_response())?
-            .ok_or_else(|| AppError::NotFound.into_response())?;
-        if !access.role.allows(right) {
-            return Err(AppError::NoRight(format!(
-                "your role on server {} ({}) does not allow this",
-                access.server.name,
-                access.role.as_str()
-            ))
-            .into_response());
-        }
-        Ok(OnServer { authed, access })
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::error::AppError;
-use super::extract::OnServer;
+use super::on_server::OnServer;
 use super::page::render;
 use super::routes::Routes;
 use super::sse::{self, Feed};

@@ -7,12 +7,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{session_cookie, ClientIp, LoginSubmission, MaybeSession, Protected};
 use super::page::{render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
 use crate::accounts;
+use crate::audit::Kind;
 use crate::auth::{self, RetryAfter, SESSION_TTL_SECS};
 use crate::db::now_unix;
 
@@ -78,6 +80,7 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    trail: Trail,
     LoginSubmission { form }: LoginSubmission<LoginForm>,
 ) -> Result<Response, AppError> {
     let username = form.username.trim().to_string();
@@ -94,6 +97,14 @@ async fn login(
         Err(RetryAfter(wait)) => {
             let secs = wait.as_secs().max(1);
             tracing::warn!(%ip, "login rate limit hit");
+            let window = state.config.login_limit_window_secs;
+            trail
+                .note(Kind::LoginLocked)
+                .actor(None, &username)
+                .refused()
+                .detail(format!("too many login attempts; retry in {secs} s (noted once per address and window)"))
+                .save_once_per(&state, window)
+                .await;
             let mut res = login_page(
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -122,10 +133,23 @@ async fn login(
         .unwrap_or_else(|| accounts::dummy_hash().to_string());
     let ok =
         tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await?;
+    let known = user.as_ref().map(|u| (u.id, u.disabled));
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
             tracing::info!(%ip, "failed login");
+            let why = match known {
+                None => "no such user",
+                Some((_, true)) if ok => "account disabled",
+                Some(_) => "wrong password",
+            };
+            trail
+                .note(Kind::LoginFailed)
+                .actor(known.map(|(id, _)| id), &username)
+                .failed()
+                .detail(why)
+                .save(&state)
+                .await;
             state.limiter.record_failure(&username);
             return login_page(
                 &state,
@@ -137,8 +161,14 @@ async fn login(
     };
     // The first session row of this visitor: created only now. Its fresh
     // token replaces the login token in the cookie.
+    let (id, name) = (user.id, user.username.clone());
     let (token, _) =
         auth::create_session(&state.pool, &state.config.secret_key, Some(user)).await?;
+    trail
+        .note(Kind::LoginSucceeded)
+        .actor(Some(id), &name)
+        .save(&state)
+        .await;
     let cookie = session_cookie(token, state.config.session_cookie_secure, SESSION_TTL_SECS);
     Ok((CookieJar::new().add(cookie), Redirect::to("/servers")).into_response())
 }

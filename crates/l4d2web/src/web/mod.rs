@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod assets;
+mod audit;
 mod blueprints;
 mod console;
 mod error;
@@ -16,6 +17,7 @@ mod live;
 mod login;
 mod metrics;
 mod nav;
+mod on_server;
 mod overlays;
 mod page;
 mod routes;
@@ -49,6 +51,7 @@ fn all_routes() -> routes::Routes {
         .merge(overlays::routes())
         .merge(files::routes())
         .merge(alerts::routes())
+        .merge(audit::routes())
         .merge(metrics::routes())
 }
 

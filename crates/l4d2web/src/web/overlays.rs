@@ -12,12 +12,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
 use crate::accounts::User;
+use crate::audit::Kind as Audited;
 use crate::auth::Session;
 use crate::jobs::Job;
 use crate::overlays::{self, workshop, Kind, Overlay, OverlayError, OverlayInput};
@@ -129,6 +131,7 @@ async fn list_page(State(state): State<AppState>, a: Authed) -> Result<Response,
 
 async fn create(
     State(state): State<AppState>,
+    trail: Trail,
     submitted: Protected<NewForm>,
 ) -> Result<Response, AppError> {
     let user = submitted.user()?.clone();
@@ -150,6 +153,13 @@ async fn create(
     };
     match overlays::create(&state.pool, &state.config.root, owner, kind, &input).await {
         Ok(o) => {
+            let note = trail
+                .note(Audited::OverlayCreated)
+                .target("overlay", o.id, &o.name);
+            let scope = if o.is_system() { "system" } else { "private" };
+            note.detail(format!("{scope}, {}", form.kind.trim()))
+                .save(&state)
+                .await;
             flash(&state, &session, &format!("Overlay {} created.", o.name)).await?;
             Ok(Redirect::to(&format!("/overlays/{}", o.id)).into_response())
         }
@@ -271,6 +281,7 @@ pub struct EditForm {
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    trail: Trail,
     submitted: Protected<EditForm>,
 ) -> Result<Response, AppError> {
     let user = submitted.user()?.clone();
@@ -284,6 +295,8 @@ async fn update(
     };
     match overlays::update(&state.pool, &overlay, &input).await {
         Ok(o) => {
+            let note = trail.note(Audited::OverlaySaved);
+            note.target("overlay", o.id, &o.name).save(&state).await;
             let hint = if o.is_script() {
                 "Build it to apply the script."
             } else {
@@ -314,6 +327,7 @@ pub struct BuildForm {
 async fn build(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    trail: Trail,
     submitted: Protected<BuildForm>,
 ) -> Result<Response, AppError> {
     let user = submitted.user()?.clone();
@@ -327,6 +341,10 @@ async fn build(
     )
     .await?
     .id;
+    let note = trail.note(Audited::OverlayBuildRequested);
+    let detail = format!("job #{job}{}", if clean { ", clean" } else { "" });
+    let note = note.target("overlay", overlay.id, &overlay.name);
+    note.detail(detail).save(&state).await;
     flash(
         &state,
         &session,
@@ -342,11 +360,16 @@ pub struct Empty {}
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    trail: Trail,
     submitted: Protected<Empty>,
 ) -> Result<Response, AppError> {
     let user = submitted.user()?.clone();
     let overlay = editable(&state, &user, &id).await?;
     overlays::delete(&state.pool, &state.config.root, &overlay, &user).await?;
+    let note = trail.note(Audited::OverlayDeleted);
+    note.target("overlay", overlay.id, &overlay.name)
+        .save(&state)
+        .await;
     flash(
         &state,
         &submitted.session,

@@ -4,7 +4,7 @@
 //! right it declares for each role).
 //!
 //! A server route (`/servers/{id}/…`) declares the [`Right`] it needs; the
-//! route carries it to the [`super::extract::OnServer`] extractor, which
+//! route carries it to the [`super::on_server::OnServer`] extractor, which
 //! answers 404 to a visitor without a role on the server and 403 to one
 //! whose role is too low, before the handler runs.
 

@@ -7,11 +7,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::audit::{Note, Trail};
 use super::error::AppError;
-use super::extract::{Authed, OnServer, Protected};
+use super::extract::{Authed, Protected};
+use super::on_server::OnServer;
 use super::page::{flash, parse_id, stamp, Stamp};
 use super::routes::Routes;
 use super::state::AppState;
+use crate::audit::{self, Kind};
 use crate::auth::Session;
 use crate::schedules::{self, NewSchedule, Schedule, ScheduleAction, Target};
 use crate::servers::access::Right;
@@ -127,9 +130,26 @@ impl AddForm {
     }
 }
 
+/// An audit entry about schedule `s` (its RCON command's secrets masked).
+fn note(trail: &Trail, kind: Kind, s: &Schedule) -> Note {
+    let mut masked = s.clone();
+    masked.command = audit::mask_secrets(&s.command);
+    let on = match s.blueprint_id {
+        Some(b) => format!(", on each server of blueprint #{b}"),
+        None => String::new(),
+    };
+    let detail = format!("{} ({}{on})", masked.describe(), s.time_zone);
+    let note = trail.note(kind).target("schedule", s.id, &s.cron);
+    match s.server_id {
+        Some(server) => note.concerns(server, s.owner_id).detail(detail),
+        None => note.detail(detail),
+    }
+}
+
 async fn add(
     state: &AppState,
     session: &Session,
+    trail: &Trail,
     owner: i64,
     target: Target,
     form: &AddForm,
@@ -138,8 +158,11 @@ async fn add(
     let new = form.validate()?;
     let id = schedules::create(&state.pool, owner, target, &new).await?;
     state.schedules.schedules_changed();
-    let next = schedules::find_in(&state.pool, target, id)
-        .await?
+    let created = schedules::find_in(&state.pool, target, id).await?;
+    if let Some(s) = &created {
+        note(trail, Kind::ScheduleAdded, s).save(state).await;
+    }
+    let next = created
         .and_then(|s| s.next_runs(1, Utc::now()).into_iter().next())
         .unwrap_or_else(|| "never".into());
     flash(
@@ -159,6 +182,7 @@ async fn add(
 async fn add_to_server(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<AddForm>,
 ) -> Result<Response, AppError> {
     let server = on.server();
@@ -166,6 +190,7 @@ async fn add_to_server(
     add(
         &state,
         &on.authed.session,
+        &trail,
         server.owner_id,
         Target::Server(server.id),
         &form,
@@ -178,6 +203,7 @@ async fn add_to_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { form, .. }: Protected<AddForm>,
 ) -> Result<Response, AppError> {
     let blueprint = bp::find_owned(&state.pool, a.user.id, parse_id(&id)?).await?;
@@ -185,6 +211,7 @@ async fn add_to_blueprint(
     add(
         &state,
         &a.session,
+        &trail,
         a.user.id,
         Target::Blueprint(blueprint.id),
         &form,
@@ -208,6 +235,7 @@ enum Change {
 async fn change(
     state: &AppState,
     session: &Session,
+    trail: &Trail,
     target: Target,
     schedule: &str,
     change: Change,
@@ -216,21 +244,22 @@ async fn change(
     let s = schedules::find_in(&state.pool, target, parse_id(schedule)?)
         .await?
         .ok_or(AppError::NotFound)?;
-    let what = match change {
+    let (what, kind) = match change {
         Change::Pause => {
             schedules::set_enabled(&state.pool, s.id, false).await?;
-            "paused"
+            ("paused", Kind::SchedulePaused)
         }
         Change::Resume => {
             schedules::set_enabled(&state.pool, s.id, true).await?;
-            "resumed"
+            ("resumed", Kind::ScheduleResumed)
         }
         Change::Delete => {
             schedules::delete(&state.pool, s.id).await?;
-            "deleted"
+            ("deleted", Kind::ScheduleDeleted)
         }
     };
     state.schedules.schedules_changed();
+    note(trail, kind, &s).save(state).await;
     flash(state, session, &format!("Schedule “{}” {what}.", s.cron)).await?;
     Ok(Redirect::to(&format!("{page}#schedules")).into_response())
 }
@@ -238,6 +267,7 @@ async fn change(
 async fn on_server(
     state: AppState,
     on: OnServer,
+    trail: Trail,
     schedule: String,
     c: Change,
 ) -> Result<Response, AppError> {
@@ -245,6 +275,7 @@ async fn on_server(
     change(
         &state,
         &on.authed.session,
+        &trail,
         Target::Server(id),
         &schedule,
         c,
@@ -256,6 +287,7 @@ async fn on_server(
 async fn on_blueprint(
     state: AppState,
     a: Authed,
+    trail: Trail,
     blueprint: String,
     schedule: String,
     c: Change,
@@ -265,6 +297,7 @@ async fn on_blueprint(
     change(
         &state,
         &a.session,
+        &trail,
         Target::Blueprint(blueprint.id),
         &schedule,
         c,
@@ -277,52 +310,58 @@ async fn pause_on_server(
     State(state): State<AppState>,
     on: OnServer,
     Path((_, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_server(state, on, schedule, Change::Pause).await
+    on_server(state, on, trail, schedule, Change::Pause).await
 }
 
 async fn resume_on_server(
     State(state): State<AppState>,
     on: OnServer,
     Path((_, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_server(state, on, schedule, Change::Resume).await
+    on_server(state, on, trail, schedule, Change::Resume).await
 }
 
 async fn delete_on_server(
     State(state): State<AppState>,
     on: OnServer,
     Path((_, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_server(state, on, schedule, Change::Delete).await
+    on_server(state, on, trail, schedule, Change::Delete).await
 }
 
 async fn pause_on_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path((id, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_blueprint(state, a, id, schedule, Change::Pause).await
+    on_blueprint(state, a, trail, id, schedule, Change::Pause).await
 }
 
 async fn resume_on_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path((id, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_blueprint(state, a, id, schedule, Change::Resume).await
+    on_blueprint(state, a, trail, id, schedule, Change::Resume).await
 }
 
 async fn delete_on_blueprint(
     State(state): State<AppState>,
     a: Authed,
     Path((id, schedule)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    on_blueprint(state, a, id, schedule, Change::Delete).await
+    on_blueprint(state, a, trail, id, schedule, Change::Delete).await
 }

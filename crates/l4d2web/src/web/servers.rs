@@ -12,12 +12,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
-use super::extract::{Authed, OnServer, Protected};
+use super::extract::{Authed, Protected};
+use super::on_server::OnServer;
 use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::state::AppState;
+use crate::audit::Kind;
 use crate::jobs::Job;
 use crate::schedules::Target;
 use crate::servers::access::{self, Right, Role, ServerAccess, Share, ShareError};
@@ -223,6 +226,7 @@ struct CreateForm {
 async fn create(
     State(state): State<AppState>,
     a: Authed,
+    trail: Trail,
     Protected { form, .. }: Protected<CreateForm>,
 ) -> Result<Response, AppError> {
     let name = form.name.trim().to_string();
@@ -238,6 +242,13 @@ async fn create(
         Ok(s) => {
             // The log listener must know the new secret before the first start.
             state.live.servers_changed();
+            let detail = format!("port {}, blueprint {}", s.port, s.blueprint_name);
+            trail
+                .note(Kind::ServerCreated)
+                .server(&s)
+                .detail(detail)
+                .save(&state)
+                .await;
             flash(
                 &state,
                 &a.session,
@@ -344,47 +355,69 @@ struct ActionForm {
 async fn start(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    request(&state, &on, Action::Start, &form).await
+    request(&state, &on, &trail, Action::Start, Kind::ServerStart, &form).await
 }
 
 async fn stop(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    request(&state, &on, Action::Stop, &form).await
+    request(&state, &on, &trail, Action::Stop, Kind::ServerStop, &form).await
 }
 
 async fn restart(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    request(&state, &on, Action::Restart, &form).await
+    request(
+        &state,
+        &on,
+        &trail,
+        Action::Restart,
+        Kind::ServerRestart,
+        &form,
+    )
+    .await
 }
 
 async fn reset(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    request(&state, &on, Action::Reset, &form).await
+    request(&state, &on, &trail, Action::Reset, Kind::ServerReset, &form).await
 }
 
 async fn delete(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
-    request(&state, &on, Action::Delete, &form).await
+    request(
+        &state,
+        &on,
+        &trail,
+        Action::Delete,
+        Kind::ServerDelete,
+        &form,
+    )
+    .await
 }
 
 /// Whatever brings the server back to its desired state.
 async fn reconcile(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ActionForm>,
 ) -> Result<Response, AppError> {
     let server = on.server();
@@ -397,7 +430,7 @@ async fn reconcile(
         )));
     };
     match status::drift(server.desired_state, actual.as_ref()) {
-        Some(d) => request(&state, &on, d.fix(), &form).await,
+        Some(d) => request(&state, &on, &trail, d.fix(), Kind::ServerReconcile, &form).await,
         None => {
             flash(
                 &state,
@@ -416,11 +449,20 @@ async fn reconcile(
 async fn request(
     state: &AppState,
     on: &OnServer,
+    trail: &Trail,
     action: Action,
+    kind: Kind,
     form: &ActionForm,
 ) -> Result<Response, AppError> {
     let server = on.server();
     let job = tasks::request_server_action(&state.jobs, server, action, on.user().id, None).await?;
+    let detail = format!("{} queued (job #{job}){}", action.verb(), as_admin(on));
+    trail
+        .note(kind)
+        .server(server)
+        .detail(detail)
+        .save(state)
+        .await;
     flash(
         state,
         &on.authed.session,
@@ -435,6 +477,16 @@ async fn request(
         return Ok(Redirect::to("/servers").into_response());
     }
     Ok(back(server, form).into_response())
+}
+
+/// What an audit entry adds when an administrator acts on another user's
+/// server.
+fn as_admin(on: &OnServer) -> &'static str {
+    if on.access.role == Role::Admin {
+        " as administrator"
+    } else {
+        ""
+    }
 }
 
 fn back(server: &ServerRow, form: &ActionForm) -> Redirect {
@@ -463,6 +515,7 @@ struct SwitchForm {
 async fn switch_blueprint(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<SwitchForm>,
 ) -> Result<Response, AppError> {
     let server = on.server();
@@ -472,6 +525,13 @@ async fn switch_blueprint(
             servers::SwitchError::Db(e) => AppError::from(e),
             other => AppError::BadRequest(format!("{other}; server {} unchanged", server.name)),
         })?;
+    let detail = format!("to blueprint {name}{}", as_admin(&on));
+    trail
+        .note(Kind::ServerBlueprintSwitched)
+        .server(server)
+        .detail(detail)
+        .save(&state)
+        .await;
     flash(
         &state,
         &on.authed.session,
@@ -494,6 +554,7 @@ struct ShareForm {
 async fn share(
     State(state): State<AppState>,
     on: OnServer,
+    trail: Trail,
     Protected { form, .. }: Protected<ShareForm>,
 ) -> Result<Response, AppError> {
     let server = on.server();
@@ -509,6 +570,18 @@ async fn share(
         ShareError::Db(e) => AppError::from(e),
         other => AppError::BadRequest(format!("{other}; nothing was changed")),
     })?;
+    let detail = format!(
+        "with {} as {}{}",
+        user.username,
+        role.as_str(),
+        as_admin(&on)
+    );
+    trail
+        .note(Kind::ServerShared)
+        .server(server)
+        .detail(detail)
+        .save(&state)
+        .await;
     flash(
         &state,
         &on.authed.session,
@@ -530,6 +603,7 @@ async fn unshare(
     State(state): State<AppState>,
     on: OnServer,
     Path((_, user)): Path<(String, String)>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
     let server = on.server();
@@ -540,6 +614,13 @@ async fn unshare(
             ShareError::NotShared => AppError::NotFound,
             other => AppError::bad(other),
         })?;
+    let detail = format!("{name}'s role taken back{}", as_admin(&on));
+    trail
+        .note(Kind::ServerUnshared)
+        .server(server)
+        .detail(detail)
+        .save(&state)
+        .await;
     flash(
         &state,
         &on.authed.session,

@@ -6,6 +6,7 @@ mod util;
 
 mod alerts;
 mod architecture;
+mod audit;
 mod backup;
 mod browser;
 mod browser_servers;
