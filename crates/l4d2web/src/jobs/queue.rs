@@ -31,6 +31,9 @@ pub struct Jobs {
     log: JobLog,
     wake: Arc<Notify>,
     grace: Duration,
+    /// Bumped whenever a job is queued, starts or ends: pages showing
+    /// state that depends on jobs re-render on it.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Jobs {
@@ -42,7 +45,17 @@ impl Jobs {
             pool,
             wake: Arc::new(Notify::new()),
             grace,
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// Changes whenever a job is queued, starts or ends.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -106,6 +119,7 @@ impl Jobs {
     /// Tells idle workers that a job was queued.
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.changed();
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Job>, sqlx::Error> {
@@ -122,6 +136,15 @@ impl Jobs {
         )
         .bind(user_id)
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Every job queued or running that is about something, oldest first.
+    pub async fn active_with_subject(&self) -> Result<Vec<Job>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running') AND subject IS NOT NULL ORDER BY id",
+        )
         .fetch_all(&self.pool)
         .await
     }
@@ -246,6 +269,7 @@ impl Jobs {
             }
             match self.claim().await {
                 Ok(Some(job)) => {
+                    self.changed();
                     let id = job.id;
                     tracing::info!(worker, job = id, kind = %job.kind, "job started");
                     if let Err(e) = self.run(job, runner.as_ref(), &shutdown).await {
@@ -302,6 +326,7 @@ impl Jobs {
             .execute(&self.pool)
             .await?;
         self.log.end(job_id, state);
+        self.changed();
         Ok(())
     }
 
@@ -348,6 +373,7 @@ impl Jobs {
                     .execute(&self.pool)
                     .await?;
                 self.log.end(job_id, JobState::Queued);
+                self.changed();
                 Ok(())
             }
             Some(Ok(())) => {

@@ -123,6 +123,18 @@ impl Task {
         }
     }
 
+    /// What a page says while this job is queued or running for its
+    /// server ("starting…"); None for jobs that do not change its state.
+    pub fn transition(&self) -> Option<&'static str> {
+        Some(match self.server_action()?.0 {
+            Action::Start => "starting…",
+            Action::Stop => "stopping…",
+            Action::Restart => "restarting…",
+            Action::Reset => "resetting…",
+            Action::Delete => "deleting…",
+        })
+    }
+
     /// The stored kind (the serde tag).
     pub fn kind(&self) -> &'static str {
         match self {

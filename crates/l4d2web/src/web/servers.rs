@@ -19,6 +19,7 @@ use super::on_server::OnServer;
 use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
+use super::sse;
 use super::state::AppState;
 use crate::audit::Kind;
 use crate::jobs::Job;
@@ -27,7 +28,7 @@ use crate::servers::access::{self, Right, Role, ServerAccess, Share, ShareError}
 use crate::servers::blueprints::{self as bp, Blueprint};
 use crate::servers::status::{self, InstanceStatus};
 use crate::servers::{self, Action, CreateError, ServerRow};
-use crate::tasks;
+use crate::tasks::{self, Task};
 
 pub fn routes() -> Routes {
     Routes::default()
@@ -35,6 +36,7 @@ pub fn routes() -> Routes {
         .post("/servers", create)
         .server_get("/servers/{id}", Right::View, server_page)
         .server_get("/servers/{id}/state", Right::View, state_fragment)
+        .server_get("/servers/{id}/state/stream", Right::View, state_stream)
         .server_post("/servers/{id}/blueprint", Right::Manage, switch_blueprint)
         .server_post("/servers/{id}/start", Right::Operate, start)
         .server_post("/servers/{id}/stop", Right::Operate, stop)
@@ -56,6 +58,17 @@ pub struct ServerView {
     pub drift: Option<status::Drift>,
     /// Players and slots from the live poller (dashboard only).
     pub players: Option<(u32, u32)>,
+    /// What a queued or running job is doing to it ("starting…").
+    pub pending: Option<&'static str>,
+}
+
+/// The transition of the oldest unfinished job among `jobs` (a server's).
+fn pending_of<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Option<&'static str> {
+    jobs.into_iter()
+        .filter(|j| !j.is_finished())
+        .min_by_key(|j| j.id)
+        .and_then(|j| Task::from_job(j).ok())
+        .and_then(|t| t.transition())
 }
 
 impl ServerView {
@@ -66,13 +79,25 @@ impl ServerView {
             .and_then(|a| status::drift(server.desired_state, a.as_ref()));
         ServerView {
             players: None,
+            pending: None,
             role,
             server,
             actual,
             drift,
         }
     }
+    /// A job under way for it: its transition, and no drift meanwhile.
+    fn with_pending(mut self, pending: Option<&'static str>) -> Self {
+        if pending.is_some() {
+            self.drift = None;
+        }
+        self.pending = pending;
+        self
+    }
     pub fn state_label(&self) -> String {
+        if let Some(p) = self.pending {
+            return p.into();
+        }
         match &self.actual {
             None => "unknown".into(),
             Some(None) => status::NOT_STARTED.into(),
@@ -100,6 +125,9 @@ impl ServerView {
     }
     /// CSS class of the state badge.
     pub fn state_class(&self) -> &'static str {
+        if self.pending.is_some() {
+            return "state-running";
+        }
         match &self.actual {
             Some(Some(s)) if s.is_up() => "state-succeeded",
             Some(Some(s)) if s.service.active_state == "failed" || self.server.crash_loop => {
@@ -179,12 +207,19 @@ async fn dashboard_with(
         }
     };
     let counts = state.live.player_counts();
+    let active = state.jobs.active_with_subject().await?;
     let servers = rows
         .into_iter()
         .map(|s| {
             let actual = all.as_ref().map(|m| m.get(&s.server.name).cloned());
             let players = counts.get(&s.server.id).copied();
-            let mut view = ServerView::new(s, actual);
+            let subject = servers::subject(s.server.id);
+            let pending = pending_of(
+                active
+                    .iter()
+                    .filter(|j| j.subject.as_deref() == Some(&subject)),
+            );
+            let mut view = ServerView::new(s, actual).with_pending(pending);
             view.players = players;
             view
         })
@@ -318,7 +353,7 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
         } else {
             None
         },
-        view: ServerView::new(on.access, actual),
+        view: ServerView::new(on.access, actual).with_pending(pending_of(&jobs)),
         status_error,
         jobs,
     };
@@ -333,17 +368,92 @@ struct StateFragment {
     status_error: Option<String>,
 }
 
-/// The state block of the server page (HTMX polls it).
+/// The state block of the server page as it is now.
+async fn state_block(
+    state: &AppState,
+    access: ServerAccess,
+    csrf: String,
+) -> Result<StateFragment, AppError> {
+    let (actual, status_error) = actual_one(state, &access.server.name).await;
+    let jobs = state
+        .jobs
+        .list_for_subject(&servers::subject(access.server.id), 10)
+        .await?;
+    Ok(StateFragment {
+        csrf,
+        view: ServerView::new(access, actual).with_pending(pending_of(&jobs)),
+        status_error,
+    })
+}
+
 async fn state_fragment(
     State(state): State<AppState>,
     on: OnServer,
 ) -> Result<Html<String>, AppError> {
-    let (actual, status_error) = actual_one(&state, &on.server().name).await;
-    render(&StateFragment {
+    render(&state_block(&state, on.access, on.authed.session.csrf_token.clone()).await?)
+}
+
+/// Pushes the state block: at once, whenever a job is queued, starts or
+/// ends (the server's or another's; the block is cheap to compare), and
+/// when the observed state changed, looked at every 5 s. Ends when the
+/// visitor's role on the server is gone.
+struct StateFeed {
+    state: AppState,
+    user: crate::accounts::User,
+    server_id: i64,
+    csrf: String,
+    jobs: tokio::sync::watch::Receiver<u64>,
+    last: Option<String>,
+}
+
+impl StateFeed {
+    async fn render(&mut self) -> Option<Result<String, AppError>> {
+        let access = match access::access(&self.state.pool, &self.user, self.server_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let block = match state_block(&self.state, access, self.csrf.clone()).await {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(askama::Template::render(&block).map_err(AppError::from))
+    }
+}
+
+impl sse::Feed for StateFeed {
+    async fn next(&mut self) -> Option<Vec<axum::response::sse::Event>> {
+        loop {
+            if self.last.is_some() {
+                tokio::select! {
+                    _ = self.jobs.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+            let html = match self.render().await? {
+                Ok(html) => html,
+                Err(e) => format!("<p class=\"error\">{e}</p>"),
+            };
+            if self.last.as_deref() != Some(html.as_str()) {
+                self.last = Some(html.clone());
+                return Some(vec![axum::response::sse::Event::default()
+                    .event("state")
+                    .data(html)]);
+            }
+        }
+    }
+}
+
+async fn state_stream(State(state): State<AppState>, on: OnServer) -> Result<Response, AppError> {
+    let feed = StateFeed {
+        jobs: state.jobs.changes(),
+        user: on.authed.user.clone(),
+        server_id: on.server().id,
         csrf: on.authed.session.csrf_token.clone(),
-        view: ServerView::new(on.access, actual),
-        status_error,
-    })
+        last: None,
+        state: state.clone(),
+    };
+    Ok(sse::stream(feed, state.shutdown.clone()).into_response())
 }
 
 #[derive(Deserialize)]

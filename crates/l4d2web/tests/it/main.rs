@@ -23,6 +23,7 @@ mod overlays;
 mod overlays_workshop;
 mod process;
 mod schedules;
+mod server_state;
 mod servers;
 mod servers_demo;
 mod servers_input;
