@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::nav::Nav;
 use crate::accounts::{AccountError, DeleteUserError};
 use crate::alerts::AlertError;
+use crate::auth::totp::TotpError;
 use crate::auth::LoginTokenError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
@@ -28,6 +29,8 @@ pub enum AppError {
     LoginRequired,
     #[error("administrators only")]
     Forbidden,
+    #[error("this panel requires administrators to use two-factor login: set it up on your account page (/account) first")]
+    EnrollFirst,
     #[error("{0}")]
     BadRequest(String),
     #[error("missing or wrong CSRF token; reload the page and try again")]
@@ -166,6 +169,16 @@ impl From<AlertError> for AppError {
     }
 }
 
+impl From<TotpError> for AppError {
+    fn from(e: TotpError) -> Self {
+        match e {
+            TotpError::Db(e) => e.into(),
+            e @ (TotpError::Random(_) | TotpError::Setup(_)) => AppError::internal(e),
+            other => AppError::BadRequest(format!("{other}; nothing was changed")),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for AppError {
     fn from(e: tokio::task::JoinError) -> Self {
         AppError::internal(e)
@@ -185,7 +198,7 @@ impl IntoResponse for AppError {
         let status = match &self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::LoginRequired => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::Csrf | AppError::EnrollFirst => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(e) => {

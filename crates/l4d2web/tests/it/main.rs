@@ -24,3 +24,4 @@ mod schedules;
 mod servers;
 mod servers_demo;
 mod servers_input;
+mod totp;
