@@ -11,7 +11,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let i = html.find(start)? + start.len();
-    Some(html[i..].split(end).next()?)
+    html[i..].split(end).next()
 }
 
 fn decode(base32: &str) -> Vec<u8> {
