@@ -198,7 +198,14 @@ pub async fn status(pool: &SqlitePool, user_id: i64) -> Result<Status, TotpError
 
 /// Whether two-factor login is on for the user.
 pub async fn is_enabled(pool: &SqlitePool, user_id: i64) -> Result<bool, TotpError> {
-    Ok(matches!(status(pool, user_id).await?, Status::On { .. }))
+    // Asked on every login and, for administrators, by the enrollment gate
+    // on every request: one indexed lookup.
+    let on: Option<bool> =
+        sqlx::query_scalar("SELECT enabled FROM user_totp WHERE user_id = ? AND enabled = 1")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(on.is_some())
 }
 
 /// Ids of the users with two-factor login on.

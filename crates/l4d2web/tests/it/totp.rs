@@ -660,3 +660,23 @@ async fn totp_browser_enrollment_and_login_with_the_code() {
     b.client.clone().close().await.unwrap();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn totp_reset_from_the_host_cli() {
+    let s = TestServer::start().await;
+    let mut c = s.login(USER).await;
+    enroll(&s, &mut c).await;
+    let out = left4me_cli(s.root.path(), &["reset-two-factor", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user"));
+    assert!(!two_factor_rows(&s).await.is_empty(), "nothing changed");
+    let out = left4me_cli(s.root.path(), &["reset-two-factor", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(two_factor_rows(&s).await.is_empty());
+    s.login(USER).await;
+    s.stop().await;
+}
