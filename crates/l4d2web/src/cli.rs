@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Turn off a user's two-factor login (a lost authenticator and no
+    /// recovery codes left, with no other administrator to reset it).
+    ResetTwoFactor { name: String },
     /// Apply database migrations and exit.
     Migrate,
     /// Seed example script overlays from a directory.
@@ -107,6 +110,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             crate::demo::run(bind, shutdown_on_signal()?).await
         }
         Command::CreateUser { name, admin } => create_user(&name, admin).await,
+        Command::ResetTwoFactor { name } => {
+            let (_, url) = config::database_location_from_env()?;
+            let pool = db::connect(&url).await?;
+            db::migrate(&pool).await?;
+            let Some(user) = accounts::find_by_name(&pool, &name).await? else {
+                bail!("no user {name:?}; nothing was changed");
+            };
+            crate::auth::totp::disable(&pool, user.id).await?;
+            println!(
+                "two-factor login of {} is off: the password alone logs them in",
+                user.username
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let (_, url) = config::database_location_from_env()?;
             let pool = db::connect(&url).await?;

@@ -1,13 +1,16 @@
-//! Who is asking: server-side sessions, CSRF and login tokens, and login
-//! rate limits.
+//! Who is asking: server-side sessions, CSRF and login tokens, login
+//! rate limits and the second factor.
 //!
 //! - [`session`]: session rows (user, CSRF token, flash message);
 //! - [`token`]: token comparison and the login form's stateless token;
-//! - [`limiter`]: login attempt limits per client and per username.
+//! - [`limiter`]: login attempt limits per client and per username;
+//! - [`totp`]: two-factor login (TOTP codes, recovery codes, the setting
+//!   that requires it of administrators).
 
 mod limiter;
 mod session;
 mod token;
+pub mod totp;
 
 pub use limiter::{LoginLimiter, RetryAfter, LOGIN_SLOWDOWN_STEP, MAX_LOGIN_SLOWDOWN};
 pub use session::{
@@ -15,5 +18,6 @@ pub use session::{
     ANON_TTL_SECS, SESSION_COOKIE, SESSION_TTL_SECS,
 };
 pub use token::{
-    issue_login_token, login_token_valid, tokens_match, LoginTokenError, LOGIN_TOKEN_TTL_SECS,
+    issue_login_token, issue_second_step_token, login_token_valid, second_step_user, tokens_match,
+    LoginTokenError, LOGIN_TOKEN_TTL_SECS, SECOND_STEP_TTL_SECS,
 };

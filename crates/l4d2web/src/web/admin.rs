@@ -14,12 +14,14 @@ use super::routes::Routes;
 use super::state::AppState;
 use crate::accounts::{self, AccountError, User};
 use crate::audit::Kind;
+use crate::auth::totp;
 
 pub fn routes() -> Routes {
     Routes::default()
         .get("/admin/users", users_page)
         .post("/admin/users", user_create)
         .post("/admin/users/{id}/{action}", user_action)
+        .post("/admin/settings/two-factor", two_factor_setting)
 }
 
 #[derive(Template)]
@@ -29,10 +31,19 @@ struct UsersPage {
     csrf: String,
     me: i64,
     users: Vec<User>,
+    /// Users with two-factor login on.
+    two_factor: Vec<i64>,
+    admins_must_use_two_factor: bool,
     form_username: String,
     form_admin: bool,
     username_error: Option<String>,
     password_error: Option<String>,
+}
+
+impl UsersPage {
+    fn has_two_factor(&self, id: &i64) -> bool {
+        self.two_factor.contains(id)
+    }
 }
 
 async fn users_page_with(
@@ -46,6 +57,8 @@ async fn users_page_with(
         csrf: a.session.csrf_token.clone(),
         me: a.user.id,
         users,
+        two_factor: totp::enabled_users(&state.pool).await?,
+        admins_must_use_two_factor: totp::admins_must_use(&state.pool).await?,
         form_username: String::new(),
         form_admin: false,
         username_error: None,
@@ -158,6 +171,13 @@ async fn user_action(
                 target.username
             )
         }
+        "reset-two-factor" => {
+            // For a lost authenticator: they log in with the password alone
+            // (and set it up again if the panel requires it).
+            totp::disable(&state.pool, id).await?;
+            tracing::info!(user = %target.username, "two-factor login reset by an administrator");
+            format!("Two-factor login of {} is off.", target.username)
+        }
         "password" => {
             let pw = form.password.unwrap_or_default();
             match accounts::set_password(&state.pool, id, &pw).await {
@@ -183,5 +203,37 @@ async fn user_action(
         _ => return Err(AppError::NotFound),
     };
     flash(&state, &a.session, &message).await?;
+    Ok(Redirect::to("/admin/users").into_response())
+}
+
+#[derive(Deserialize)]
+struct TwoFactorSettingForm {
+    /// The checkbox: present when checked.
+    required: Option<String>,
+}
+
+/// "Administrators must use two-factor login": those without it get a
+/// session that only sets it up (docs/product.md, Accounts).
+async fn two_factor_setting(
+    State(state): State<AppState>,
+    Admin(a): Admin,
+    Protected { form, .. }: Protected<TwoFactorSettingForm>,
+) -> Result<Response, AppError> {
+    let on = match form.required.as_deref() {
+        None => false,
+        Some("on") => true,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "required must be \"on\" or absent, not {other:?}; nothing was changed"
+            )))
+        }
+    };
+    totp::set_admins_must_use(&state.pool, on).await?;
+    let message = if on {
+        "Administrators must now use two-factor login; those without it can only set it up until they do."
+    } else {
+        "Administrators no longer must use two-factor login."
+    };
+    flash(&state, &a.session, message).await?;
     Ok(Redirect::to("/admin/users").into_response())
 }

@@ -11,6 +11,7 @@ use super::nav::Nav;
 use crate::accounts::{AccountError, DeleteUserError};
 use crate::alerts::AlertError;
 use crate::audit::AuditError;
+use crate::auth::totp::TotpError;
 use crate::auth::LoginTokenError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
@@ -32,6 +33,8 @@ pub enum AppError {
     /// A role on the server too low for the request.
     #[error("{0}")]
     NoRight(String),
+    #[error("this panel requires administrators to use two-factor login: set it up on your account page (/account) first")]
+    EnrollFirst,
     #[error("{0}")]
     BadRequest(String),
     #[error("missing or wrong CSRF token; reload the page and try again")]
@@ -179,6 +182,16 @@ impl From<AuditError> for AppError {
     }
 }
 
+impl From<TotpError> for AppError {
+    fn from(e: TotpError) -> Self {
+        match e {
+            TotpError::Db(e) => e.into(),
+            e @ (TotpError::Random(_) | TotpError::Setup(_)) => AppError::internal(e),
+            other => AppError::BadRequest(format!("{other}; nothing was changed")),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for AppError {
     fn from(e: tokio::task::JoinError) -> Self {
         AppError::internal(e)
@@ -198,7 +211,9 @@ impl IntoResponse for AppError {
         let status = match &self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::LoginRequired => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden | AppError::NoRight(_) | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::NoRight(_) | AppError::Csrf | AppError::EnrollFirst => {
+                StatusCode::FORBIDDEN
+            }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(e) => {

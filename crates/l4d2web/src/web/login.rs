@@ -1,4 +1,5 @@
-//! Login and logout.
+//! Login (password, then the two-factor code where the user has it on)
+//! and logout.
 
 use askama::Template;
 use axum::extract::State;
@@ -13,8 +14,9 @@ use super::extract::{session_cookie, ClientIp, LoginSubmission, MaybeSession, Pr
 use super::page::{render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
-use crate::accounts;
+use crate::accounts::{self, User};
 use crate::audit::Kind;
+use crate::auth::totp::{self, TotpError, Used};
 use crate::auth::{self, RetryAfter, SESSION_TTL_SECS};
 use crate::db::now_unix;
 
@@ -22,6 +24,7 @@ pub fn routes() -> Routes {
     Routes::default()
         .get("/login", login_form)
         .post("/login", login)
+        .post("/login/code", login_code)
         .post("/logout", logout)
 }
 
@@ -69,6 +72,94 @@ fn login_page(
     Ok((status, CookieJar::new().add(cookie), render(&page)?).into_response())
 }
 
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodePage {
+    nav: Nav,
+    csrf: String,
+    step: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// The second step's form: a fresh login token (also the cookie) and the
+/// signed token saying whose password was right.
+fn code_page(
+    state: &AppState,
+    status: StatusCode,
+    user: &User,
+    step: String,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let token = auth::issue_login_token(&state.config.secret_key, now_unix())?;
+    let page = CodePage {
+        nav: Nav::anonymous(),
+        csrf: token.clone(),
+        step,
+        username: user.username.clone(),
+        error,
+    };
+    let cookie = session_cookie(
+        token,
+        state.config.session_cookie_secure,
+        auth::LOGIN_TOKEN_TTL_SECS,
+    );
+    Ok((status, CookieJar::new().add(cookie), render(&page)?).into_response())
+}
+
+/// Counts one attempt (password or code) against the login limits; the
+/// refusal when a limit is used up (`Err`), else after any slow-down.
+async fn limit(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    username: &str,
+) -> Result<(), std::time::Duration> {
+    let delay = match state.limiter.check(ip, username) {
+        Ok(delay) => delay,
+        Err(RetryAfter(wait)) => {
+            tracing::warn!(%ip, "login rate limit hit");
+            return Err(wait);
+        }
+    };
+    if !delay.is_zero() {
+        // Someone is guessing this username's password or code (from
+        // anywhere): slow every try, never refuse, so the owner still gets in.
+        tracing::info!(delay_ms = delay.as_millis() as u64, "login slowed down");
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
+}
+
+fn too_many(wait: std::time::Duration, mut res: Response) -> Response {
+    let secs = wait.as_secs().max(1);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+fn too_many_message(wait: std::time::Duration) -> String {
+    format!(
+        "Too many login attempts. Try again in {} seconds.",
+        wait.as_secs().max(1)
+    )
+}
+
+/// The logged-in session of `user`: its fresh token replaces the login
+/// token in the cookie.
+async fn start_session(
+    state: &AppState,
+    user: User,
+    flash: Option<String>,
+) -> Result<Response, AppError> {
+    let (token, session) =
+        auth::create_session(&state.pool, &state.config.secret_key, Some(user)).await?;
+    if let Some(message) = flash {
+        auth::set_flash(&state.pool, &session.id, &message).await?;
+    }
+    let cookie = session_cookie(token, state.config.session_cookie_secure, SESSION_TTL_SECS);
+    Ok((CookieJar::new().add(cookie), Redirect::to("/servers")).into_response())
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     #[serde(default)]
@@ -92,37 +183,16 @@ async fn login(
             Some("Enter a username and a password.".into()),
         );
     }
-    let delay = match state.limiter.check(ip, &username) {
-        Ok(delay) => delay,
-        Err(RetryAfter(wait)) => {
-            let secs = wait.as_secs().max(1);
-            tracing::warn!(%ip, "login rate limit hit");
-            let window = state.config.login_limit_window_secs;
-            trail
-                .note(Kind::LoginLocked)
-                .actor(None, &username)
-                .refused()
-                .detail(format!("too many login attempts; retry in {secs} s (noted once per address and window)"))
-                .save_once_per(&state, window)
-                .await;
-            let mut res = login_page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                username,
-                Some(format!(
-                    "Too many login attempts. Try again in {secs} seconds."
-                )),
-            )?;
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Ok(res);
-        }
-    };
-    if !delay.is_zero() {
-        // Someone is guessing this username's password (from anywhere):
-        // slow every try, never refuse, so the owner still gets in.
-        tracing::info!(delay_ms = delay.as_millis() as u64, "login slowed down");
-        tokio::time::sleep(delay).await;
+    if let Err(wait) = limit(&state, ip, &username).await {
+        note_locked(&state, &trail, &username, wait).await;
+        let message = too_many_message(wait);
+        let res = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            username,
+            Some(message),
+        )?;
+        return Ok(too_many(wait, res));
     }
     let user = accounts::find_by_name(&state.pool, &username).await?;
     // Verify even for unknown users so timing does not reveal which exist.
@@ -137,7 +207,6 @@ async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
-            tracing::info!(%ip, "failed login");
             let why = match known {
                 None => "no such user",
                 Some((_, true)) if ok => "account disabled",
@@ -150,6 +219,7 @@ async fn login(
                 .detail(why)
                 .save(&state)
                 .await;
+            tracing::info!(%ip, "failed login");
             state.limiter.record_failure(&username);
             return login_page(
                 &state,
@@ -159,18 +229,120 @@ async fn login(
             );
         }
     };
-    // The first session row of this visitor: created only now. Its fresh
-    // token replaces the login token in the cookie.
-    let (id, name) = (user.id, user.username.clone());
-    let (token, _) =
-        auth::create_session(&state.pool, &state.config.secret_key, Some(user)).await?;
+    if totp::is_enabled(&state.pool, user.id).await? {
+        // No session yet: the code decides.
+        let step = auth::issue_second_step_token(&state.config.secret_key, user.id, now_unix())?;
+        return code_page(&state, StatusCode::OK, &user, step, None);
+    }
+    // The first session row of this visitor: created only now.
+    note_login(&state, &trail, &user, "password").await;
+    start_session(&state, user, None).await
+}
+
+async fn note_login(state: &AppState, trail: &Trail, user: &User, how: &str) {
     trail
         .note(Kind::LoginSucceeded)
-        .actor(Some(id), &name)
-        .save(&state)
+        .actor(Some(user.id), &user.username)
+        .detail(how)
+        .save(state)
         .await;
-    let cookie = session_cookie(token, state.config.session_cookie_secure, SESSION_TTL_SECS);
-    Ok((CookieJar::new().add(cookie), Redirect::to("/servers")).into_response())
+}
+
+/// A login limit was hit: noted once per address and window, so nobody can
+/// flood the log with refused logins.
+async fn note_locked(state: &AppState, trail: &Trail, username: &str, wait: std::time::Duration) {
+    let secs = wait.as_secs().max(1);
+    trail
+        .note(Kind::LoginLocked)
+        .actor(None, username)
+        .refused()
+        .detail(format!(
+            "too many login attempts; retry in {secs} s (noted once per address and window)"
+        ))
+        .save_once_per(state, state.config.login_limit_window_secs)
+        .await;
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    step: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The second step: a current code or an unused recovery code of the user
+/// whose password the signed `step` token vouches for. Counted against the
+/// same login limits as passwords, so codes cannot be guessed faster.
+async fn login_code(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    trail: Trail,
+    LoginSubmission { form }: LoginSubmission<CodeForm>,
+) -> Result<Response, AppError> {
+    let user = match auth::second_step_user(&state.config.secret_key, &form.step, now_unix()) {
+        Some(id) => accounts::find_by_id(&state.pool, id).await?,
+        None => None,
+    };
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        return login_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            String::new(),
+            Some("The login took too long or was not started here: log in again.".into()),
+        );
+    };
+    let step = form.step;
+    if let Err(wait) = limit(&state, ip, &user.username).await {
+        note_locked(&state, &trail, &user.username, wait).await;
+        let message = too_many_message(wait);
+        let res = code_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &user,
+            step,
+            Some(message),
+        )?;
+        return Ok(too_many(wait, res));
+    }
+    let flash = match totp::verify(&state.pool, &user, &form.code).await {
+        Ok(Used::Code) => None,
+        Ok(Used::Recovery { left }) => {
+            tracing::info!(%ip, "login with a recovery code");
+            Some(format!(
+                "You logged in with a recovery code; {left} unused recovery codes are left. \
+                 Make new ones on your account page if you are running low."
+            ))
+        }
+        Err(TotpError::WrongCode) => {
+            trail
+                .note(Kind::LoginFailed)
+                .actor(Some(user.id), &user.username)
+                .failed()
+                .detail("wrong two-factor code")
+                .save(&state)
+                .await;
+            tracing::info!(%ip, "wrong two-factor code");
+            state.limiter.record_failure(&user.username);
+            return code_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &user,
+                step,
+                Some("Wrong code. Enter the code your authenticator app shows now, or an unused recovery code.".into()),
+            );
+        }
+        // Turned off between the two steps: the password was right.
+        Err(TotpError::NotEnabled) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let how = if flash.is_some() {
+        "password and a recovery code"
+    } else {
+        "password and two-factor code"
+    };
+    note_login(&state, &trail, &user, how).await;
+    start_session(&state, user, flash).await
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! the error type, extractors, the SSE loop, page helpers). Handlers call
 //! the domain and `tasks`; they hold no SQL.
 
+mod account;
 mod admin;
 mod alerts;
 mod assets;
@@ -41,6 +42,7 @@ fn all_routes() -> routes::Routes {
     routes::Routes::default()
         .merge(assets::routes())
         .merge(login::routes())
+        .merge(account::routes())
         .merge(jobs::routes())
         .merge(admin::routes())
         .merge(servers::routes())
@@ -66,6 +68,10 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(assets::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            account::enrollment_gate,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             error_nav::with_navigation,

@@ -207,7 +207,14 @@ fn post_paths(template: &str, ids: &BTreeMap<&str, String>) -> Vec<String> {
     let actions: &[&str] = if !template.contains("{action}") {
         &[""]
     } else if template.starts_with("/admin/users/") {
-        &["disable", "enable", "delete", "unlock", "password"]
+        &[
+            "disable",
+            "enable",
+            "delete",
+            "unlock",
+            "password",
+            "reset-two-factor",
+        ]
     } else {
         &[""]
     };

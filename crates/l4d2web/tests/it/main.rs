@@ -28,3 +28,4 @@ mod servers;
 mod servers_demo;
 mod servers_input;
 mod sharing;
+mod totp;
