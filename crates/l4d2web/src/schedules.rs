@@ -333,19 +333,15 @@ pub async fn create(
         Target::Server(id) => (Some(id), None),
         Target::Blueprint(id) => (None, Some(id)),
     };
-    let mut tx = pool.begin().await?;
-    let (count,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM schedules WHERE server_id IS ? AND blueprint_id IS ?")
-            .bind(server)
-            .bind(blueprint)
-            .fetch_one(&mut *tx)
-            .await?;
-    if count >= MAX_PER_TARGET {
-        return Err(ScheduleError::TooMany);
-    }
-    let (id,): (i64,) = sqlx::query_as(
+    // One statement with the limit inside it: a transaction that reads
+    // before it writes fails with SQLITE_BUSY when another connection (the
+    // scheduler) writes in between, as a WAL read snapshot cannot be
+    // upgraded to a write.
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO schedules (owner_id, server_id, blueprint_id, action, command, empty_minutes, cron, time_zone)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+         WHERE (SELECT COUNT(*) FROM schedules WHERE server_id IS ?2 AND blueprint_id IS ?3) < ?9
+         RETURNING id",
     )
     .bind(owner)
     .bind(server)
@@ -355,10 +351,10 @@ pub async fn create(
     .bind(new.empty_minutes)
     .bind(&new.cron)
     .bind(&new.time_zone)
-    .fetch_one(&mut *tx)
+    .bind(MAX_PER_TARGET)
+    .fetch_optional(pool)
     .await?;
-    tx.commit().await?;
-    Ok(id)
+    id.ok_or(ScheduleError::TooMany)
 }
 
 /// The schedules of a server or blueprint, oldest first.
