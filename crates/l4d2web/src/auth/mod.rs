@@ -3,9 +3,11 @@
 //!
 //! - [`session`]: session rows (user, CSRF token, flash message);
 //! - [`token`]: token comparison and the login form's stateless token;
-//! - [`limiter`]: login attempt limits per client and per username.
+//! - [`limiter`]: login attempt limits per client and per username;
+//! - [`pat`]: personal access tokens for the HTTP API.
 
 mod limiter;
+pub mod pat;
 mod session;
 mod token;
 
