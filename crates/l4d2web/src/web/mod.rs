@@ -4,6 +4,7 @@
 
 mod admin;
 mod alerts;
+mod api;
 mod assets;
 mod blueprints;
 mod console;
@@ -23,6 +24,7 @@ mod schedules;
 mod servers;
 mod sse;
 mod state;
+mod tokens;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
@@ -50,6 +52,8 @@ fn all_routes() -> routes::Routes {
         .merge(files::routes())
         .merge(alerts::routes())
         .merge(metrics::routes())
+        .merge(tokens::routes())
+        .merge(api::routes())
 }
 
 /// Every route of the app, by method and path (for tests that must cover
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = all_routes().into_parts();
     router
         .fallback(assets::not_found)
+        .layer(middleware::from_fn(api::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             state.clone(),

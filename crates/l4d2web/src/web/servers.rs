@@ -56,7 +56,7 @@ pub struct ServerView {
 }
 
 impl ServerView {
-    fn new(access: ServerAccess, actual: Option<Option<InstanceStatus>>) -> Self {
+    pub(super) fn new(access: ServerAccess, actual: Option<Option<InstanceStatus>>) -> Self {
         let ServerAccess { server, role } = access;
         let drift = actual
             .as_ref()
