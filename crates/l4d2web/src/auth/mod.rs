@@ -5,9 +5,11 @@
 //! - [`token`]: token comparison and the login form's stateless token;
 //! - [`limiter`]: login attempt limits per client and per username;
 //! - [`totp`]: two-factor login (TOTP codes, recovery codes, the setting
-//!   that requires it of administrators).
+//!   that requires it of administrators);
+//! - [`pat`]: personal access tokens for the HTTP API.
 
 mod limiter;
+pub mod pat;
 mod session;
 mod token;
 pub mod totp;

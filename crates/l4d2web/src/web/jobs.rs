@@ -46,7 +46,7 @@ async fn list(State(state): State<AppState>, a: Authed) -> Result<Html<String>, 
 
 /// A job the user may see: their own, one on a server they may view
 /// (shared servers included), or any for admins. Others are 404.
-async fn visible_job(state: &AppState, user: &User, id: &str) -> Result<Job, AppError> {
+pub(super) async fn visible_job(state: &AppState, user: &User, id: &str) -> Result<Job, AppError> {
     let Some(job) = state.jobs.get(parse_id(id)?).await? else {
         return Err(AppError::NotFound);
     };
@@ -120,6 +120,8 @@ struct JobFeed {
     sub: Subscription<i64, JobEvent>,
     /// The stored lines were read up to the end once.
     caught_up: bool,
+    /// Events as JSON (the API) instead of HTML fragments (the page).
+    json: bool,
     /// None: still running when the feed started.
     finished: Option<JobState>,
     done: bool,
@@ -128,10 +130,16 @@ struct JobFeed {
 impl JobFeed {
     fn line(&mut self, l: &JobLine) -> Event {
         self.last = l.seq;
+        let data = if self.json {
+            serde_json::json!({"seq": l.seq, "stream": l.stream.as_str(), "line": l.line})
+                .to_string()
+        } else {
+            LineHtml { line: l }.render().unwrap_or_default()
+        };
         Event::default()
             .event("line")
             .id(l.seq.to_string())
-            .data(LineHtml { line: l }.render().unwrap_or_default())
+            .data(data)
     }
 
     async fn catch_up(&mut self) -> Vec<Event> {
@@ -156,6 +164,10 @@ impl JobFeed {
 
     fn end(&mut self, state: JobState) -> Vec<Event> {
         self.done = true;
+        if self.json {
+            let data = serde_json::json!({"state": state.as_str()}).to_string();
+            return vec![Event::default().event("end").data(data)];
+        }
         vec![sse::html("end", &StateHtml { state })]
     }
 }
@@ -212,6 +224,17 @@ async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let job = visible_job(&state, &a.user, &id).await?;
+    log_stream(&state, job, &headers, false).await
+}
+
+/// The SSE stream of `job`'s log (the page's HTML fragments, or JSON for
+/// the API), resuming after `Last-Event-ID`.
+pub(super) async fn log_stream(
+    state: &AppState,
+    job: Job,
+    headers: &HeaderMap,
+    json: bool,
+) -> Result<Response, AppError> {
     let resume_after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -227,6 +250,7 @@ async fn stream(
         last: resume_after,
         sub,
         caught_up: false,
+        json,
         finished: current.is_finished().then_some(current.state),
         done: false,
     };

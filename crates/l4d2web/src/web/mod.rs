@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod alerts;
+mod api;
 mod assets;
 mod audit;
 mod blueprints;
@@ -26,6 +27,7 @@ mod schedules;
 mod servers;
 mod sse;
 mod state;
+mod tokens;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
@@ -55,6 +57,8 @@ fn all_routes() -> routes::Routes {
         .merge(alerts::routes())
         .merge(audit::routes())
         .merge(metrics::routes())
+        .merge(tokens::routes())
+        .merge(api::routes())
 }
 
 /// Every route of the app, by method and path (for tests that must cover
@@ -67,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = all_routes().into_parts();
     router
         .fallback(assets::not_found)
+        .layer(middleware::from_fn(api::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -7,6 +7,9 @@
 //! route carries it to the [`super::on_server::OnServer`] extractor, which
 //! answers 404 to a visitor without a role on the server and 403 to one
 //! whose role is too low, before the handler runs.
+//!
+//! An API route (`/api/v1/…`) is token-authenticated: it takes no CSRF
+//! token and refuses cookie sessions (see [`super::api`]).
 
 use axum::handler::Handler;
 use axum::http::Method;
@@ -22,6 +25,8 @@ pub struct RouteInfo {
     pub method: Method,
     pub path: &'static str,
     pub right: Option<Right>,
+    /// Token-authenticated (`/api/v1/…`): no CSRF, no cookie sessions.
+    pub api: bool,
 }
 
 pub struct Routes {
@@ -55,6 +60,7 @@ impl Routes {
             method,
             path,
             right,
+            api: path.starts_with("/api/"),
         });
         self
     }
@@ -93,6 +99,26 @@ impl Routes {
     {
         debug_assert!(path.starts_with("/servers/{id}"));
         self.add(Method::POST, path, Some(right), post(handler))
+    }
+
+    /// A GET of the HTTP API (`/api/v1/…`).
+    pub fn api_get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        debug_assert!(path.starts_with("/api/v1/"));
+        self.add(Method::GET, path, None, get(handler))
+    }
+
+    /// A POST of the HTTP API (`/api/v1/…`).
+    pub fn api_post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        debug_assert!(path.starts_with("/api/v1/"));
+        self.add(Method::POST, path, None, post(handler))
     }
 
     pub fn merge(mut self, other: Routes) -> Self {

@@ -72,7 +72,7 @@ fn pending_of<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Option<&'static st
 }
 
 impl ServerView {
-    fn new(access: ServerAccess, actual: Option<Option<InstanceStatus>>) -> Self {
+    pub(super) fn new(access: ServerAccess, actual: Option<Option<InstanceStatus>>) -> Self {
         let ServerAccess { server, role } = access;
         let drift = actual
             .as_ref()

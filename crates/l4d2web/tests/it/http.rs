@@ -221,6 +221,8 @@ fn post_paths(template: &str, ids: &BTreeMap<&str, String>) -> Vec<String> {
     let area = template.trim_start_matches('/').split('/').next().unwrap();
     let area = if template.starts_with("/admin/users/") {
         "users"
+    } else if let Some(rest) = template.strip_prefix("/api/v1/") {
+        rest.split('/').next().unwrap()
     } else {
         area
     };
@@ -300,7 +302,11 @@ async fn csrf_is_required_on_every_state_change() {
         .unwrap()
         .id
         .to_string();
+    let (_, token) = l4d2web::auth::pat::create(&s.pool, s.ids["admin"], "ci", "operate", "30")
+        .await
+        .unwrap();
     let ids = BTreeMap::from([
+        ("tokens", token.id.to_string()),
         ("alerts", webhook),
         ("blueprints", blueprint),
         ("servers", server),
@@ -312,9 +318,37 @@ async fn csrf_is_required_on_every_state_change() {
 
     let posts: Vec<&str> = l4d2web::web::route_table()
         .into_iter()
-        .filter(|r| r.method == Method::POST)
+        .filter(|r| r.method == Method::POST && !r.api)
         .map(|r| r.path)
         .collect();
+    // The API's POSTs take no CSRF token, and refuse a cookie session even
+    // with a valid one: only a bearer token authenticates them.
+    let api_posts: Vec<&str> = l4d2web::web::route_table()
+        .into_iter()
+        .filter(|r| r.method == Method::POST && r.api)
+        .map(|r| r.path)
+        .collect();
+    assert!(api_posts.len() >= 2, "{api_posts:?}");
+    let valid = admin.csrf.clone().unwrap();
+    for template in api_posts {
+        for path in post_paths(template, &ids) {
+            admin.header("x-csrf-token", &valid);
+            let r = admin
+                .request(
+                    Method::POST,
+                    &path,
+                    Some((r#"{"action":"start"}"#.to_string(), "application/json")),
+                )
+                .await;
+            admin.extra_headers.clear();
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "cookie session on {path}"
+            );
+            assert!(r.body.contains("cookie"), "{path}: {}", r.body);
+        }
+    }
     assert!(
         posts.len() >= 15,
         "the route table lists every POST: {posts:?}"

@@ -5,6 +5,7 @@
 mod util;
 
 mod alerts;
+mod api;
 mod architecture;
 mod audit;
 mod backup;
