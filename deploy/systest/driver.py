@@ -618,6 +618,22 @@ def phase_routine(st):
     r = admin.post(f"/servers/{srv2}/shares/{uid.group(1)}/revoke") if uid else None
     check("the owner revokes it", r is not None and r.status == 303)
     check("after the revoke srv2 is gone for mallory again (404)", mallory.get(f"/servers/{srv2}").status == 404)
+    page = admin.get("/audit?kind=server").body
+    check("the audit log has the sharing and its revoke, by the admin", "server.shared" in page and "server.unshared" in page, page[-1200:])
+    page_all = admin.get("/audit?kind=server.stop").body
+    check("the viewer's refused stop is in the audit log", "refused" in page_all and "mallory" in page_all, page_all[-1200:])
+
+    # The HTTP API with a personal access token, under the hardened unit.
+    r = admin.post("/tokens", {"name": "systest", "scope": "operate", "days": "1"})
+    m = re.search(r'id="token-value">([^<]+)<', r.body)
+    check("a personal access token is created and shown once", r.status == 200 and m is not None, r.status)
+    if m:
+        conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=30)
+        conn.request("GET", "/api/v1/servers", headers={"Authorization": f"Bearer {m.group(1)}"})
+        res = conn.getresponse()
+        body = json.loads(res.read().decode() or "null")
+        conn.close()
+        check("the API lists the servers with the token", res.status == 200 and "srv2" in json.dumps(body), (res.status, str(body)[:300]))
 
 
 def phase_restart_for_kill(st):
@@ -715,7 +731,8 @@ def phase_after_restore(st):
     check("after restore the other tenant logs in", r.status == 303)
     page = mallory.get(f"/servers/{st['evil_server']}")
     check("after restore the other tenant's server is there", page.status == 200, page.status)
-    check("after restore tenants still see only their own servers", admin.get(f"/servers/{st['evil_server']}").status == 404)
+    check("after restore a tenant still does not see another's server", mallory.get(f"/servers/{st['server2']}").status == 404)
+    check("after restore the administrator still sees every server", admin.get(f"/servers/{st['evil_server']}").status == 200)
     check("after restore the servers meant to run are running again", wait_a2s(st["port2"], timeout=90) is not None)
     check("after restore the other tenant's server runs again too", wait_a2s(st["evil_port"], timeout=90) is not None)
 
