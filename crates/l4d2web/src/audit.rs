@@ -84,6 +84,9 @@ kinds! {
     WebhookChanged = "webhook.changed",
     WebhookDeleted = "webhook.deleted",
     WebhookTested = "webhook.tested",
+    TokenCreated = "token.created",
+    TokenRevoked = "token.revoked",
+    TokenDeleted = "token.deleted",
 }
 
 impl Kind {

@@ -10,11 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::state::AppState;
+use crate::audit::Kind;
 use crate::auth::pat::{self, ApiToken, TokenError, MAX_EXPIRY_DAYS};
 use crate::auth::Session;
 
@@ -101,11 +103,23 @@ async fn page(State(state): State<AppState>, a: Authed) -> Result<Response, AppE
 async fn create(
     State(state): State<AppState>,
     a: Authed,
+    trail: Trail,
     Protected { form, .. }: Protected<TokenForm>,
 ) -> Result<Response, AppError> {
     match pat::create(&state.pool, a.user.id, &form.name, &form.scope, &form.days).await {
         Ok(created) => {
             tracing::info!(user = %a.user.username, token = created.1.id, scope = created.1.scope.as_str(), "API token created");
+            // Never the token itself: its id, name, scope and expiry.
+            trail
+                .note(Kind::TokenCreated)
+                .target("token", created.1.id, &created.1.name)
+                .detail(format!(
+                    "scope {}, expires {}",
+                    created.1.scope.as_str(),
+                    created.1.expires_at
+                ))
+                .save(&state)
+                .await;
             page_with(
                 &state,
                 &a.session,
@@ -146,11 +160,18 @@ async fn revoke(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    let name = pat::revoke(&state.pool, a.user.id, parse_id(&id)?)
+    let id = parse_id(&id)?;
+    let name = pat::revoke(&state.pool, a.user.id, id)
         .await
         .map_err(token_error)?;
+    trail
+        .note(Kind::TokenRevoked)
+        .target("token", id, &name)
+        .save(&state)
+        .await;
     flash(
         &state,
         &a.session,
@@ -164,9 +185,11 @@ async fn delete(
     State(state): State<AppState>,
     a: Authed,
     Path(id): Path<String>,
+    trail: Trail,
     Protected { .. }: Protected<Empty>,
 ) -> Result<Response, AppError> {
-    let name = pat::delete(&state.pool, a.user.id, parse_id(&id)?)
+    let id = parse_id(&id)?;
+    let name = pat::delete(&state.pool, a.user.id, id)
         .await
         .map_err(|e| match e {
             TokenError::NotFound => AppError::BadRequest(
@@ -174,6 +197,11 @@ async fn delete(
             ),
             other => token_error(other),
         })?;
+    trail
+        .note(Kind::TokenDeleted)
+        .target("token", id, &name)
+        .save(&state)
+        .await;
     flash(&state, &a.session, &format!("Token {name} is deleted.")).await?;
     Ok(Redirect::to("/tokens").into_response())
 }

@@ -14,7 +14,7 @@ use crate::servers::{create_blueprint, create_server};
 use crate::util::*;
 
 /// Creates a token on the Tokens page; returns it (as shown once).
-async fn create_token(c: &mut Client, name: &str, scope: &str) -> String {
+pub(crate) async fn create_token(c: &mut Client, name: &str, scope: &str) -> String {
     let r = c
         .post(
             "/tokens",
@@ -647,6 +647,17 @@ async fn an_administrators_token_obeys_the_two_factor_rule() {
     let mut admin = s.login(ADMIN).await;
     let token = create_token(&mut admin, "ops", "read").await;
     let bearer = format!("Bearer {token}");
+    // Its creation is in the audit log, without the token.
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM audit_log WHERE kind = 'token.created'")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(details.len(), 1);
+    assert!(
+        details[0].contains("scope read") && !details[0].contains(&token),
+        "{details:?}"
+    );
     let r = call(&s, Method::GET, "/api/v1/me", Some(&bearer), None).await;
     assert_eq!(r.status, StatusCode::OK);
     // Administrators must use two-factor login now: a token is no way around it.

@@ -296,3 +296,96 @@ async fn shared_users_act_within_their_role_and_lose_it_when_revoked() {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "revoking twice");
     s.stop().await;
 }
+
+/// The API's server routes under the same rule, for every role, with
+/// tokens that may act (`operate`).
+#[tokio::test]
+async fn the_apis_server_routes_enforce_the_same_roles() {
+    let s = TestServer::start().await;
+    let mut alice = s.login(USER).await;
+    let bp = create_blueprint(&mut alice, "api-shared", "+map c1m1_hotel", "").await;
+    let server = create_server(&mut alice, "api-shared-1", bp).await;
+    let (mut carol, _) = user(&s, "carol").await;
+    let (mut dave, _) = user(&s, "dave").await;
+    let (mut erin, _) = user(&s, "erin").await;
+    for (name, role) in [
+        ("carol", "viewer"),
+        ("dave", "operator"),
+        ("erin", "manager"),
+    ] {
+        let r = alice
+            .post(
+                &format!("/servers/{server}/shares"),
+                &[("username", name), ("role", role)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let mut bob = s.login(USER2).await;
+    let mut admin = s.login(ADMIN).await;
+    let mut roles = Vec::new();
+    for (who, client, role) in [
+        ("nobody", &mut bob, None),
+        ("viewer", &mut carol, Some(Role::Viewer)),
+        ("operator", &mut dave, Some(Role::Operator)),
+        ("manager", &mut erin, Some(Role::Manager)),
+        ("owner", &mut alice, Some(Role::Owner)),
+        ("administrator", &mut admin, Some(Role::Admin)),
+    ] {
+        let token = crate::api::create_token(client, "matrix", "operate").await;
+        roles.push((who, format!("Bearer {token}"), role));
+    }
+    let http = reqwest::Client::new();
+    for path in [
+        format!("/api/v1/servers/{server}"),
+        format!("/api/v1/servers/{server}/live"),
+    ] {
+        for (who, bearer, role) in &roles {
+            let status = http
+                .get(format!("{}{path}", s.base))
+                .header("authorization", bearer)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            let want = if role.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(status, want, "GET {path} as {who}");
+        }
+    }
+    let path = format!("{}/api/v1/servers/{server}/actions", s.base);
+    for (action, right) in [
+        ("stop", Right::Operate),
+        ("restart", Right::Operate),
+        ("reset", Right::Manage),
+        ("delete", Right::Own),
+    ] {
+        for (who, bearer, role) in &roles {
+            let allowed = role.is_some_and(|r| r.allows(right));
+            if allowed && action == "delete" {
+                continue; // it would delete the server under the next checks
+            }
+            let res = http
+                .post(&path)
+                .header("authorization", bearer)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"action":"{action}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = res.text().await.unwrap_or_default();
+            let want = match role {
+                None => StatusCode::NOT_FOUND,
+                Some(_) if !allowed => StatusCode::FORBIDDEN,
+                Some(_) => StatusCode::ACCEPTED,
+            };
+            assert_eq!(status, want, "{action} as {who}: {body}");
+            assert!(body.starts_with('{'), "JSON, never a page: {body}");
+        }
+    }
+    s.stop().await;
+}
