@@ -375,6 +375,7 @@ mod tests {
             owner_id: 1,
             blueprint_id: 1,
             blueprint_name: "bp".into(),
+            blueprint_updated_at: String::new(),
             port: 27015,
             desired_state: desired,
             deleting: false,

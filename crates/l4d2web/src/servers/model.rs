@@ -18,6 +18,8 @@ pub struct ServerRow {
     pub owner_id: i64,
     pub blueprint_id: i64,
     pub blueprint_name: String,
+    /// When its blueprint was last edited (RFC 3339).
+    pub blueprint_updated_at: String,
     pub port: i64,
     pub desired_state: DesiredState,
     /// A delete was requested and has not finished.
@@ -56,7 +58,7 @@ impl std::fmt::Display for DesiredState {
     }
 }
 
-pub(super) const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
+pub(super) const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, b.updated_at AS blueprint_updated_at, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
 
 /// Jobs on one instance run one at a time, in the order requested. Keyed
 /// by name: a new server reusing a deleted one's name waits for its delete.

@@ -43,7 +43,7 @@ pub fn stamp(text: &str) -> Stamp {
     stamp_at(text, time::OffsetDateTime::now_utc())
 }
 
-fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
+pub(super) fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 

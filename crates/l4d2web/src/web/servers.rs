@@ -60,6 +60,41 @@ pub struct ServerView {
     pub players: Option<(u32, u32)>,
     /// What a queued or running job is doing to it ("starting…").
     pub pending: Option<&'static str>,
+    /// Its blueprint changed after the server last started.
+    pub restart_to_apply: bool,
+    /// The newest finished job on it, if that one failed: (job, title, error).
+    pub last_failure: Option<(i64, String, String)>,
+}
+
+/// What the server's recent jobs (newest first) tell its page: whether
+/// its blueprint changed since it last started, and a failure nobody has
+/// fixed since.
+fn from_history(view: &mut ServerView, jobs: &[Job]) {
+    let finished = jobs.iter().filter(|j| j.is_finished());
+    view.last_failure = finished
+        .clone()
+        .next()
+        .filter(|j| j.state == crate::jobs::JobState::Failed)
+        .map(|j| {
+            (
+                j.id,
+                j.summary().to_string(),
+                j.error.clone().unwrap_or_default(),
+            )
+        });
+    let started = finished
+        .filter(|j| j.state == crate::jobs::JobState::Succeeded)
+        .find(|j| {
+            Task::from_job(j)
+                .ok()
+                .and_then(|t| t.server_action().map(|(a, _)| a))
+                .is_some_and(|a| matches!(a, Action::Start | Action::Restart | Action::Reset))
+        })
+        .and_then(|j| j.finished_at.as_deref())
+        .and_then(super::page::parse_time);
+    let edited = super::page::parse_time(&view.server.blueprint_updated_at);
+    let up = matches!(&view.actual, Some(Some(s)) if s.is_up());
+    view.restart_to_apply = up && matches!((edited, started), (Some(e), Some(s)) if e > s);
 }
 
 /// The transition of the oldest unfinished job among `jobs` (a server's).
@@ -80,6 +115,8 @@ impl ServerView {
         ServerView {
             players: None,
             pending: None,
+            restart_to_apply: false,
+            last_failure: None,
             role,
             server,
             actual,
@@ -353,7 +390,11 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
         } else {
             None
         },
-        view: ServerView::new(on.access, actual).with_pending(pending_of(&jobs)),
+        view: {
+            let mut view = ServerView::new(on.access, actual).with_pending(pending_of(&jobs));
+            from_history(&mut view, &jobs);
+            view
+        },
         status_error,
         jobs,
     };
@@ -379,9 +420,11 @@ async fn state_block(
         .jobs
         .list_for_subject(&servers::subject(access.server.id), 10)
         .await?;
+    let mut view = ServerView::new(access, actual).with_pending(pending_of(&jobs));
+    from_history(&mut view, &jobs);
     Ok(StateFragment {
         csrf,
-        view: ServerView::new(access, actual).with_pending(pending_of(&jobs)),
+        view,
         status_error,
     })
 }

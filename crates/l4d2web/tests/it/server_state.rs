@@ -8,6 +8,16 @@ use crate::servers::{create_blueprint, create_server, latest_job, range};
 use crate::util::*;
 use reqwest::StatusCode;
 
+/// The state badge's word in a rendered state block.
+fn badge(block: &str) -> String {
+    let Some(i) = block.find("id=\"server-state\"") else {
+        return String::new();
+    };
+    let rest = &block[i..];
+    let start = rest.find('>').map_or(0, |j| j + 1);
+    rest[start..].split('<').next().unwrap_or("").to_string()
+}
+
 #[tokio::test]
 async fn the_state_block_follows_a_start_as_it_happens() {
     let r = range(27510);
@@ -28,7 +38,7 @@ async fn the_state_block_follows_a_start_as_it_happens() {
     let job = latest_job(&s).await;
     let during = stream
         .wait_for(Duration::from_secs(20), "starting…", |f| {
-            f.data.contains("starting…")
+            badge(&f.data) == "starting…"
         })
         .await;
     assert!(
@@ -38,10 +48,10 @@ async fn the_state_block_follows_a_start_as_it_happens() {
     );
     let after = stream
         .wait_for(Duration::from_secs(60), "running", |f| {
-            f.data.contains(">running<")
+            badge(&f.data) == "running"
         })
         .await;
-    assert!(!after.data.contains("starting…"));
+    assert!(!after.data.contains("starting…"), "{}", after.data);
     assert_eq!(s.wait_job(job).await, "succeeded");
 
     // Another user cannot follow it.
@@ -51,6 +61,77 @@ async fn the_state_block_follows_a_start_as_it_happens() {
         bob.get(&format!("/servers/{server}/state")).await.status,
         StatusCode::NOT_FOUND
     );
+    crate::servers::act(&s, &mut c, server, "stop").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_action_and_a_changed_blueprint_are_said_at_the_top() {
+    let r = range(27520);
+    let s = TestServer::start_installed(&[(r[0].0, &r[0].1), (r[1].0, &r[1].1)]).await;
+    let mut c = s.login(USER).await;
+    let bp = create_blueprint(&mut c, "hint", "+map c1m1_hotel", "hostname \"One\"").await;
+    let server = create_server(&mut c, "hint-1", bp).await;
+    let (_, state) = crate::servers::act(&s, &mut c, server, "start").await;
+    assert_eq!(state, "succeeded");
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(!page.contains("id=\"restart-to-apply\"") && !page.contains("id=\"last-failure\""));
+    // SQLite stores seconds: the edit must be a later second than the start.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .post(
+            &format!("/blueprints/{bp}"),
+            &[
+                ("name", "hint"),
+                ("args", "+map c1m1_hotel"),
+                ("config", "hostname \"Two\""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(page.contains("id=\"restart-to-apply\""), "{page}");
+    let (_, state) = crate::servers::act(&s, &mut c, server, "restart").await;
+    assert_eq!(state, "succeeded");
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(
+        !page.contains("id=\"restart-to-apply\""),
+        "applied by the restart"
+    );
+
+    // A start that fails (a stack overlay that was never built) is said at
+    // the top until a later action succeeds.
+    let r = c
+        .post("/overlays", &[("name", "unbuilt"), ("kind", "script")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let overlay = r.location().trim_start_matches("/overlays/").to_string();
+    let _ = std::fs::remove_dir_all(s.root.path().join("overlays").join(&overlay));
+    let r = c
+        .post(
+            &format!("/blueprints/{bp}/stack"),
+            &[("op", "add"), ("overlay_id", &overlay)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (job, state) = crate::servers::act(&s, &mut c, server, "restart").await;
+    assert_eq!(state, "failed");
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(
+        page.contains("id=\"last-failure\"") && page.contains(&format!("/jobs/{job}")),
+        "{page}"
+    );
+    let r = c
+        .post(
+            &format!("/blueprints/{bp}/stack"),
+            &[("op", "remove"), ("overlay_id", &overlay)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (_, state) = crate::servers::act(&s, &mut c, server, "restart").await;
+    assert_eq!(state, "succeeded");
+    let page = c.get(&format!("/servers/{server}")).await.body;
+    assert!(!page.contains("id=\"last-failure\""));
     crate::servers::act(&s, &mut c, server, "stop").await;
     s.stop().await;
 }
