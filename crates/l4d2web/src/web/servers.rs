@@ -33,6 +33,7 @@ use crate::tasks::{self, Task};
 pub fn routes() -> Routes {
     Routes::default()
         .get("/servers", dashboard)
+        .get("/servers/stream", dashboard_stream)
         .post("/servers", create)
         .server_get("/servers/{id}", Right::View, server_page)
         .server_get("/servers/{id}/state", Right::View, state_fragment)
@@ -233,7 +234,37 @@ async fn dashboard_with(
     a: &Authed,
     form: Option<(&CreateForm, String)>,
 ) -> Result<Response, AppError> {
-    let rows = access::visible(&state.pool, &a.user).await?;
+    let (servers, status_error) = dashboard_views(state, &a.user).await?;
+    let blueprints = bp::list(&state.pool, a.user.id).await?;
+    let (status, form_name, form_blueprint, form_error) = match form {
+        Some((f, e)) => (
+            StatusCode::BAD_REQUEST,
+            f.name.clone(),
+            f.blueprint_id.parse().unwrap_or(0),
+            Some(e),
+        ),
+        None => (StatusCode::OK, String::new(), 0, None),
+    };
+    let page = DashboardPage {
+        nav: nav(state, &a.session).await?,
+        csrf: a.session.csrf_token.clone(),
+        servers,
+        status_error,
+        blueprints,
+        form_name,
+        form_blueprint,
+        form_error,
+    };
+    Ok((status, render(&page)?).into_response())
+}
+
+/// Every server the visitor has a role on, with its state, players and
+/// any job under way; or why the states are unknown.
+async fn dashboard_views(
+    state: &AppState,
+    user: &crate::accounts::User,
+) -> Result<(Vec<ServerView>, Option<String>), AppError> {
+    let rows = access::visible(&state.pool, user).await?;
     // ONE l4d2ctl call for every server on the page.
     let (all, status_error): (Option<HashMap<String, InstanceStatus>>, _) = if rows.is_empty() {
         (Some(HashMap::new()), None)
@@ -261,27 +292,62 @@ async fn dashboard_with(
             view
         })
         .collect();
-    let blueprints = bp::list(&state.pool, a.user.id).await?;
-    let (status, form_name, form_blueprint, form_error) = match form {
-        Some((f, e)) => (
-            StatusCode::BAD_REQUEST,
-            f.name.clone(),
-            f.blueprint_id.parse().unwrap_or(0),
-            Some(e),
-        ),
-        None => (StatusCode::OK, String::new(), 0, None),
-    };
-    let page = DashboardPage {
-        nav: nav(state, &a.session).await?,
+    Ok((servers, status_error))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard_rows.html")]
+struct DashboardRows {
+    csrf: String,
+    servers: Vec<ServerView>,
+}
+
+/// Pushes the dashboard's rows: whenever a job is queued, starts or ends,
+/// and when a state or player count changed, looked at every 5 s.
+struct DashboardFeed {
+    state: AppState,
+    user: crate::accounts::User,
+    csrf: String,
+    jobs: tokio::sync::watch::Receiver<u64>,
+    last: Option<String>,
+}
+
+impl sse::Feed for DashboardFeed {
+    async fn next(&mut self) -> Option<Vec<axum::response::sse::Event>> {
+        loop {
+            if self.last.is_some() {
+                tokio::select! {
+                    _ = self.jobs.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+            let html = match dashboard_views(&self.state, &self.user).await {
+                Ok((servers, _)) => askama::Template::render(&DashboardRows {
+                    csrf: self.csrf.clone(),
+                    servers,
+                })
+                .unwrap_or_else(|e| format!("<tr><td class=\"error\">{e}</td></tr>")),
+                Err(e) => format!("<tr><td class=\"error\">{e}</td></tr>"),
+            };
+            if self.last.as_deref() != Some(html.as_str()) {
+                self.last = Some(html.clone());
+                return Some(vec![axum::response::sse::Event::default()
+                    .event("servers")
+                    .data(html)]);
+            }
+        }
+    }
+}
+
+async fn dashboard_stream(State(state): State<AppState>, a: Authed) -> Result<Response, AppError> {
+    let feed = DashboardFeed {
+        jobs: state.jobs.changes(),
+        user: a.user.clone(),
         csrf: a.session.csrf_token.clone(),
-        servers,
-        status_error,
-        blueprints,
-        form_name,
-        form_blueprint,
-        form_error,
+        last: None,
+        state: state.clone(),
     };
-    Ok((status, render(&page)?).into_response())
+    Ok(sse::stream(feed, state.shutdown.clone()).into_response())
 }
 
 async fn dashboard(State(state): State<AppState>, a: Authed) -> Result<Response, AppError> {

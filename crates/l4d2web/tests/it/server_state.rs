@@ -135,3 +135,55 @@ async fn a_failed_action_and_a_changed_blueprint_are_said_at_the_top() {
     crate::servers::act(&s, &mut c, server, "stop").await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_rows_follow_jobs_as_they_happen() {
+    let r = range(27530);
+    let s = TestServer::start_installed(&[(r[0].0, &r[0].1), (r[1].0, &r[1].1)]).await;
+    let mut c = s.login(USER).await;
+    let bp = create_blueprint(&mut c, "dash", "+map c1m1_hotel", "").await;
+    let server = create_server(&mut c, "dash-1", bp).await;
+    let page = c.get("/servers").await.body;
+    assert!(page.contains("sse-connect=\"/servers/stream\""), "{page}");
+    let mut stream = SseStream::open(&c, "/servers/stream").await;
+    let first = stream
+        .wait_for(Duration::from_secs(10), "the rows", |f| {
+            f.event == "servers"
+        })
+        .await;
+    assert!(
+        first.data.contains("server-dash-1") && first.data.contains("not started"),
+        "{}",
+        first.data
+    );
+    let r = c.post(&format!("/servers/{server}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    stream
+        .wait_for(Duration::from_secs(20), "starting…", |f| {
+            f.data.contains("starting…")
+        })
+        .await;
+    stream
+        .wait_for(Duration::from_secs(60), "running", |f| {
+            f.data.contains(">running</span>") && !f.data.contains("starting…")
+        })
+        .await;
+    // Deleted: gone from the rows without a reload.
+    let r = c.post(&format!("/servers/{server}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    stream
+        .wait_for(Duration::from_secs(60), "the row gone", |f| {
+            !f.data.contains("server-dash-1")
+        })
+        .await;
+    // Bob's rows never had it.
+    let bob = s.login(USER2).await;
+    let mut other = SseStream::open(&bob, "/servers/stream").await;
+    let rows = other
+        .wait_for(Duration::from_secs(10), "bob's rows", |f| {
+            f.event == "servers"
+        })
+        .await;
+    assert!(!rows.data.contains("dash-1"));
+    s.stop().await;
+}
