@@ -10,10 +10,13 @@
 //! - [`status`]: the JSON `l4d2ctl status|list --json` prints;
 //! - [`launch`]: which srcds launch arguments belong to the panel and which
 //!   a blueprint may set, and the ports and unit user of an instance;
-//! - [`server_cfg`]: the cvars the panel manages in server.cfg.
+//! - [`server_cfg`]: the cvars the panel manages in server.cfg;
+//! - [`install_progress`]: steamcmd's progress lines in `l4d2ctl install`'s
+//!   output, and the rate measured from them.
 //!
 //! Only types, rules and constants live here; no I/O.
 
+pub mod install_progress;
 pub mod launch;
 mod name;
 pub mod server_cfg;

@@ -2,13 +2,15 @@
 //! over `l4d2host`. Exit 0 on success; otherwise non-zero with a one-line
 //! reason on stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use l4d2host::{Host, HostError, InstanceName};
+
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -102,6 +104,10 @@ fn run(command: Cmd) -> anyhow::Result<()> {
     let name = |raw: &str| InstanceName::parse(raw).map_err(HostError::from);
     let mut stdout = std::io::stdout().lock();
     match command {
+        Cmd::Install if stdout.is_terminal() => {
+            drop(stdout);
+            host.install(&mut progress::TerminalProgress::new())?
+        }
         Cmd::Install => host.install(&mut stdout)?,
         Cmd::Initialize { name: n, file } => host.initialize(&name(&n)?, &file)?,
         Cmd::Start { name: n } => host.start(&name(&n)?)?,

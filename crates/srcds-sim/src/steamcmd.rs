@@ -26,6 +26,9 @@ pub const EXIT_BOOTSTRAP_FAILED: u8 = 1;
 /// Default size of the content archive, MiB (`STEAMCMD_SIM_CONTENT_MB`).
 pub const DEFAULT_CONTENT_MB: u64 = 4;
 
+/// Bytes between two progress reports of one file.
+const PROGRESS_CHUNK: usize = 512 * 1024;
+
 /// Real campaign maps shipped as placeholders.
 pub const MAPS: &[&str] = &[
     "c1m1_hotel",
@@ -91,6 +94,9 @@ pub struct Environment {
     pub sim_binary: Result<PathBuf, String>,
     /// Size of left4dead2/pak01_dir.vpk in MiB.
     pub content_mb: u64,
+    /// Simulated download speed (`STEAMCMD_SIM_KIB_PER_SEC`); 0 = as fast
+    /// as the disk.
+    pub download_kib_per_sec: u64,
 }
 
 struct Session<'a, W: Write> {
@@ -282,19 +288,26 @@ impl<W: Write> Session<'_, W> {
         let mut done: u64 = 0;
         for item in &items {
             let path = dir.join(&item.rel);
+            // Real steamcmd reports about once a second while a large file
+            // downloads; a report per chunk is the same shape, faster.
+            for chunk in item.bytes.chunks(PROGRESS_CHUNK) {
+                self.throttle(chunk.len());
+                done += chunk.len() as u64;
+                let pct = if total == 0 {
+                    100.0
+                } else {
+                    done as f64 * 100.0 / total as f64
+                };
+                say(
+                    &mut self.out,
+                    &format!(
+                        " Update state (0x61) downloading, progress: {pct:.2} ({done} / {total})"
+                    ),
+                );
+            }
             if !up_to_date(&path, &item.bytes) {
                 write_file(&path, &item.bytes, item.mode)?;
             }
-            done += item.bytes.len() as u64;
-            let pct = if total == 0 {
-                100.0
-            } else {
-                done as f64 * 100.0 / total as f64
-            };
-            say(
-                &mut self.out,
-                &format!(" Update state (0x61) downloading, progress: {pct:.2} ({done} / {total})"),
-            );
         }
         say(
             &mut self.out,
@@ -310,6 +323,14 @@ impl<W: Write> Session<'_, W> {
             0o644,
         )?;
         Ok(())
+    }
+
+    /// Waits as long as downloading `bytes` takes at the simulated speed.
+    fn throttle(&self, bytes: usize) {
+        if self.env.download_kib_per_sec > 0 {
+            let secs = bytes as f64 / (self.env.download_kib_per_sec as f64 * 1024.0);
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        }
     }
 
     /// Runs one command; `Err(code)` ends steamcmd with that exit code,

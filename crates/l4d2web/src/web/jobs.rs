@@ -3,6 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
+use std::time::Instant;
+
 use axum::http::HeaderMap;
 use axum::response::sse::Event;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -10,10 +12,12 @@ use serde::Deserialize;
 
 use super::error::AppError;
 use super::extract::{Admin, Authed, Protected};
-use super::page::{flash, nav, parse_id, render, Nav};
+use super::page::{self, flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::sse::{self, Feed};
 use super::state::AppState;
+use l4d2_contract::install_progress::{self, InstallProgress, RateMeter};
+
 use crate::accounts::User;
 use crate::fanout::Subscription;
 use crate::jobs::{Job, JobEvent, JobLine, JobLog, JobState};
@@ -106,6 +110,34 @@ struct StateHtml {
     state: JobState,
 }
 
+/// An install's progress bar (steamcmd's latest progress line).
+#[derive(Template)]
+#[template(
+    source = "<progress max=\"100\" value=\"{{ percent }}\"></progress> \
+<span class=\"meta\">{{ stage }} {{ percent }} % · {{ done }} of {{ total }}\
+{% if let Some(r) = rate %} · {{ r }}/s{% endif %}</span>",
+    ext = "html"
+)]
+struct ProgressHtml {
+    stage: String,
+    percent: String,
+    done: String,
+    total: String,
+    rate: Option<String>,
+}
+
+impl ProgressHtml {
+    fn new(progress: &InstallProgress, rate: Option<u64>) -> Self {
+        Self {
+            stage: progress.stage.clone(),
+            percent: format!("{:.1}", progress.percent()),
+            done: page::bytes(progress.done),
+            total: page::bytes(progress.total),
+            rate: rate.map(page::bytes),
+        }
+    }
+}
+
 /// Lines read from the database per catch-up step.
 const CATCH_UP_PAGE: i64 = 2000;
 
@@ -125,6 +157,8 @@ struct JobFeed {
     /// None: still running when the feed started.
     finished: Option<JobState>,
     done: bool,
+    /// Measures an install's download rate from the lines seen live.
+    meter: RateMeter,
 }
 
 impl JobFeed {
@@ -142,6 +176,41 @@ impl JobFeed {
             .data(data)
     }
 
+    /// The lines' events, then, if one of them is a steamcmd progress
+    /// report, one progress event for the latest. Only lines that arrive
+    /// as they are written tell the rate; lines read back from the log
+    /// came all at once.
+    fn lines(&mut self, lines: &[JobLine], live: bool) -> Vec<Event> {
+        let mut events: Vec<Event> = lines.iter().map(|l| self.line(l)).collect();
+        let Some(progress) = lines
+            .iter()
+            .rev()
+            .find_map(|l| install_progress::parse(&l.line))
+        else {
+            return events;
+        };
+        let rate = if live {
+            self.meter.observe(&progress, Instant::now())
+        } else {
+            self.meter = RateMeter::new();
+            None
+        };
+        let rate = rate.map(|r| r as u64);
+        events.push(if self.json {
+            let data = serde_json::json!({
+                "stage": progress.stage,
+                "percent": progress.percent(),
+                "done": progress.done,
+                "total": progress.total,
+                "bytes_per_sec": rate,
+            });
+            Event::default().event("progress").data(data.to_string())
+        } else {
+            sse::html("progress", &ProgressHtml::new(&progress, rate))
+        });
+        events
+    }
+
     async fn catch_up(&mut self) -> Vec<Event> {
         match self
             .log
@@ -152,7 +221,7 @@ impl JobFeed {
                 if (batch.len() as i64) < CATCH_UP_PAGE {
                     self.caught_up = true;
                 }
-                batch.iter().map(|l| self.line(l)).collect()
+                self.lines(&batch, false)
             }
             Err(e) => {
                 tracing::error!(job = self.job_id, error = %e, "job log read failed");
@@ -191,7 +260,7 @@ impl Feed for JobFeed {
             match self.sub.rx.recv().await {
                 Ok(JobEvent::Line(l)) if l.seq <= self.last => {}
                 Ok(JobEvent::Line(l)) if l.seq == self.last + 1 => {
-                    return Some(vec![self.line(&l)])
+                    return Some(self.lines(std::slice::from_ref(&l), true))
                 }
                 Ok(JobEvent::Line(_)) | Err(RecvError::Lagged(_)) => {
                     self.caught_up = false;
@@ -253,6 +322,7 @@ pub(super) async fn log_stream(
         json,
         finished: current.is_finished().then_some(current.state),
         done: false,
+        meter: RateMeter::new(),
     };
     Ok(sse::stream(feed, state.shutdown.clone()).into_response())
 }

@@ -358,3 +358,59 @@ async fn jobs_with_one_lock_key_run_one_at_a_time_in_order() {
     token.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_install_pushes_its_progress_with_bytes_and_rate() {
+    let s = TestServer::start().await;
+    // steamcmd-sim downloading at a set speed, so the reports arrive over
+    // a couple of seconds as a real download's do.
+    let script = s.root.path().join("steam/steamcmd.sh");
+    let _ = std::fs::remove_file(&script);
+    test_support::write_executable(
+        &script,
+        &format!(
+            "#!/bin/sh\nSTEAMCMD_SIM_KIB_PER_SEC=8192 exec {} \"$@\"\n",
+            test_support::workspace_bin("steamcmd-sim").display()
+        ),
+        0o755,
+    );
+    let mut admin = s.login(ADMIN).await;
+    let cookie = admin.cookie.clone().unwrap();
+    let r = admin.post("/admin/install", &[]).await;
+    let id: i64 = r
+        .location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let page = admin.get(&format!("/jobs/{id}")).await;
+    assert!(page.body.contains("sse-swap=\"progress\""), "{}", page.body);
+    let events = read_sse(s.base.clone(), cookie, format!("/jobs/{id}/stream"), true).await;
+    assert_eq!(s.wait_job(id).await, "succeeded");
+    let progress: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "progress")
+        .map(|e| e.data.as_str())
+        .collect();
+    assert!(progress.len() > 5, "{events:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p.starts_with("<progress max=\"100\" value=\"")),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.contains("downloading") && p.contains(" MB of ") && p.contains("/s</span>")),
+        "a download with its rate: {progress:?}"
+    );
+    let last = progress.last().unwrap();
+    assert!(last.contains("100.0 %"), "{last}");
+    // The raw lines stay in the log as steamcmd printed them.
+    assert!(s
+        .job_lines(id)
+        .await
+        .iter()
+        .any(|l| l.contains("Update state (0x61) downloading, progress: ")));
+}

@@ -17,17 +17,11 @@ fn main() -> ExitCode {
             .and_then(|e| e.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(".")),
     };
-    let content_mb = match std::env::var("STEAMCMD_SIM_CONTENT_MB") {
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                eprintln!(
-                    "steamcmd-sim: STEAMCMD_SIM_CONTENT_MB={v:?} is not a whole number of MiB"
-                );
-                return ExitCode::from(1);
-            }
-        },
-        Err(_) => DEFAULT_CONTENT_MB,
+    let Some(content_mb) = number_var("STEAMCMD_SIM_CONTENT_MB", "MiB", DEFAULT_CONTENT_MB) else {
+        return ExitCode::from(1);
+    };
+    let Some(download_kib_per_sec) = number_var("STEAMCMD_SIM_KIB_PER_SEC", "KiB/s", 0) else {
+        return ExitCode::from(1);
     };
     let env = Environment {
         steam_dir,
@@ -36,6 +30,7 @@ fn main() -> ExitCode {
             std::env::current_exe(),
         ),
         content_mb,
+        download_kib_per_sec,
     };
     let code = steamcmd::run(
         &env,
@@ -44,4 +39,19 @@ fn main() -> ExitCode {
         std::io::stdin().lock(),
     );
     ExitCode::from(code)
+}
+
+/// A whole-number knob from the environment; `None` (after saying why)
+/// when it is set to something else.
+fn number_var(name: &str, unit: &str, default: u64) -> Option<u64> {
+    match std::env::var(name) {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                eprintln!("steamcmd-sim: {name}={v:?} is not a whole number of {unit}");
+                None
+            }
+        },
+        Err(_) => Some(default),
+    }
 }

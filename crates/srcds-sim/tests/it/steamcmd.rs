@@ -7,6 +7,27 @@ fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The bytes done of a progress line.
+fn byte_counts(line: &str) -> u64 {
+    line.rsplit_once('(')
+        .and_then(|(_, counts)| counts.split_once(" / "))
+        .and_then(|(done, _)| done.parse().ok())
+        .unwrap_or_else(|| panic!("not a progress line: {line:?}"))
+}
+
+#[test]
+fn a_bad_download_speed_is_refused() {
+    let root = Root::new();
+    let out = std::process::Command::new(root.path().join("steam/steamcmd.sh"))
+        .args(["+quit"])
+        .env("STEAMCMD_SIM_KIB_PER_SEC", "fast")
+        .output()
+        .expect("spawn steamcmd-sim");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("STEAMCMD_SIM_KIB_PER_SEC=\"fast\" is not a whole number of KiB/s"));
+}
+
 #[test]
 fn two_passes_install_a_startable_tree() {
     let root = Root::new();
@@ -38,6 +59,12 @@ fn two_passes_install_a_startable_tree() {
         .unwrap();
     assert_eq!(done, total);
     assert!(last.contains("progress: 100.00 ("), "{last}");
+    // The 1 MiB archive is reported in parts, as a download goes.
+    let archive_reports = progress
+        .windows(2)
+        .filter(|w| byte_counts(w[1]) - byte_counts(w[0]) == 512 * 1024)
+        .count();
+    assert!(archive_reports >= 2, "{out}");
 
     let inst = root.installation();
     for map in ["c1m1_hotel", "c2m1_highway"] {

@@ -136,7 +136,7 @@ pub async fn detail(
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 200, content_type = "text/event-stream",
-         description = "Server-sent events: `line` events (JSON: seq, stream, line; the event id is the seq, so `Last-Event-ID` resumes), then one `end` event (JSON: state) when the job ends"),
+         description = "Server-sent events: `line` events (JSON: seq, stream, line; the event id is the seq, so `Last-Event-ID` resumes), while the job is an install, `progress` events after steamcmd's progress lines (JSON: stage, percent, done and total bytes, bytes_per_sec or null), then one `end` event (JSON: state) when the job ends"),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
