@@ -266,6 +266,10 @@ def phase_main(st):
     job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
     state, page = wait_job(admin, job) if job else ("none", "")
     check("install job (steamcmd through the web app) succeeds", state == "succeeded", "\n".join(job_log(page)[-5:]))
+    if job:
+        got, why = sse_until(admin, f"/jobs/{job}/stream", lambda e, d: e == "progress")
+        check("the install job's page shows steamcmd's progress as a bar",
+              got is not None and got.startswith("<progress") and "100.0 %" in got, got or why)
 
     # A script overlay built in the systemd sandbox from the web app.
     script = (
