@@ -741,6 +741,36 @@ def phase_after_restore(st):
     check("after restore the other tenant's server runs again too", wait_a2s(st["evil_port"], timeout=90) is not None)
 
 
+STEAM_GUARD_CODE = "F7K2Q"
+
+
+def phase_steam_account(st):
+    """A Steam account for steamcmd as a systemd credential of the web unit,
+    with Steam Guard: the install asks for a code, the code entered on the
+    Jobs page logs in once, the next install runs unattended."""
+    check("the panel is up with a Steam account configured", wait_health(90))
+    admin = Browserless()
+    admin.login("admin", st["admin_password"])
+    r = admin.post("/admin/install")
+    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+    state, page = wait_job(admin, job) if job else ("none", "")
+    jobs = admin.get("/jobs").body
+    check("an install with a Steam Guard account fails asking for a code, on the Jobs page",
+          state == "failed" and 'id="steam-guard"' in jobs and "Steam asks for a Steam Guard code" in jobs,
+          "\n".join(job_log(page)[-3:]))
+    r = admin.post("/admin/install", [("steam_guard_code", STEAM_GUARD_CODE)])
+    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+    state, page = wait_job(admin, job) if job else ("none", "")
+    check("the install with the Steam Guard code entered on the Jobs page succeeds",
+          state == "succeeded", "\n".join(job_log(page)[-3:]))
+    r = admin.post("/admin/install")
+    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+    state, page = wait_job(admin, job) if job else ("none", "")
+    check("the next install logs in unattended with steamcmd's saved login", state == "succeeded",
+          "\n".join(job_log(page)[-3:]))
+    check("the Jobs page no longer asks for a code", 'id="steam-guard"' not in admin.get("/jobs").body)
+
+
 def phase_bench(st):
     """40 running servers: what one dashboard view costs."""
     admin = Browserless()
@@ -775,6 +805,7 @@ def phase_bench_cleanup(st):
 
 PHASES = {
     "main": phase_main,
+    "steam-account": phase_steam_account,
     "hostile": phase_hostile,
     "hostile-restart": phase_hostile_restart,
     "refresh-check": phase_refresh_check,

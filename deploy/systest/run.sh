@@ -525,4 +525,23 @@ check "the restored database is 0640 or stricter" \
     test -z "$(in_ct find /var/lib/left4me/left4me.db -perm /0137)"
 drive after-restore
 
+echo "== a Steam account for steamcmd, as the deploy README sets it up ($(elapsed))"
+STEAM_PW='systest: not-a-real password'
+# The simulated Steam knows the account and wants a Steam Guard code (web.env
+# reaches steamcmd through the panel and l4d2ctl; the account does not).
+in_ct /bin/sh -c "install -d -m 0700 /etc/credstore && printf '%s\n%s\n' left4me_host '$STEAM_PW' | install -m 0600 /dev/stdin /etc/credstore/left4me-steam-account &&
+    printf 'STEAMCMD_SIM_ACCOUNT=left4me_host:%s\nSTEAMCMD_SIM_GUARD_CODE=F7K2Q\n' '$STEAM_PW' >> /etc/left4me/web.env &&
+    systemctl restart left4me-web.service"
+check "the credential is readable by root alone on disk" \
+    test "$(in_ct stat -c '%U %a' /etc/credstore/left4me-steam-account)" = "root 600"
+drive steam-account
+# The simulated Steam's own setting in web.env holds the password too; the
+# panel's records must not.
+check "the Steam password is in no journal line of the panel" \
+    test "$(in_ct journalctl -u left4me-web.service -o cat | grep -c -F "$STEAM_PW")" = 0
+check "the Steam password is nowhere under the data root" \
+    test -z "$(in_ct grep -rlF "$STEAM_PW" /var/lib/left4me 2>/dev/null)"
+check "the panel's user cannot read the credential file itself" \
+    test "$(in_ct runuser -u left4me -- cat /etc/credstore/left4me-steam-account 2>/dev/null | wc -c)" = 0
+
 exit 0

@@ -11,12 +11,13 @@
 //! - [`launch`]: which srcds launch arguments belong to the panel and which
 //!   a blueprint may set, and the ports and unit user of an instance;
 //! - [`server_cfg`]: the cvars the panel manages in server.cfg;
-//! - [`install_progress`]: steamcmd's progress lines in `l4d2ctl install`'s
-//!   output, and the rate measured from them.
+//! - [`install`]: `l4d2ctl install`'s exit codes for a Steam login that
+//!   needs attention, and steamcmd's progress lines in its output with the
+//!   rate measured from them.
 //!
 //! Only types, rules and constants live here; no I/O.
 
-pub mod install_progress;
+pub mod install;
 pub mod launch;
 mod name;
 pub mod server_cfg;

@@ -26,6 +26,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install or update the game with steamcmd (LEFT4ME_STEAMCMD).
+    ///
+    /// Logs in anonymously unless a Steam account is configured: the file
+    /// in LEFT4ME_STEAM_ACCOUNT_FILE, or the systemd credential
+    /// left4me-steam-account (account name on the first line, password on
+    /// the second). A Steam Guard code goes in LEFT4ME_STEAM_GUARD_CODE.
+    /// Exits 3 when Steam asks for a Steam Guard code, 4 when it refused
+    /// the login.
     Install,
     /// Write (or replace) an instance definition from a YAML spec.
     Initialize {
@@ -94,8 +101,23 @@ fn main() -> ExitCode {
             // One line, whole cause chain: the web app shows stderr to users.
             let message = format!("{e:#}").replace('\n', " ");
             eprintln!("l4d2ctl: error: {message}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// 1, or the contract's own codes for a Steam login that needs a person.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    use l4d2_contract::install::{EXIT_STEAM_GUARD_CODE_NEEDED, EXIT_STEAM_LOGIN_REFUSED};
+    use l4d2host::InstallError;
+    match e.downcast_ref::<HostError>() {
+        Some(HostError::Install(InstallError::GuardCodeNeeded { .. })) => {
+            ExitCode::from(EXIT_STEAM_GUARD_CODE_NEEDED)
+        }
+        Some(HostError::Install(InstallError::LoginRefused { .. })) => {
+            ExitCode::from(EXIT_STEAM_LOGIN_REFUSED)
+        }
+        _ => ExitCode::FAILURE,
     }
 }
 

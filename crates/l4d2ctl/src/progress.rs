@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use l4d2_contract::install_progress::{self, RateMeter};
+use l4d2_contract::install::{self, RateMeter};
 
 /// A line-buffered writer that draws progress lines as a bar.
 pub struct TerminalProgress {
@@ -35,7 +35,7 @@ impl TerminalProgress {
     fn line(&mut self, raw: &[u8]) {
         let line = String::from_utf8_lossy(raw);
         let line = line.trim_end_matches('\r');
-        match install_progress::parse(line) {
+        match install::parse(line) {
             Some(p) => {
                 let rate = self.meter.observe(&p, Instant::now());
                 self.bar.set_message(p.stage.clone());

@@ -70,7 +70,8 @@ impl Host {
 
     pub fn install(&self, out: &mut dyn Write) -> Result<(), HostError> {
         let steamcmd = install::steamcmd_from_env(&self.layout)?;
-        install::install(&self.layout, &steamcmd, out)?;
+        let login = install::SteamLogin::from_env()?;
+        install::install(&self.layout, &steamcmd, &login, out)?;
         Ok(())
     }
 

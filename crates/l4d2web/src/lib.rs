@@ -25,6 +25,7 @@ pub mod data_root;
 pub mod db;
 mod demo;
 pub mod fanout;
+pub mod game;
 mod http;
 pub mod jobs;
 pub mod l4d2ctl;
@@ -95,11 +96,13 @@ pub async fn serve(
         .context("starting live state")?;
     live.spawn(shutdown.clone());
     let workers_stop = CancellationToken::new();
+    let steam_guard = game::SteamGuard::default();
     let runner = Arc::new(TaskRunner::new(
         config.clone(),
         host.clone(),
         jobs.clone(),
         live.clone(),
+        steam_guard.clone(),
     ));
     let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
     let schedules = tasks::schedule::SchedulerHandle::default();
@@ -129,6 +132,7 @@ pub async fn serve(
         host,
         live,
         schedules,
+        steam_guard,
         shutdown: shutdown.clone(),
         sse_viewers: Default::default(),
     };

@@ -57,6 +57,10 @@ pub enum InstallError {
     MissingConfiguration,
     #[error("Invalid platform {0:?}")]
     InvalidPlatform(String),
+    /// What real steamcmd prints since Valve took the game out of the
+    /// anonymous package for some platforms.
+    #[error("Invalid platform")]
+    AnonymousRefused,
     #[error("Disk write failure: {path}: {source}")]
     DiskWrite {
         path: PathBuf,
@@ -97,13 +101,46 @@ pub struct Environment {
     /// Simulated download speed (`STEAMCMD_SIM_KIB_PER_SEC`); 0 = as fast
     /// as the disk.
     pub download_kib_per_sec: u64,
+    /// The one Steam account that can log in (`STEAMCMD_SIM_ACCOUNT`,
+    /// `name:password`), with its Steam Guard code when it has Steam Guard
+    /// (`STEAMCMD_SIM_GUARD_CODE`).
+    pub account: Option<SimAccount>,
+    /// Saved logins are refused as expired (`STEAMCMD_SIM_LOGIN_EXPIRED=1`).
+    pub saved_login_expired: bool,
+    /// Anonymous logins cannot install the game, as Valve made it in
+    /// November 2024 for some platforms (`STEAMCMD_SIM_ANONYMOUS_REFUSED=1`).
+    pub anonymous_refused: bool,
+    /// Where steamcmd keeps its state: `$HOME/Steam`.
+    pub home: Option<PathBuf>,
+}
+
+/// A Steam account steamcmd-sim accepts.
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    pub user: String,
+    pub password: String,
+    pub guard_code: Option<String>,
+}
+
+impl SimAccount {
+    /// `name:password` (the password may contain ':').
+    pub fn parse(spec: &str, guard_code: Option<String>) -> Option<Self> {
+        let (user, password) = spec.split_once(':')?;
+        (!user.is_empty() && !password.is_empty()).then(|| SimAccount {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            guard_code,
+        })
+    }
 }
 
 struct Session<'a, W: Write> {
     env: &'a Environment,
     out: W,
+    stdin: &'a mut dyn BufRead,
     install_dir: Option<PathBuf>,
     logged_in: bool,
+    anonymous: bool,
     platform: String,
 }
 
@@ -253,6 +290,9 @@ impl<W: Write> Session<'_, W> {
         if app != APP_ID {
             return Err(InstallError::NoSubscription);
         }
+        if self.anonymous && self.env.anonymous_refused {
+            return Err(InstallError::AnonymousRefused);
+        }
         // Without force_install_dir real steamcmd would use its own
         // steamapps/common; the simulator only installs where told to.
         let dir = self
@@ -333,6 +373,133 @@ impl<W: Write> Session<'_, W> {
         }
     }
 
+    /// `login <user> [<password>] [<Steam Guard code>]`, as real steamcmd
+    /// answers it. With Steam Guard, a login without a saved one asks for
+    /// the code on stdin (EOF: denied); a right code saves the login in
+    /// `$HOME/Steam/config/config.vdf`, as steamcmd's `ConnectCache`, so
+    /// later logins need no code.
+    fn login(
+        &mut self,
+        user: &str,
+        password: Option<&String>,
+        code: Option<&String>,
+    ) -> Result<bool, u8> {
+        let refuse = |s: &mut Self, result: &str| {
+            say(
+                &mut s.out,
+                &format!("Logging in user '{user}' to Steam Public...FAILED ({result})"),
+            );
+            say(
+                &mut s.out,
+                &format!("FAILED login with result code {result}"),
+            );
+            Err(EXIT_LOGIN_FAILED)
+        };
+        let Some(account) = self.env.account.clone() else {
+            return refuse(self, "Invalid Password");
+        };
+        if account.user != user || password != Some(&account.password) {
+            return refuse(self, "Invalid Password");
+        }
+        if let Some(want) = &account.guard_code {
+            let saved = !self.env.saved_login_expired && self.saved_login(user);
+            if !saved {
+                let code = match code {
+                    Some(c) => Some(c.clone()),
+                    None => {
+                        say(
+                            &mut self.out,
+                            &format!("Logging in user '{user}' to Steam Public..."),
+                        );
+                        say(&mut self.out, "This computer has not been authenticated for your account using Steam Guard.");
+                        say(&mut self.out, "Please check your email for the message from Steam, and enter the Steam Guard");
+                        say(&mut self.out, " code from that message.");
+                        say(
+                            &mut self.out,
+                            "You can also enter this code at any time using 'set_steam_guard_code'",
+                        );
+                        say(&mut self.out, " at the console.");
+                        let _ = write!(self.out, "Steam Guard code:");
+                        let _ = self.out.flush();
+                        let mut line = String::new();
+                        match self.stdin.read_line(&mut line) {
+                            Ok(n) if n > 0 && !line.trim().is_empty() => {
+                                Some(line.trim().to_owned())
+                            }
+                            _ => {
+                                say(&mut self.out, "");
+                                return refuse(self, "Account Logon Denied");
+                            }
+                        }
+                    }
+                };
+                if code.as_deref() != Some(want.as_str()) {
+                    return refuse(self, "Invalid Login Auth Code");
+                }
+                self.save_login(user);
+            }
+        }
+        say(
+            &mut self.out,
+            &format!("Logging in user '{user}' to Steam Public...OK"),
+        );
+        say(&mut self.out, "Waiting for client config...OK");
+        say(&mut self.out, "Waiting for user info...OK");
+        self.logged_in = true;
+        self.anonymous = false;
+        Ok(true)
+    }
+
+    fn config_vdf(&self) -> Option<PathBuf> {
+        Some(self.env.home.as_ref()?.join("Steam/config/config.vdf"))
+    }
+
+    fn saved_login(&self, user: &str) -> bool {
+        self.config_vdf()
+            .and_then(|p| fs::read_to_string(p).ok())
+            .is_some_and(|c| c.contains(&format!("\"{user}\"")) && c.contains("ConnectCache"))
+    }
+
+    /// Real steamcmd nests ConnectCache under Software/Valve/Steam and keys
+    /// it by a hash of the account name; this keeps the shape, not the key.
+    fn save_login(&mut self, user: &str) {
+        let Some(path) = self.config_vdf() else {
+            return;
+        };
+        let text = format!(
+            "\"InstallConfigStore\"\n{{\n\t\"ConnectCache\"\n\t{{\n\t\t\"{user}\"\t\t\"steamcmd-sim-saved-login\"\n\t}}\n}}\n"
+        );
+        if let Err(e) = write_file(&path, text.as_bytes(), 0o600) {
+            say(&mut self.out, &format!("Saving the login failed: {e}"));
+        }
+    }
+
+    /// `runscript <file>`: one command per line, words split at spaces
+    /// except inside double quotes; `//` starts a comment line.
+    fn runscript(&mut self, file: &Path) -> Result<bool, u8> {
+        let Ok(text) = fs::read_to_string(file) else {
+            say(
+                &mut self.out,
+                &format!("Could not open script file {}", file.display()),
+            );
+            return Ok(true);
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with("//") {
+                continue;
+            }
+            let words = split_quoted(line);
+            if words.is_empty() {
+                continue;
+            }
+            if !self.command(&words)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Runs one command; `Err(code)` ends steamcmd with that exit code,
     /// `Ok(false)` is `quit`.
     fn command(&mut self, cmd: &[String]) -> Result<bool, u8> {
@@ -348,33 +515,29 @@ impl<W: Write> Session<'_, W> {
                 }
                 None => say(&mut self.out, "Usage: force_install_dir <path>"),
             },
-            "login" => {
-                match args.first().map(String::as_str) {
-                    Some("anonymous") => {
-                        say(&mut self.out, "Connecting anonymously to Steam Public...OK");
-                        say(&mut self.out, "Waiting for client config...OK");
-                        say(&mut self.out, "Waiting for user info...OK");
-                        self.logged_in = true;
-                    }
-                    Some(user) => {
-                        say(&mut self.out, &format!("Logging in user '{user}' to Steam Public...FAILED (Invalid Password)"));
-                        say(
-                            &mut self.out,
-                            "FAILED login with result code Invalid Password",
-                        );
-                        return Err(EXIT_LOGIN_FAILED);
-                    }
-                    None => say(
-                        &mut self.out,
-                        "Usage: login <username> [<password>] [<Steam guard code>]",
-                    ),
+            "login" => match args.first().map(String::as_str) {
+                Some("anonymous") => {
+                    say(&mut self.out, "Connecting anonymously to Steam Public...OK");
+                    say(&mut self.out, "Waiting for client config...OK");
+                    say(&mut self.out, "Waiting for user info...OK");
+                    self.logged_in = true;
+                    self.anonymous = true;
                 }
-            }
+                Some(user) => return self.login(user, args.get(1), args.get(2)),
+                None => say(
+                    &mut self.out,
+                    "Usage: login <username> [<password>] [<Steam guard code>]",
+                ),
+            },
             "@sSteamCmdForcePlatformType" => match args.first() {
                 Some(p) => self.platform = p.clone(),
                 None => say(&mut self.out, "\"@sSteamCmdForcePlatformType\" = \"\""),
             },
             "app_update" => self.app_update(args).map(|_| ())?,
+            "runscript" => match args.first() {
+                Some(file) => return self.runscript(Path::new(file)),
+                None => say(&mut self.out, "Usage: runscript <file>"),
+            },
             "quit" | "exit" => return Ok(false),
             other => say(&mut self.out, &format!("Unknown command \"{other}\"")),
         }
@@ -385,12 +548,14 @@ impl<W: Write> Session<'_, W> {
 /// Runs steamcmd with `args` (after argv[0]); interactive commands are read
 /// from `stdin` when the arguments do not end with `+quit`. Returns the
 /// process exit code.
-pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, stdin: R) -> u8 {
+pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, mut stdin: R) -> u8 {
     let mut s = Session {
         env,
         out,
+        stdin: &mut stdin,
         install_dir: None,
         logged_in: false,
+        anonymous: false,
         platform: "linux".into(),
     };
     say(&mut s.out, "[  0%] Checking for available updates...");
@@ -414,9 +579,13 @@ pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, std
         }
     }
     // No +quit: steamcmd stays at its prompt and reads commands.
-    for line in stdin.lines() {
-        let Ok(line) = line else { break };
-        let tokens: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    loop {
+        let mut line = String::new();
+        match s.stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let tokens = split_quoted(&line);
         if tokens.is_empty() {
             continue;
         }
@@ -427,6 +596,37 @@ pub fn run<W: Write, R: BufRead>(env: &Environment, args: &[String], out: W, std
         }
     }
     finish(&mut s.out, 0)
+}
+
+/// Words of a command line; double quotes group words (no escapes, as in
+/// steamcmd).
+fn split_quoted(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.trim_end_matches(['\r', '\n']).chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
 }
 
 fn finish<W: Write>(out: &mut W, code: u8) -> u8 {

@@ -2,5 +2,5 @@
 //! module per area; the simulated game harness is `test_support::sim`.
 
 mod bad_input;
-mod install_progress;
+mod install;
 mod lifecycle;

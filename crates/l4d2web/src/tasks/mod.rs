@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts;
 use crate::config::Config;
+use crate::game::{self, SteamGuard};
 use crate::jobs::{Job, JobCtx, JobFailure, Jobs, NewJob, Queued, Runner};
 use crate::l4d2ctl::HostClient;
 use crate::live::LiveHub;
@@ -323,22 +324,30 @@ pub struct TaskRunner {
     host: HostClient,
     jobs: Jobs,
     live: LiveHub,
+    steam_guard: SteamGuard,
 }
 
 impl TaskRunner {
-    pub fn new(config: Arc<Config>, host: HostClient, jobs: Jobs, live: LiveHub) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        host: HostClient,
+        jobs: Jobs,
+        live: LiveHub,
+        steam_guard: SteamGuard,
+    ) -> Self {
         TaskRunner {
             config,
             host,
             jobs,
             live,
+            steam_guard,
         }
     }
 
     async fn run_task(&self, ctx: &mut JobCtx) -> Result<(), JobFailure> {
         let task = Task::from_job(ctx.job()).map_err(JobFailure::from_error)?;
         match task {
-            Task::Install => ctx.l4d2ctl(&self.host, &["install"]).await,
+            Task::Install => game::install_job(ctx, &self.host, &self.steam_guard).await,
             Task::OverlayBuild {
                 overlay_id, clean, ..
             } => overlays::build::run(ctx, &self.config, &self.host, overlay_id, clean).await,

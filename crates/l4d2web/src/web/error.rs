@@ -13,6 +13,7 @@ use crate::alerts::AlertError;
 use crate::audit::AuditError;
 use crate::auth::totp::TotpError;
 use crate::auth::LoginTokenError;
+use crate::game::GameError;
 use crate::l4d2ctl::HostError;
 use crate::overlays::files::FileError;
 use crate::overlays::OverlayError;
@@ -189,6 +190,12 @@ impl From<TotpError> for AppError {
             e @ (TotpError::Random(_) | TotpError::Setup(_)) => AppError::internal(e),
             other => AppError::BadRequest(format!("{other}; nothing was changed")),
         }
+    }
+}
+
+impl From<GameError> for AppError {
+    fn from(e: GameError) -> Self {
+        AppError::BadRequest(format!("{e}; nothing was changed"))
     }
 }
 

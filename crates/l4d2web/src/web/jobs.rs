@@ -16,10 +16,11 @@ use super::page::{self, flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
 use super::sse::{self, Feed};
 use super::state::AppState;
-use l4d2_contract::install_progress::{self, InstallProgress, RateMeter};
+use l4d2_contract::install::{self as steamcmd, InstallProgress, RateMeter};
 
 use crate::accounts::User;
 use crate::fanout::Subscription;
+use crate::game::{self, SteamLogin};
 use crate::jobs::{Job, JobEvent, JobLine, JobLog, JobState};
 use crate::servers::{self, access};
 use crate::tasks::{self, Task};
@@ -37,14 +38,21 @@ pub fn routes() -> Routes {
 struct JobsPage {
     nav: Nav,
     jobs: Vec<Job>,
+    /// How the last install's Steam login went (administrators only).
+    steam_login: Option<SteamLogin>,
 }
 
 async fn list(State(state): State<AppState>, a: Authed) -> Result<Html<String>, AppError> {
     let scope = (!a.user.is_admin).then_some(a.user.id);
     let jobs = state.jobs.list(scope, 200).await?;
+    let steam_login = match a.user.is_admin {
+        true => Some(game::steam_login(&state.pool).await?),
+        false => None,
+    };
     render(&JobsPage {
         nav: nav(&state, &a.session).await?,
         jobs,
+        steam_login,
     })
 }
 
@@ -182,11 +190,7 @@ impl JobFeed {
     /// came all at once.
     fn lines(&mut self, lines: &[JobLine], live: bool) -> Vec<Event> {
         let mut events: Vec<Event> = lines.iter().map(|l| self.line(l)).collect();
-        let Some(progress) = lines
-            .iter()
-            .rev()
-            .find_map(|l| install_progress::parse(&l.line))
-        else {
+        let Some(progress) = lines.iter().rev().find_map(|l| steamcmd::parse(&l.line)) else {
             return events;
         };
         let rate = if live {
@@ -328,13 +332,20 @@ pub(super) async fn log_stream(
 }
 
 #[derive(Deserialize)]
-struct Empty {}
+struct InstallForm {
+    /// A Steam Guard code for this install, when Steam asked for one.
+    #[serde(default)]
+    steam_guard_code: Option<String>,
+}
 
 async fn install(
     State(state): State<AppState>,
     Admin(_): Admin,
-    Protected { session, .. }: Protected<Empty>,
+    Protected { session, form, .. }: Protected<InstallForm>,
 ) -> Result<Response, AppError> {
+    if let Some(code) = form.steam_guard_code.as_deref() {
+        state.steam_guard.offer(code)?;
+    }
     let queued = tasks::submit(&state.jobs, &Task::Install, None).await?;
     flash(
         &state,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub consoles: ConsoleHub,
     /// Tells the scheduler that schedules changed.
     pub schedules: SchedulerHandle,
+    /// A Steam Guard code an administrator entered, for the next install.
+    pub steam_guard: crate::game::SteamGuard,
     /// Fired on shutdown: ends SSE streams so graceful shutdown can finish.
     pub shutdown: CancellationToken,
     /// Event streams open now (counted by `sse::count_viewers`).

@@ -339,7 +339,7 @@ fn layer(m: &Module) -> Option<usize> {
         Some("jobs") => Some(2),
         Some(
             "accounts" | "auth" | "servers" | "overlays" | "live" | "backup" | "schedules"
-            | "alerts" | "audit",
+            | "alerts" | "audit" | "game",
         ) => Some(3),
         Some("tasks" | "metrics") => Some(4),
         Some("web") => Some(5),

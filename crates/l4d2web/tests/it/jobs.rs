@@ -414,3 +414,117 @@ async fn an_install_pushes_its_progress_with_bytes_and_rate() {
         .iter()
         .any(|l| l.contains("Update state (0x61) downloading, progress: ")));
 }
+
+/// Queues an install from the Jobs page (with a Steam Guard code when
+/// given); the job's id, or the refusal's status and page.
+async fn post_install(admin: &mut Client, code: Option<&str>) -> Result<i64, (StatusCode, String)> {
+    let fields: Vec<(&str, &str)> = code
+        .map(|c| vec![("steam_guard_code", c)])
+        .unwrap_or_default();
+    let r = admin.post("/admin/install", &fields).await;
+    if r.status != StatusCode::SEE_OTHER {
+        return Err((r.status, r.body));
+    }
+    Ok(r.location()
+        .strip_prefix("/jobs/")
+        .unwrap()
+        .parse()
+        .unwrap())
+}
+
+#[tokio::test]
+async fn a_steam_guard_code_entered_on_the_jobs_page_lets_the_install_log_in() {
+    const PASSWORD: &str = "hunter2: the sequel";
+    let account = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(account.path(), format!("left4me_host\n{PASSWORD}\n")).unwrap();
+    let account_path = account.path().display().to_string();
+    let s = TestServer::start_with_host_env(&[
+        ("LEFT4ME_STEAM_ACCOUNT_FILE", &account_path),
+        ("STEAMCMD_SIM_ACCOUNT", &format!("left4me_host:{PASSWORD}")),
+        ("STEAMCMD_SIM_GUARD_CODE", "F7K2Q"),
+    ])
+    .await;
+    let mut admin = s.login(ADMIN).await;
+    // Steam asks for a code: the job fails and says so, the Jobs page asks.
+    let id = post_install(&mut admin, None).await.unwrap();
+    assert_eq!(s.wait_job(id).await, "failed");
+    let page = admin.get("/jobs").await;
+    assert!(page.body.contains("id=\"steam-guard\""), "{}", page.body);
+    assert!(page
+        .body
+        .contains("Steam asks for a Steam Guard code for the account left4me_host"));
+    // Not a code: refused, nothing queued.
+    let jobs_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    for bad in ["", "1234", "F7K2Q9", "F7;2Q"] {
+        let (status, body) = post_install(&mut admin, Some(bad)).await.unwrap_err();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert!(
+            body.contains("a Steam Guard code is the 5 letters or digits"),
+            "{body}"
+        );
+    }
+    let jobs_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs_before, jobs_after);
+    // A wrong code: Steam refuses the login, and the page says so.
+    let id = post_install(&mut admin, Some("AAAAA")).await.unwrap();
+    assert_eq!(s.wait_job(id).await, "failed");
+    let page = admin.get("/jobs").await;
+    assert!(
+        page.body.contains("id=\"steam-login-refused\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("the Steam Guard code is wrong"),
+        "{}",
+        page.body
+    );
+    // The right code installs; the next install needs none.
+    let id = post_install(&mut admin, Some("F7K2Q")).await.unwrap();
+    assert_eq!(
+        s.wait_job(id).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(id).await
+    );
+    let page = admin.get("/jobs").await;
+    assert!(!page.body.contains("steam-guard") && !page.body.contains("steam-login-refused"));
+    let id = post_install(&mut admin, None).await.unwrap();
+    assert_eq!(
+        s.wait_job(id).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(id).await
+    );
+    // Neither the password nor the code is in the database (jobs, their
+    // logs, facts).
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT args || COALESCE(error, '') FROM jobs UNION ALL SELECT line FROM job_lines UNION ALL SELECT value FROM panel_facts",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    for text in &dump {
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("F7K2Q"),
+            "{text}"
+        );
+    }
+    // A user who is not an administrator sees no Steam login and cannot install.
+    let mut alice = s.login(USER).await;
+    assert!(!alice.get("/jobs").await.body.contains("Steam Guard"));
+    assert_eq!(
+        alice
+            .post("/admin/install", &[("steam_guard_code", "F7K2Q")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    s.stop().await;
+}

@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         ),
         content_mb,
         download_kib_per_sec,
+        account: std::env::var("STEAMCMD_SIM_ACCOUNT").ok().and_then(|a| {
+            steamcmd::SimAccount::parse(&a, std::env::var("STEAMCMD_SIM_GUARD_CODE").ok())
+        }),
+        saved_login_expired: std::env::var("STEAMCMD_SIM_LOGIN_EXPIRED").is_ok_and(|v| v == "1"),
+        anonymous_refused: std::env::var("STEAMCMD_SIM_ANONYMOUS_REFUSED").is_ok_and(|v| v == "1"),
+        home: std::env::var_os("HOME").map(PathBuf::from),
     };
     let code = steamcmd::run(
         &env,

@@ -84,9 +84,25 @@ impl TestServer {
         Self::serve_on(root, extra).await
     }
 
+    /// Like [`TestServer::start`], with more environment for the host
+    /// programs the panel runs (l4d2ctl, and steamcmd through it).
+    pub async fn start_with_host_env(host_env: &[(&str, &str)]) -> Self {
+        let root = DataRoot::empty();
+        slow_steamcmd(root.path(), 1, 0.1);
+        let mut config = config_for(root.path(), &[]);
+        for (k, v) in host_env {
+            config.child_env.push((k.to_string(), v.to_string()));
+        }
+        Self::serve_config(root, config).await
+    }
+
     /// Serves `root` with users admin, alice and bob.
     async fn serve_on(root: DataRoot, extra: &[(&str, &str)]) -> Self {
         let config = config_for(root.path(), extra);
+        Self::serve_config(root, config).await
+    }
+
+    async fn serve_config(root: DataRoot, config: Config) -> Self {
         let pool = l4d2web::db::connect(&config.database_url).await.unwrap();
         l4d2web::db::migrate(&pool).await.unwrap();
         let mut ids = HashMap::new();

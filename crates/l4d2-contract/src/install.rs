@@ -1,5 +1,5 @@
-//! steamcmd's progress lines, which `l4d2ctl install` passes through to
-//! its output unchanged:
+//! `l4d2ctl install`: its exit codes, and steamcmd's progress lines, which
+//! it passes through to its output unchanged:
 //!
 //! ```text
 //!  Update state (0x61) downloading, progress: 45.12 (4521234 / 10023412)
@@ -12,6 +12,15 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// `l4d2ctl install` exits with this when Steam asks for a Steam Guard
+/// code: run it again with the code in `LEFT4ME_STEAM_GUARD_CODE`.
+pub const EXIT_STEAM_GUARD_CODE_NEEDED: u8 = 3;
+/// `l4d2ctl install` exits with this when Steam refused the login (account
+/// name or password, a wrong Steam Guard code, too many attempts).
+pub const EXIT_STEAM_LOGIN_REFUSED: u8 = 4;
+/// Environment variable carrying a Steam Guard code for one install.
+pub const STEAM_GUARD_CODE_VAR: &str = "LEFT4ME_STEAM_GUARD_CODE";
 
 /// One progress report of steamcmd's `app_update`.
 #[derive(Debug, Clone, PartialEq)]
