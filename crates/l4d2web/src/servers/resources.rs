@@ -236,25 +236,6 @@ impl Resources {
         }
     }
 
-    /// The last memory reading and CPU time counter of each server, for
-    /// metrics: (bytes, CPU seconds since it started).
-    pub fn latest(&self) -> HashMap<i64, (Option<f64>, Option<f64>)> {
-        let now = Instant::now();
-        self.lock()
-            .servers
-            .iter()
-            .map(|(id, h)| {
-                (
-                    *id,
-                    (
-                        h.memory.series(now).current(),
-                        h.cpu_counter.last.map(|(_, ns)| ns as f64 / 1e9),
-                    ),
-                )
-            })
-            .collect()
-    }
-
     /// One look at the host (from `/proc/stat` and `/proc/meminfo`).
     pub fn record_host(&self, at: Instant, cpu: Option<CpuTimes>, memory: Option<MemInfo>) {
         let mut inner = self.lock();
@@ -368,7 +349,6 @@ mod tests {
         res.retain(|id| id == 3);
         assert!(res.server(2, t0).fps.is_empty());
         assert_eq!(res.server(3, t0).memory.current(), Some(5.0));
-        assert_eq!(res.latest().len(), 1);
     }
 
     #[test]
