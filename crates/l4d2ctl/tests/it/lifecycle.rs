@@ -193,7 +193,11 @@ fn lifecycle(as_uid: Option<u32>) {
         .field("memory_bytes")
         .parse()
         .unwrap_or_else(|_| panic!("no memory figure: {}", usage.raw));
-    assert!(memory >= 1 << 20, "a running game holds at least 1 MiB: {}", usage.raw);
+    assert!(
+        memory >= 1 << 20,
+        "a running game holds at least 1 MiB: {}",
+        usage.raw
+    );
     let cpu: u64 = usage
         .field("cpu_usage_nsec")
         .parse()
@@ -206,7 +210,9 @@ fn lifecycle(as_uid: Option<u32>) {
     assert!(later >= cpu, "CPU time went from {cpu} to {later}");
     let list = ctl.ok(&["list", "--json"]);
     for key in ["\"cpu_usage_nsec\":", "\"memory_bytes\":"] {
-        let at = list.find(key).unwrap_or_else(|| panic!("{key} missing: {list}"));
+        let at = list
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} missing: {list}"));
         assert!(
             list[at + key.len()..].starts_with(|c: char| c.is_ascii_digit()),
             "{key} not a number in list --json: {list}"

@@ -722,7 +722,10 @@ fn stats_in_the_engine_layout() {
     assert!((58.0..=60.0).contains(&fps), "{first:?}");
     let cpu: f64 = first[0].parse().unwrap();
     assert!((0.0..=100.0).contains(&cpu), "{first:?}");
-    assert!(first[1].parse::<f64>().unwrap() > 0.0, "two players send data");
+    assert!(
+        first[1].parse::<f64>().unwrap() > 0.0,
+        "two players send data"
+    );
     assert_eq!(&first[3..5], ["0", "0"], "uptime minutes, map changes");
     assert_eq!(&first[6..], ["2", "2"], "players, connects");
     rcon.exec(3, "changelevel c2m1_highway");
