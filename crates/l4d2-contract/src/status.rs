@@ -50,6 +50,15 @@ pub struct ServiceState {
     /// How the main process last ended, when it has ended (systemd only).
     #[serde(default)]
     pub last_exit: Option<ProcessExit>,
+    /// CPU time the game has used since it started, in nanoseconds: its
+    /// unit's cgroup under systemd, its process tree's `/proc` times
+    /// locally. None when unknown or not running.
+    #[serde(default)]
+    pub cpu_usage_nsec: Option<u64>,
+    /// Memory it holds now, in bytes: the cgroup's `memory.current` under
+    /// systemd, the process tree's resident set locally.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 /// How a process ended: its exit status, or the signal that ended it.
@@ -114,6 +123,8 @@ impl ServiceState {
             restarts: None,
             result: None,
             last_exit: None,
+            cpu_usage_nsec: None,
+            memory_bytes: None,
         }
     }
 

@@ -113,7 +113,12 @@ pub async fn serve(
         schedules.clone(),
     );
     tokio::spawn(scheduler.run(shutdown.clone()));
-    let supervisor = tasks::supervise::Supervisor::new(jobs.clone(), host.clone(), config.backend);
+    let supervisor = tasks::supervise::Supervisor::new(
+        jobs.clone(),
+        host.clone(),
+        config.backend,
+        live.resources().clone(),
+    );
     tokio::spawn(supervisor.run(shutdown.clone()));
     let alerts = alerts::AlertSender::new(pool.clone(), &config).spawn(shutdown.clone());
     let housekeeping = tokio::spawn(housekeeping(

@@ -242,6 +242,30 @@ impl Snapshot {
                     Some((server(s), u64::from(n)))
                 }),
             )?;
+            // Under systemd from the unit's cgroup, locally from the game's
+            // process tree: what `l4d2ctl list` reported in this scrape.
+            let mut family = enc.encode_descriptor(
+                "left4me_server_cpu",
+                "CPU time the running server has used since it started.",
+                Some(&Unit::Seconds),
+                MetricType::Counter,
+            )?;
+            for s in &self.servers {
+                let Some(nsec) = host.get(&s.name).and_then(|h| h.service.cpu_usage_nsec) else {
+                    continue;
+                };
+                ConstCounter::new(nsec as f64 / 1e9).encode(family.encode_family(&server(s))?)?;
+            }
+            gauges(
+                enc,
+                "left4me_server_memory",
+                "Memory the running server holds now.",
+                Some(&Unit::Bytes),
+                self.servers.iter().filter_map(|s| {
+                    let bytes = host.get(&s.name)?.service.memory_bytes?;
+                    Some((server(s), i64::try_from(bytes).unwrap_or(i64::MAX)))
+                }),
+            )?;
         }
         counters(
             enc,
@@ -417,7 +441,14 @@ mod tests {
             ],
             host: Some(HashMap::from([(
                 "alpha".to_string(),
-                status("alpha", "active", Some(3)),
+                InstanceStatus {
+                    service: ServiceState {
+                        cpu_usage_nsec: Some(1_500_000_000),
+                        memory_bytes: Some(734_003_200),
+                        ..status("alpha", "active", Some(3)).service
+                    },
+                    ..status("alpha", "active", Some(3))
+                },
             )])),
             readings: HashMap::from([(
                 1,
@@ -471,6 +502,8 @@ mod tests {
             "left4me_server_players{server=\"alpha\",kind=\"bot\"} 2",
             "left4me_server_player_slots{server=\"alpha\"} 8",
             "left4me_server_a2s_latency_seconds{server=\"alpha\"} 0.012",
+            "left4me_server_cpu_seconds_total{server=\"alpha\"} 1.5",
+            "left4me_server_memory_bytes{server=\"alpha\"} 734003200",
             "left4me_jobs{kind=\"some-kind\",state=\"queued\"} 4",
             "left4me_job_queue_depth 4",
             "left4me_job_duration_seconds_sum{kind=\"some-kind\",result=\"succeeded\"} 70.0",
@@ -487,6 +520,8 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
         // A server nobody polled has no player numbers rather than zeros.
         assert!(!text.contains("left4me_server_players{server=\"beta\""));
+        assert!(!text.contains("left4me_server_memory_bytes{server=\"beta\""));
+        assert!(!text.contains("left4me_server_cpu_seconds_total{server=\"beta\""));
     }
 
     #[test]

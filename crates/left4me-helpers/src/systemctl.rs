@@ -25,7 +25,7 @@ pub const USAGE: &str =
     "left4me-systemctl [--dry-run] enable|disable|delete <name> | show <name>...";
 
 /// The properties `show` reports, as `KEY=VALUE` lines per unit.
-pub const SHOW_PROPERTIES: &str = "Id,ActiveState,SubState,MainPID,UID,NRestarts,Result,ExecMainCode,ExecMainStatus,UnitFileState";
+pub const SHOW_PROPERTIES: &str = "Id,ActiveState,SubState,MainPID,UID,NRestarts,Result,ExecMainCode,ExecMainStatus,CPUUsageNSec,MemoryCurrent,UnitFileState";
 /// At most this many names in one `show` (a bound on the argv).
 pub const MAX_SHOW: usize = 2000;
 /// Where per-instance drop-ins go.

@@ -20,7 +20,7 @@ const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
 /// What is asked per unit, in the order printed.
-const PROPERTIES: [(&str, &str); 8] = [
+const PROPERTIES: [(&str, &str); 10] = [
     (UNIT, "ActiveState"),
     (UNIT, "SubState"),
     (SERVICE, "MainPID"),
@@ -29,11 +29,14 @@ const PROPERTIES: [(&str, &str); 8] = [
     (SERVICE, "Result"),
     (SERVICE, "ExecMainCode"),
     (SERVICE, "ExecMainStatus"),
+    // systemd reads both from the unit's cgroup.
+    (SERVICE, "CPUUsageNSec"),
+    (SERVICE, "MemoryCurrent"),
 ];
 /// Units queried at once. The system bus allows a connection 128 pending
 /// replies (dbus-daemon's `max_replies_per_connection`); each unit has up
-/// to eight in flight.
-const UNITS_IN_FLIGHT: usize = 15;
+/// to ten in flight (one per property), so 12 units stay below it.
+const UNITS_IN_FLIGHT: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitsError {
@@ -99,6 +102,14 @@ async fn unit_block(
             "ActiveState" | "SubState" | "Result" => String::try_from(value).ok(),
             "ExecMainCode" | "ExecMainStatus" => i32::try_from(value).ok().map(|v| v.to_string()),
             "MainPID" | "NRestarts" => u32::try_from(value).ok().map(|v| v.to_string()),
+            // UINT64_MAX: no cgroup yet, or accounting off.
+            "CPUUsageNSec" | "MemoryCurrent" => u64::try_from(value).ok().map(|v| {
+                if v == u64::MAX {
+                    "[not set]".into()
+                } else {
+                    v.to_string()
+                }
+            }),
             // systemd reports "no dynamic user" as UINT32_MAX.
             "UID" => u32::try_from(value).ok().map(|v| {
                 if v == u32::MAX {

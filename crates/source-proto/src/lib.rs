@@ -4,6 +4,7 @@
 //! * [`rcon`]: Source RCON over TCP (auth, commands, multi-packet replies,
 //!   timeouts, one reconnect after a server restart).
 //! * [`status`]: parser for L4D2's `status` console output.
+//! * [`stats`]: parser for the `stats` console command (CPU, traffic, FPS).
 //! * [`steamid`]: `STEAM_X:Y:Z` / `[U:1:N]` ⇄ SteamID64.
 //! * [`a2s`]: A2S_INFO / A2S_PLAYER over UDP with the challenge dance.
 //! * [`hllog`]: HL Log Standard UDP packets and log lines.
@@ -18,5 +19,6 @@ pub mod a2s;
 pub mod hllog;
 pub mod listener;
 pub mod rcon;
+pub mod stats;
 pub mod status;
 pub mod steamid;

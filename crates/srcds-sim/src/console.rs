@@ -256,6 +256,7 @@ impl Server {
                 }
                 self.status(st)
             }
+            "stats" => self.stats(st),
             "sim_query_counts" => {
                 let c = st.query_counts;
                 format!("a2s_info {} rcon_status {}\n", c.a2s_info, c.rcon_status)
@@ -544,6 +545,9 @@ impl Server {
             }
         ));
         self.log(st, &format!("Loading map \"{map}\""));
+        if st.map.is_some() {
+            st.map_changes = st.map_changes.saturating_add(1);
+        }
         st.map = Some(map.to_string());
         // The new level's game rules exec server.cfg (see run_startup_configs).
         self.exec_server_cfg(st);
@@ -567,6 +571,7 @@ impl Server {
             None => st.fresh_name(),
         };
         let mut p = st.new_player(name);
+        st.connects = st.connects.saturating_add(1);
         p.team = String::new();
         console(&format!("Client \"{}\" connected ({}).", p.name, p.address));
         self.log(

@@ -48,4 +48,5 @@ pub mod rcon_server;
 pub mod rng;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod steamcmd;

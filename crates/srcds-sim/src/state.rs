@@ -154,6 +154,10 @@ pub struct State {
     pub failed_rcons: Vec<FailedRcon>,
     /// What clients asked for, for benchmarks (`sim_query_counts`).
     pub query_counts: QueryCounts,
+    /// Level changes after the first map (`stats`' "Map changes").
+    pub map_changes: u32,
+    /// Clients that connected since start (`stats`' "Connects").
+    pub connects: u32,
 }
 
 /// Queries answered, as `sim_query_counts` prints them. Not in the real
@@ -193,6 +197,8 @@ impl State {
             ip_filters: Vec::new(),
             failed_rcons: Vec::new(),
             query_counts: QueryCounts::default(),
+            map_changes: 0,
+            connects: 0,
         }
     }
 

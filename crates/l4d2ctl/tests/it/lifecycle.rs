@@ -187,6 +187,38 @@ fn lifecycle(as_uid: Option<u32>) {
     assert_eq!(info.map, "c2m1_highway");
     assert_eq!(info.folder, "left4dead2");
 
+    // Its CPU time and memory: the game's whole process tree, from /proc.
+    let usage = ctl.status("srv");
+    let memory: u64 = usage
+        .field("memory_bytes")
+        .parse()
+        .unwrap_or_else(|_| panic!("no memory figure: {}", usage.raw));
+    assert!(
+        memory >= 1 << 20,
+        "a running game holds at least 1 MiB: {}",
+        usage.raw
+    );
+    let cpu: u64 = usage
+        .field("cpu_usage_nsec")
+        .parse()
+        .unwrap_or_else(|_| panic!("no CPU figure: {}", usage.raw));
+    // The counter only grows while the game runs (it answers RCON meanwhile).
+    for _ in 0..20 {
+        rcon(port, &format!("secret-{port}"), "stats");
+    }
+    let later: u64 = ctl.status("srv").field("cpu_usage_nsec").parse().unwrap();
+    assert!(later >= cpu, "CPU time went from {cpu} to {later}");
+    let list = ctl.ok(&["list", "--json"]);
+    for key in ["\"cpu_usage_nsec\":", "\"memory_bytes\":"] {
+        let at = list
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} missing: {list}"));
+        assert!(
+            list[at + key.len()..].starts_with(|c: char| c.is_ascii_digit()),
+            "{key} not a number in list --json: {list}"
+        );
+    }
+
     // The game process sees the merged view; read it through its root so the
     // check also works when the mount lives in its private namespace.
     let merged = PathBuf::from(format!("/proc/{pid}/root"))
@@ -297,6 +329,8 @@ fn lifecycle(as_uid: Option<u32>) {
     let status = ctl.status("srv");
     assert_eq!(status.field("active_state"), "inactive");
     assert_eq!(status.field("sub_state"), "dead");
+    assert_eq!(status.field("cpu_usage_nsec"), "null", "{}", status.raw);
+    assert_eq!(status.field("memory_bytes"), "null", "{}", status.raw);
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !host_mounts.contains(&format!("{}/runtime/srv/merged", canonical.display())),

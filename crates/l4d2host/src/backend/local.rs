@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
+use super::procfs::{self, ProcessTable};
 use super::BackendError;
 use crate::instance::{io_err, InstanceEnv};
 use crate::overlay::MountPlan;
@@ -63,16 +64,10 @@ impl ProcessId {
     }
 }
 
-/// (state, starttime) from `/proc/<pid>/stat`. The command name (field 2) may
-/// contain spaces and parentheses, so fields are counted after the last ')'.
+/// (state, starttime) from `/proc/<pid>/stat`.
 fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state (field 3), starttime is field 22: 18 more fields on.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some((state, start_time))
+    let stat = procfs::read_stat(pid)?;
+    Some((stat.state, stat.start_time))
 }
 
 fn is_root() -> bool {
@@ -84,25 +79,49 @@ impl LocalBackend {
         ProcessId::read(&layout.pid_file(name)).filter(ProcessId::is_alive)
     }
 
-    pub fn state(&self, layout: &Layout, name: &InstanceName) -> ServiceState {
-        match ProcessId::read(&layout.pid_file(name)) {
-            None => ServiceState::stopped(),
-            Some(id) if id.is_alive() => ServiceState {
+    /// The state of each of `names`, `/proc` walked once for all of them.
+    pub fn states(&self, layout: &Layout, names: &[InstanceName]) -> Vec<ServiceState> {
+        let ids: Vec<Option<ProcessId>> = names
+            .iter()
+            .map(|n| ProcessId::read(&layout.pid_file(n)))
+            .collect();
+        let table = if ids.iter().flatten().any(ProcessId::is_alive) {
+            ProcessTable::read()
+        } else {
+            ProcessTable::default()
+        };
+        ids.into_iter().map(|id| state_of(id, &table)).collect()
+    }
+}
+
+/// An instance's state from its pid file's identity. The game leads its
+/// own session (started with setsid), so its CPU time and memory are those
+/// of every process in that session: srcds_run, the game, what it started.
+fn state_of(id: Option<ProcessId>, table: &ProcessTable) -> ServiceState {
+    match id {
+        None => ServiceState::stopped(),
+        Some(id) if id.is_alive() => {
+            let usage = table.session_usage(id.pid);
+            ServiceState {
                 active_state: "active".into(),
                 sub_state: "running".into(),
                 pid: u32::try_from(id.pid).ok(),
                 uid: process_uid(id.pid),
+                cpu_usage_nsec: usage.cpu_usage_nsec,
+                memory_bytes: usage.memory_bytes,
                 ..ServiceState::stopped()
-            },
-            // A pid file without its process: it died without `stop` (a crash).
-            Some(_) => ServiceState {
-                active_state: "failed".into(),
-                sub_state: "failed".into(),
-                ..ServiceState::stopped()
-            },
+            }
         }
+        // A pid file without its process: it died without `stop` (a crash).
+        Some(_) => ServiceState {
+            active_state: "failed".into(),
+            sub_state: "failed".into(),
+            ..ServiceState::stopped()
+        },
     }
+}
 
+impl LocalBackend {
     pub fn start(&self, layout: &Layout, name: &InstanceName) -> Result<(), BackendError> {
         if self.running(layout, name).is_some() {
             return Ok(());

@@ -3,6 +3,7 @@
 //! used when it is PID 1 and the helpers are installed.
 
 mod local;
+mod procfs;
 mod systemd;
 
 use std::io::Write;
@@ -121,7 +122,7 @@ impl Backend {
         names: &[InstanceName],
     ) -> Result<Vec<ServiceState>, BackendError> {
         match self {
-            Backend::Local(b) => Ok(names.iter().map(|n| b.state(layout, n)).collect()),
+            Backend::Local(b) => Ok(b.states(layout, names)),
             Backend::Systemd(b) => b.states(names),
         }
     }

@@ -190,6 +190,10 @@ pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
             "Result" => state.result = Some(value.to_owned()).filter(|v| !v.is_empty()),
             "ExecMainCode" => exit_code = value.parse().ok(),
             "ExecMainStatus" => exit_status = value.parse().ok(),
+            // Read by systemd from the unit's cgroup; `[not set]` (or
+            // u64::MAX over D-Bus) when it has none or accounting is off.
+            "CPUUsageNSec" => state.cpu_usage_nsec = cgroup_figure(value),
+            "MemoryCurrent" => state.memory_bytes = cgroup_figure(value),
             _ => {}
         }
     }
@@ -199,6 +203,12 @@ pub(crate) fn parse_show(text: &str) -> Result<ServiceState, String> {
         state.last_exit = l4d2_contract::status::ProcessExit::from_systemd(code, status);
     }
     Ok(state)
+}
+
+/// A cgroup counter as `systemctl show` prints it: a number, or
+/// `[not set]`/u64::MAX for "unknown".
+fn cgroup_figure(value: &str) -> Option<u64> {
+    value.parse::<u64>().ok().filter(|v| *v != u64::MAX)
 }
 
 #[cfg(test)]
@@ -298,6 +308,25 @@ mod tests {
                 .unwrap();
         assert_eq!((s.pid, s.enabled), (None, Some(false)));
         assert!(parse_show("garbage").unwrap_err().contains("ActiveState"));
+        let s = parse_show(
+            "ActiveState=active\nSubState=running\nCPUUsageNSec=1500000000\nMemoryCurrent=734003200\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.cpu_usage_nsec, s.memory_bytes),
+            (Some(1_500_000_000), Some(734_003_200))
+        );
+        let s = parse_show(&format!(
+            "ActiveState=inactive\nSubState=dead\nCPUUsageNSec=[not set]\nMemoryCurrent={}\n",
+            u64::MAX
+        ))
+        .unwrap();
+        assert_eq!((s.cpu_usage_nsec, s.memory_bytes), (None, None));
+        let s = parse_show(
+            "ActiveState=active\nSubState=running\nCPUUsageNSec=-5\nMemoryCurrent=12kB\n",
+        )
+        .unwrap();
+        assert_eq!((s.cpu_usage_nsec, s.memory_bytes), (None, None));
     }
 
     #[test]

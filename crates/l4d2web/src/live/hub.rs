@@ -19,6 +19,7 @@ use super::poll::{Poller, RCON_TIMEOUT};
 use super::state::{Board, LiveState, LiveSubscription, Reading};
 use crate::config::Config;
 use crate::l4d2ctl::{HostClient, HostError};
+use crate::servers::resources::Resources;
 
 /// Persona names and avatars are re-fetched after this long.
 const PROFILE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -38,6 +39,8 @@ struct Inner {
     poller: Arc<Poller>,
     /// Woken when servers were created, for a prompt secret sync.
     resync: Arc<Notify>,
+    /// Resource history: the poller adds FPS, the supervisor CPU and memory.
+    resources: Resources,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +93,13 @@ impl LiveHub {
             None => None,
         };
         let board = Arc::new(Board::new());
+        let resources = Resources::new();
         let poller = Arc::new(Poller {
             board: board.clone(),
             pool: pool.clone(),
             host: host.clone(),
             profiles: ProfileCache::new(api, PROFILE_TTL),
+            resources: resources.clone(),
         });
         Ok(LiveHub {
             inner: Arc::new(Inner {
@@ -104,8 +109,14 @@ impl LiveHub {
                 listener,
                 poller,
                 resync: Arc::new(Notify::new()),
+                resources,
             }),
         })
+    }
+
+    /// Every server's and the host's resource history.
+    pub fn resources(&self) -> &Resources {
+        &self.inner.resources
     }
 
     /// The address the log listener is bound to, if any.

@@ -7,7 +7,8 @@
 //! otherwise, sooner (but never within 5 s of its last poll) when a viewer
 //! arrives or a human joins or leaves it. Every RCON `status` also leaves an
 //! `rcon from` line in the game's own log, so the panel asks no more often
-//! than someone can look.
+//! than someone can look. The same moments, over the same connection, it
+//! asks for `stats` and keeps the server's FPS in its resource history.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::ownership::{self, NotOwned};
 use super::state::{Board, LivePlayer, LiveUpdate};
 use crate::l4d2ctl::{HostClient, HostError};
+use crate::servers::resources::Resources;
 use crate::servers::{self, RconTarget};
 
 /// How often a server whose page someone watches is polled, and the
@@ -62,6 +64,7 @@ pub(super) struct Poller {
     pub(super) pool: SqlitePool,
     pub(super) host: HostClient,
     pub(super) profiles: ProfileCache,
+    pub(super) resources: Resources,
 }
 
 /// One RCON session per server, with the password it was opened with.
@@ -186,6 +189,9 @@ impl Poller {
                 self.board.remember_own_rcon_port(local.port());
             }
             sessions.insert(id, session);
+            if let Ok(Polled { fps: Some(fps), .. }) = &outcome {
+                self.resources.record_fps(id, Instant::now(), *fps);
+            }
             let profiles = match &outcome {
                 Ok(Polled {
                     players: Some(players),
@@ -254,6 +260,8 @@ struct Polled {
     latency: Duration,
     /// From RCON `status`, when watched and it worked.
     players: Option<Vec<source_proto::status::StatusPlayer>>,
+    /// From RCON `stats`, asked right after `status`.
+    fps: Option<f64>,
     rcon_error: Option<String>,
 }
 
@@ -275,20 +283,43 @@ async fn poll_server(
         bots: u32::from(info.bots),
         latency,
         players: None,
+        fps: None,
         rcon_error: None,
     };
     match rcon_check {
         None => {}
         Some(Err(refused)) => polled.rcon_error = Some(format!("RCON: {refused}")),
         Some(Ok(())) => match rcon.exec("status").await {
-            Ok(text) => match source_proto::status::parse_status(&text) {
-                Ok(status) => polled.players = Some(status.players),
-                Err(e) => polled.rcon_error = Some(format!("unreadable RCON status: {e}")),
-            },
+            Ok(text) => {
+                match source_proto::status::parse_status(&text) {
+                    Ok(status) => polled.players = Some(status.players),
+                    Err(e) => polled.rcon_error = Some(format!("unreadable RCON status: {e}")),
+                }
+                polled.fps = server_fps(addr, rcon).await;
+            }
             Err(e) => polled.rcon_error = Some(format!("RCON: {e}")),
         },
     }
     Ok(polled)
+}
+
+/// The game's frame rate from `stats`. A server that answers `status` but
+/// not `stats` (or garbles it) only lacks the FPS graph, so failures are
+/// logged, not shown.
+async fn server_fps(addr: SocketAddr, rcon: &mut RconSession) -> Option<f64> {
+    match rcon.exec("stats").await {
+        Ok(text) => match source_proto::stats::parse_stats(&text) {
+            Ok(stats) => Some(stats.fps),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "unreadable RCON stats");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "RCON stats failed");
+            None
+        }
+    }
 }
 
 fn enrich(

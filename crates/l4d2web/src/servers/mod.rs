@@ -12,16 +12,20 @@
 //! - [`crashes`]: telling a crash from a stop, counting them, and the
 //!   local backend's restart policy;
 //! - [`rcon`]: console commands and their history;
-//! - [`ports`]: free port search.
+//! - [`ports`]: free port search;
+//! - [`resources`]: one hour of CPU, memory and FPS history in memory;
+//!   [`host_usage`]: the host's own CPU, memory and disk.
 
 pub mod access;
 mod actions;
 pub mod blueprints;
 pub mod console;
 pub mod crashes;
+pub mod host_usage;
 mod model;
 pub mod ports;
 pub mod rcon;
+pub mod resources;
 pub mod spec;
 pub mod status;
 

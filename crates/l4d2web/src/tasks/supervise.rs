@@ -14,7 +14,8 @@ use crate::config::HostBackend;
 use crate::jobs::Jobs;
 use crate::l4d2ctl::HostClient;
 use crate::servers::crashes::{self, Context, CrashWatch, Verdict};
-use crate::servers::{self, DesiredState, ServerRow};
+use crate::servers::resources::Resources;
+use crate::servers::{self, host_usage, DesiredState, ServerRow};
 
 /// Where the kernel names the current boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -41,10 +42,18 @@ pub struct Supervisor {
     /// on it; under systemd it only decides how soon a crash is reported.
     interval: Duration,
     watches: HashMap<i64, CrashWatch>,
+    /// Each look's CPU time and memory figures, and the host's, kept as
+    /// history (no extra host call: the same `list`).
+    resources: Resources,
 }
 
 impl Supervisor {
-    pub fn new(jobs: Jobs, host: HostClient, backend: HostBackend) -> Supervisor {
+    pub fn new(
+        jobs: Jobs,
+        host: HostClient,
+        backend: HostBackend,
+        resources: Resources,
+    ) -> Supervisor {
         let interval = match backend {
             HostBackend::Local => Duration::from_secs(2),
             HostBackend::Systemd => Duration::from_secs(10),
@@ -54,6 +63,7 @@ impl Supervisor {
             host,
             interval,
             watches: HashMap::new(),
+            resources,
         }
     }
 
@@ -98,12 +108,18 @@ impl Supervisor {
 
     /// One look at every server; returns how long to sleep.
     async fn tick(&mut self, now: Instant) -> Result<Duration, TickError> {
+        self.resources
+            .record_host(now, host_usage::read_cpu(), host_usage::read_memory());
         let rows = servers::list_all(self.jobs.pool()).await?;
+        self.resources.retain(|id| rows.iter().any(|r| r.id == id));
         if rows.is_empty() {
             self.watches.clear();
             return Ok(self.interval);
         }
         let states = self.host.list().await?;
+        // Stamped when the answer came, so the CPU % interval is the one
+        // between two readings, not between two ticks' starts.
+        let read_at = Instant::now();
         let busy: std::collections::HashSet<String> =
             self.jobs.busy_lock_keys().await?.into_iter().collect();
         self.watches
@@ -111,8 +127,19 @@ impl Supervisor {
         let mut sleep = self.interval;
         for server in &rows {
             let Some(status) = states.get(&server.name) else {
+                self.resources.forget(server.id);
                 continue;
             };
+            if status.is_up() {
+                self.resources.record_usage(
+                    server.id,
+                    read_at,
+                    status.service.cpu_usage_nsec,
+                    status.service.memory_bytes,
+                );
+            } else {
+                self.resources.forget(server.id);
+            }
             let cx = Context {
                 should_run: server.desired_state == DesiredState::Running && !server.deleting,
                 busy: busy.contains(&servers::lock_key(&server.name)),

@@ -25,6 +25,7 @@ mod page;
 mod routes;
 mod schedules;
 mod servers;
+mod sparkline;
 mod sse;
 mod state;
 mod tokens;

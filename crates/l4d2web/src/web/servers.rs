@@ -19,6 +19,7 @@ use super::on_server::OnServer;
 use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
+use super::sparkline::{self, Chart, HostCharts};
 use super::sse;
 use super::state::AppState;
 use crate::audit::Kind;
@@ -65,6 +66,8 @@ pub struct ServerView {
     pub restart_to_apply: bool,
     /// The newest finished job on it, if that one failed: (job, title, error).
     pub last_failure: Option<(i64, String, String)>,
+    /// CPU, memory and FPS of the last hour, while it runs (server page).
+    pub resources: Option<Vec<Chart>>,
 }
 
 /// What the server's recent jobs (newest first) tell its page: whether
@@ -118,6 +121,7 @@ impl ServerView {
             pending: None,
             restart_to_apply: false,
             last_failure: None,
+            resources: None,
             role,
             server,
             actual,
@@ -125,6 +129,18 @@ impl ServerView {
         }
     }
     /// A job under way for it: its transition, and no drift meanwhile.
+    /// Adds the resource charts when the server is up.
+    fn with_resources(mut self, state: &AppState) -> Self {
+        if matches!(&self.actual, Some(Some(s)) if s.is_up()) {
+            let history = state
+                .live
+                .resources()
+                .server(self.server.id, std::time::Instant::now());
+            self.resources = Some(sparkline::server_charts(&history));
+        }
+        self
+    }
+
     fn with_pending(mut self, pending: Option<&'static str>) -> Self {
         if pending.is_some() {
             self.drift = None;
@@ -227,6 +243,22 @@ struct DashboardPage {
     form_name: String,
     form_blueprint: i64,
     form_error: Option<String>,
+    host: HostCharts,
+}
+
+#[derive(Template)]
+#[template(path = "host_usage.html")]
+struct HostBlock {
+    host: HostCharts,
+}
+
+/// The host's CPU and memory history and the data root's free space.
+fn host_charts(state: &AppState) -> HostCharts {
+    let history = state.live.resources().host(std::time::Instant::now());
+    sparkline::host_charts(
+        &history,
+        crate::servers::host_usage::disk_space(&state.config.root),
+    )
 }
 
 async fn dashboard_with(
@@ -254,6 +286,7 @@ async fn dashboard_with(
         form_name,
         form_blueprint,
         form_error,
+        host: host_charts(state),
     };
     Ok((status, render(&page)?).into_response())
 }
@@ -303,13 +336,15 @@ struct DashboardRows {
 }
 
 /// Pushes the dashboard's rows: whenever a job is queued, starts or ends,
-/// and when a state or player count changed, looked at every 5 s.
+/// and when a state or player count changed, looked at every 5 s; and the
+/// host block when it changed, looked at as often.
 struct DashboardFeed {
     state: AppState,
     user: crate::accounts::User,
     csrf: String,
     jobs: tokio::sync::watch::Receiver<u64>,
     last: Option<String>,
+    last_host: Option<String>,
 }
 
 impl sse::Feed for DashboardFeed {
@@ -329,11 +364,29 @@ impl sse::Feed for DashboardFeed {
                 .unwrap_or_else(|e| format!("<tr><td class=\"error\">{e}</td></tr>")),
                 Err(e) => format!("<tr><td class=\"error\">{e}</td></tr>"),
             };
+            let host = askama::Template::render(&HostBlock {
+                host: host_charts(&self.state),
+            })
+            .unwrap_or_else(|e| format!("<p class=\"error\">{e}</p>"));
+            let mut events = Vec::new();
             if self.last.as_deref() != Some(html.as_str()) {
                 self.last = Some(html.clone());
-                return Some(vec![axum::response::sse::Event::default()
-                    .event("servers")
-                    .data(html)]);
+                events.push(
+                    axum::response::sse::Event::default()
+                        .event("servers")
+                        .data(html),
+                );
+            }
+            if self.last_host.as_deref() != Some(host.as_str()) {
+                self.last_host = Some(host.clone());
+                events.push(
+                    axum::response::sse::Event::default()
+                        .event("host")
+                        .data(host),
+                );
+            }
+            if !events.is_empty() {
+                return Some(events);
             }
         }
     }
@@ -345,6 +398,7 @@ async fn dashboard_stream(State(state): State<AppState>, a: Authed) -> Result<Re
         user: a.user.clone(),
         csrf: a.session.csrf_token.clone(),
         last: None,
+        last_host: None,
         state: state.clone(),
     };
     Ok(sse::stream(feed, state.shutdown.clone()).into_response())
@@ -457,7 +511,9 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
             None
         },
         view: {
-            let mut view = ServerView::new(on.access, actual).with_pending(pending_of(&jobs));
+            let mut view = ServerView::new(on.access, actual)
+                .with_pending(pending_of(&jobs))
+                .with_resources(&state);
             from_history(&mut view, &jobs);
             view
         },
@@ -486,7 +542,9 @@ async fn state_block(
         .jobs
         .list_for_subject(&servers::subject(access.server.id), 10)
         .await?;
-    let mut view = ServerView::new(access, actual).with_pending(pending_of(&jobs));
+    let mut view = ServerView::new(access, actual)
+        .with_pending(pending_of(&jobs))
+        .with_resources(state);
     from_history(&mut view, &jobs);
     Ok(StateFragment {
         csrf,

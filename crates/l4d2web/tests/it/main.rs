@@ -23,6 +23,7 @@ mod metrics;
 mod overlays;
 mod overlays_workshop;
 mod process;
+mod resources;
 mod schedules;
 mod server_state;
 mod servers;

@@ -160,12 +160,14 @@ async fn the_dashboard_rows_follow_jobs_as_they_happen() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     stream
         .wait_for(Duration::from_secs(20), "starting…", |f| {
-            f.data.contains("starting…")
+            f.event == "servers" && f.data.contains("starting…")
         })
         .await;
     stream
         .wait_for(Duration::from_secs(60), "running", |f| {
-            f.data.contains(">running</span>") && !f.data.contains("starting…")
+            f.event == "servers"
+                && f.data.contains(">running</span>")
+                && !f.data.contains("starting…")
         })
         .await;
     // Deleted: gone from the rows without a reload.
@@ -173,7 +175,7 @@ async fn the_dashboard_rows_follow_jobs_as_they_happen() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     stream
         .wait_for(Duration::from_secs(60), "the row gone", |f| {
-            !f.data.contains("server-dash-1")
+            f.event == "servers" && !f.data.contains("server-dash-1")
         })
         .await;
     // Bob's rows never had it.

@@ -52,7 +52,7 @@ fn systemctl_accepted_forms() {
         ),
         (
             &["show", "srv-1", "srv-2"],
-            r#"{"dbus":"LoadUnit + Properties.Get","properties":"Id,ActiveState,SubState,MainPID,UID,NRestarts,Result,ExecMainCode,ExecMainStatus,UnitFileState","units":["left4me-server@srv-1.service","left4me-server@srv-2.service"]}"#,
+            r#"{"dbus":"LoadUnit + Properties.Get","properties":"Id,ActiveState,SubState,MainPID,UID,NRestarts,Result,ExecMainCode,ExecMainStatus,CPUUsageNSec,MemoryCurrent,UnitFileState","units":["left4me-server@srv-1.service","left4me-server@srv-2.service"]}"#,
         ),
         (
             &["delete", "srv-1"],

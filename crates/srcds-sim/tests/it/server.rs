@@ -678,3 +678,59 @@ fn players_churn_over_time() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `stats`: the engine's header and one row of eight values; FPS follows
+/// the tick rate, Players counts humans, map changes and connects count up.
+#[test]
+fn stats_in_the_engine_layout() {
+    let root = installed(CFG);
+    let sim = Sim::start(
+        &root,
+        &[
+            "+map",
+            "c2m1_highway",
+            "-sim_players",
+            "2",
+            "-sim_churn",
+            "0",
+            "-tickrate",
+            "60",
+        ],
+    );
+    let mut rcon = Rcon::connect(sim.addr());
+    assert_eq!(rcon.auth("s3cret"), 1);
+    let row = |rcon: &mut Rcon, id| -> Vec<String> {
+        let (text, _) = rcon.exec(id, "stats");
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("CPU    In (KB/s)  Out (KB/s)  Uptime  Map changes  FPS      Players  Connects"),
+            "{text:?}"
+        );
+        let row: Vec<String> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(row.len(), 8, "{text:?}");
+        assert_eq!(lines.next(), None, "{text:?}");
+        row
+    };
+    let first = row(&mut rcon, 2);
+    let fps: f64 = first[5].parse().unwrap();
+    assert!((58.0..=60.0).contains(&fps), "{first:?}");
+    let cpu: f64 = first[0].parse().unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "{first:?}");
+    assert!(
+        first[1].parse::<f64>().unwrap() > 0.0,
+        "two players send data"
+    );
+    assert_eq!(&first[3..5], ["0", "0"], "uptime minutes, map changes");
+    assert_eq!(&first[6..], ["2", "2"], "players, connects");
+    rcon.exec(3, "changelevel c2m1_highway");
+    rcon.exec(4, "sim_join Late Comer");
+    let second = row(&mut rcon, 5);
+    assert_eq!(second[4], "1", "{second:?}");
+    assert_eq!(&second[6..], ["3", "3"], "{second:?}");
+}
