@@ -251,6 +251,33 @@ def wait_a2s(port, want_name=None, timeout=30):
 # ---------------------------------------------------------------- phases
 
 
+def res_figure(body, key):
+    m = re.search(r'id="res-%s-current">([^<]+)</strong>' % key, body)
+    return html_unescape(m.group(1)) if m else None
+
+
+def check_resources(admin, sid):
+    """CPU and memory from the unit's cgroup (systemd's CPUUsageNSec and
+    MemoryCurrent through l4d2ctl list), drawn on the server page."""
+    deadline, page = time.time() + 60, ""
+    while time.time() < deadline:
+        page = admin.get(f"/servers/{sid}").body
+        if res_figure(page, "cpu") and res_figure(page, "memory"):
+            break
+        time.sleep(2)
+    cpu, mem = res_figure(page, "cpu"), res_figure(page, "memory")
+    check("the server page shows the game's CPU from its unit's cgroup",
+          bool(cpu and re.fullmatch(r"\d+\.\d %", cpu)),
+          (re.findall(r'<figure class="chart" id="res-cpu">.*?</figure>', page, re.S) or [page[-1500:]])[0])
+    check("the server page shows the game's memory from its unit's cgroup",
+          bool(mem and re.fullmatch(r"\d+(\.\d)? (B|KiB|MiB|GiB)", mem) and not mem.startswith("0 ")), mem)
+    check("the CPU and memory sparklines are drawn",
+          all(re.search(r'<figure class="chart" id="res-%s">.*?<svg class="sparkline"' % k, page, re.S) for k in ("cpu", "memory")))
+    dash = admin.get("/servers").body
+    disk = res_figure(dash, "host-disk")
+    check("the dashboard shows the host's free disk", bool(disk and " free of " in disk), disk)
+
+
 def phase_main(st):
     admin = Browserless()
     r = admin.login("admin", st["admin_password"])
@@ -365,6 +392,7 @@ def phase_main(st):
     state, page = wait_job(admin, job)
     check("reset job succeeds", state == "succeeded", "\n".join(job_log(page)[-6:]))
     check("the server answers A2S after the reset", wait_a2s(port, "systest coop") is not None)
+    check_resources(admin, sid)
 
     # A second server that stays up through the reboot.
     sid2, _ = create_server(admin, "srv2", bp)
