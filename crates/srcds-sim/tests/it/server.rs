@@ -433,7 +433,10 @@ fn say_changelevel_kick_and_log_lines() {
     let info = a2s::A2SClient::new().unwrap().info(sim.addr()).unwrap();
     assert_eq!(info.map, "c2m1_highway");
     let (escape, _) = rcon.exec(11, "changelevel ../../etc/passwd");
-    assert!(escape.ends_with("changelevel failed: ../../etc/passwd not found\n"), "{escape}");
+    assert!(
+        escape.ends_with("changelevel failed: ../../etc/passwd not found\n"),
+        "{escape}"
+    );
 
     let (joined, _) = rcon.exec(12, "sim_join Test Player");
     assert!(joined.starts_with("sim_join: userid "), "{joined}");
