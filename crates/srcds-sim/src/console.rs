@@ -519,11 +519,20 @@ impl Server {
                 .join("maps")
                 .join(format!("{map}.bsp"))
                 .is_file();
+        // The engine's words (engine/host_cmd.cpp, engine/modelloader.cpp
+        // of the Source SDK 2013 engine): `Map_IsValid` prints the missing
+        // file, then `map` warns "map load failed: … not found or invalid"
+        // and `changelevel` "changelevel failed: … not found"; the level
+        // that runs (or none, at launch) stays. Real servers print the
+        // same, e.g. github.com/Kxnrl/Mapchooser-Redux/issues/1. Output of
+        // a command run over RCON goes back to the RCON client only (the
+        // engine's redirect, `HandleRedirectAndDebugLog`), as here.
         if !exists {
+            let missing = format!("CModelLoader::Map_IsValid:  No such map 'maps/{map}.bsp'\n");
             return Err(if changelevel {
-                format!("changelevel failed: {map} not found")
+                format!("{missing}changelevel failed: {map} not found")
             } else {
-                format!("map load failed: {map} not found or invalid")
+                format!("{missing}map load failed: {map} not found or invalid")
             });
         }
         st.pending_map = Some(PendingMap {

@@ -23,7 +23,16 @@ pub enum SteamError {
     #[error("request to {endpoint} timed out")]
     Timeout { endpoint: &'static str },
 
-    /// Connection refused, reset, DNS failure, a body cut off midway, ...
+    /// No connection came about: the name did not resolve, or the
+    /// address refused or could not be reached.
+    #[error("cannot reach {endpoint}: {detail}")]
+    Unreachable {
+        endpoint: &'static str,
+        /// As for `Transport`.
+        detail: String,
+    },
+
+    /// Connection reset, a body cut off midway, ...
     #[error("request to {endpoint} failed: {detail}")]
     Transport {
         endpoint: &'static str,
@@ -145,6 +154,13 @@ impl SteamError {
     pub(crate) fn from_reqwest(endpoint: &'static str, err: reqwest::Error) -> Self {
         if err.is_timeout() {
             return SteamError::Timeout { endpoint };
+        }
+        // reqwest reports resolver failures as connect errors too.
+        if err.is_connect() {
+            return SteamError::Unreachable {
+                endpoint,
+                detail: error_chain(&err.without_url()),
+            };
         }
         SteamError::Transport {
             endpoint,

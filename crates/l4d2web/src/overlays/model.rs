@@ -81,6 +81,10 @@ pub struct Overlay {
     /// JSON array of workshop ids (items and collections) as entered.
     pub workshop_refs: String,
     pub built_at: Option<String>,
+    /// Why the last workshop sync failed, in plain words (None once one
+    /// succeeds), and the full error behind it.
+    pub sync_error: Option<String>,
+    pub sync_error_detail: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -482,7 +486,9 @@ pub(super) async fn job_overlay(ctx: &JobCtx, id: i64) -> Result<Overlay, JobFai
 
 /// Marks a successful build or sync.
 pub(super) async fn mark_built(ctx: &JobCtx, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE overlays SET built_at = ? WHERE id = ?")
+    sqlx::query(
+        "UPDATE overlays SET built_at = ?, sync_error = NULL, sync_error_detail = NULL WHERE id = ?",
+    )
         .bind(crate::db::now_text())
         .bind(id)
         .execute(ctx.pool())

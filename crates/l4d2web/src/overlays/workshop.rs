@@ -44,6 +44,93 @@ pub enum WorkshopError {
     Setup(SteamError),
 }
 
+impl WorkshopError {
+    /// What went wrong in an operator's words, for the overlay's page; the
+    /// full error stays in the job log and the page's details.
+    pub fn plain(&self) -> String {
+        match self {
+            WorkshopError::NotWorkshop { .. } => "This is not a workshop overlay.".into(),
+            WorkshopError::NoItems(_) => "It lists no workshop items yet: edit it first.".into(),
+            WorkshopError::Resolve(e) | WorkshopError::Setup(e) => steam_plain(e),
+            WorkshopError::ItemsFailed { total: 1, .. } => {
+                "Its workshop item could not be downloaded.".into()
+            }
+            WorkshopError::ItemsFailed { failed, total, .. } => {
+                format!("{failed} of its {total} workshop items could not be downloaded.")
+            }
+            WorkshopError::Io { .. } => {
+                "Its files could not be written on this host (see the details).".into()
+            }
+        }
+    }
+}
+
+/// The steam-api crate's error kinds in plain words.
+fn steam_plain(e: &SteamError) -> String {
+    match e {
+        SteamError::Unreachable { .. } | SteamError::Transport { .. } => {
+            "Steam could not be reached from this host.".into()
+        }
+        SteamError::Timeout { .. } => "Steam did not answer in time; try again later.".into(),
+        SteamError::Status { status: 429, .. } => {
+            "Steam is limiting requests from this host; try again later.".into()
+        }
+        SteamError::Status {
+            status: 401 | 403, ..
+        } => "Steam refused the request: check the Steam Web API key of this host.".into(),
+        SteamError::Status { status, .. } if *status >= 500 => {
+            format!("Steam had a server error (HTTP {status}); try again later.")
+        }
+        SteamError::Status { status, .. } => format!("Steam returned an error (HTTP {status})."),
+        SteamError::ResponseTooLarge { .. } | SteamError::BadResponse { .. } => {
+            "Steam's answer could not be read; try again later.".into()
+        }
+        SteamError::MissingKey { .. } => {
+            "A Steam Web API key is needed and this host has none.".into()
+        }
+        SteamError::Config(_) => "The Steam settings of this host are unusable.".into(),
+        SteamError::InvalidRef { input, .. } => {
+            format!("{input:?} is not a workshop item or collection.")
+        }
+        SteamError::Unusable(problems) => {
+            let words: Vec<String> = problems.iter().map(problem_plain).collect();
+            words.join(" ")
+        }
+    }
+}
+
+fn problem_plain(p: &steam_api::ItemProblem) -> String {
+    use steam_api::ProblemKind as K;
+    let id = p.id;
+    match &p.reason {
+        K::Unavailable { .. } => {
+            format!("Steam returned an error for item {id}: it was removed, is private or never existed.")
+        }
+        K::NotInResponse => format!("Steam returned nothing for item {id}."),
+        K::WrongApp { .. } => format!("Item {id} is not a Left 4 Dead 2 item."),
+        K::NoFileUrl | K::BadFileUrl { .. } => {
+            format!("Item {id} cannot be downloaded directly from Steam.")
+        }
+        K::EmptyFile => format!("Steam says item {id} is empty."),
+        K::NestedTooDeep { .. } => format!("Collection {id} nests too many collections."),
+    }
+}
+
+/// Notes on the overlay why its sync failed (cleared by the next success).
+async fn record_failure(
+    pool: &SqlitePool,
+    overlay_id: i64,
+    e: &WorkshopError,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE overlays SET sync_error = ?, sync_error_detail = ? WHERE id = ?")
+        .bind(e.plain())
+        .bind(e.to_string())
+        .bind(overlay_id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
 /// The link of `item` inside overlay directory `dir`.
 pub fn addon_link(dir: &Path, item: i64) -> PathBuf {
     addons_dir(dir).join(format!("{item}.vpk"))
@@ -110,10 +197,14 @@ pub async fn sync_job(
             kind: overlay.kind,
         }));
     }
-    let steam = steam_for(config).map_err(JobFailure::from_error)?;
-    sync_overlay(ctx, config, &steam, &overlay)
-        .await?
-        .map_err(JobFailure::from_error)
+    let result = match steam_for(config) {
+        Ok(steam) => sync_overlay(ctx, config, &steam, &overlay).await?,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        record_failure(ctx.pool(), overlay.id, e).await?;
+    }
+    result.map_err(JobFailure::from_error)
 }
 
 /// The coalesced `workshop-refresh` system job: every workshop overlay is
@@ -136,6 +227,7 @@ pub async fn refresh_job(ctx: &mut JobCtx, config: &Config) -> Result<(), JobFai
         ctx.say(format!("== overlay {:?} (#{})", overlay.name, overlay.id))
             .await?;
         if let Err(e) = sync_overlay(ctx, config, &steam, overlay).await? {
+            record_failure(ctx.pool(), overlay.id, &e).await?;
             ctx.say(format!("overlay {:?} failed: {e}", overlay.name))
                 .await?;
             failed.push(format!("{:?} (#{}): {e}", overlay.name, overlay.id));

@@ -3,10 +3,12 @@
 //! blueprint as it is *now*: that is how blueprint edits and blueprint
 //! switches reach a server on its next action.
 
+use std::path::Path;
+
 use sqlx::SqlitePool;
 
 use super::blueprints;
-use super::model::{subject, Action, DesiredState};
+use super::model::{subject, Action, DesiredState, ServerRow};
 use super::spec;
 use crate::config::Config;
 use crate::jobs::{JobCtx, JobFailure, Jobs};
@@ -114,6 +116,25 @@ fn check_game_installed(env: &ActionEnv<'_>, name: &str) -> Result<(), JobFailur
         )));
     }
     Ok(())
+}
+
+/// Why starting `server` would be refused right now (an overlay of its
+/// blueprint is not ready), asked when the
+/// start is requested so the refusal shows where the operator clicked.
+/// The job checks again when it runs.
+pub async fn start_refusal(
+    pool: &SqlitePool,
+    root: &Path,
+    server: &ServerRow,
+) -> Result<Option<String>, sqlx::Error> {
+    for layer in blueprints::stack(pool, server.blueprint_id).await? {
+        match overlays::check_ready(pool, root, layer.overlay_id).await {
+            Ok(()) => {}
+            Err(overlays::NotReady::Db { source, .. }) => return Err(source),
+            Err(e) => return Ok(Some(e.to_string())),
+        }
+    }
+    Ok(None)
 }
 
 /// Checks every overlay of the blueprint and builds the spec YAML from the

@@ -3,8 +3,9 @@
 //! ends when the last viewer leaves, when it exits by itself, or on
 //! shutdown.
 
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -32,11 +33,75 @@ pub enum ConsoleError {
     },
 }
 
+/// A level that failed to load, as the game said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapFailure {
+    pub map: String,
+    /// The game's reason ("not found or invalid").
+    pub reason: String,
+}
+
+/// What a console line says about the level, in the engine's words
+/// (engine/host_cmd.cpp of the Source SDK 2013 engine): `map` warns
+/// "map load failed: <map> not found or invalid", `changelevel`
+/// "changelevel failed: <map> not found"; a level that loads logs
+/// `Started map "<map>" (CRC "…")` (echoed to the console while logging
+/// is on, as the panel's server.cfg turns it on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapLine {
+    Failed(MapFailure),
+    Loaded(String),
+}
+
+pub fn map_line(line: &str) -> Option<MapLine> {
+    for (prefix, suffix) in [
+        ("map load failed: ", " not found or invalid"),
+        ("changelevel failed: ", " not found"),
+    ] {
+        if let Some(at) = line.find(prefix) {
+            let rest = line[at + prefix.len()..].trim_end();
+            let map = rest.strip_suffix(suffix).unwrap_or(rest);
+            if !map.is_empty() {
+                return Some(MapLine::Failed(MapFailure {
+                    map: map.to_string(),
+                    reason: suffix.trim_start().to_string(),
+                }));
+            }
+        }
+    }
+    let at = line.find("Started map \"")?;
+    let rest = &line[at + "Started map \"".len()..];
+    let map = &rest[..rest.find('"')?];
+    (!map.is_empty()).then(|| MapLine::Loaded(map.to_string()))
+}
+
+/// The last level failure of each server, by name, until a level loads.
+#[derive(Clone, Default)]
+struct MapNotes(Arc<Mutex<HashMap<String, MapFailure>>>);
+
+impl MapNotes {
+    fn note(&self, name: &str, text: &str) {
+        let Ok(mut notes) = self.0.lock() else { return };
+        for line in text.lines() {
+            match map_line(line) {
+                Some(MapLine::Failed(f)) => {
+                    notes.insert(name.to_string(), f);
+                }
+                Some(MapLine::Loaded(_)) => {
+                    notes.remove(name);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
 /// Every console being followed; cheap to clone.
 #[derive(Clone)]
 pub struct ConsoleHub {
     viewers: Fanout<String, Arc<str>>,
     host: HostClient,
+    maps: MapNotes,
 }
 
 impl ConsoleHub {
@@ -44,6 +109,27 @@ impl ConsoleHub {
         ConsoleHub {
             viewers: Fanout::new(VIEWER_LAG, BACKLOG),
             host,
+            maps: MapNotes::default(),
+        }
+    }
+
+    /// The level of `name` that last failed to load, if no level loaded
+    /// since (as its followed console or an RCON answer said).
+    pub fn map_failure(&self, name: &str) -> Option<MapFailure> {
+        self.maps.0.lock().ok()?.get(name).cloned()
+    }
+
+    /// Reads what the game answered to an RCON command for level changes:
+    /// the engine sends a command's output to the RCON client only, so a
+    /// failed `map` over RCON never reaches the console.
+    pub fn note_reply(&self, name: &str, reply: &str) {
+        self.maps.note(name, reply);
+    }
+
+    /// Forgets what was noted about `name` (it stopped or is gone).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut notes) = self.maps.0.lock() {
+            notes.remove(name);
         }
     }
 
@@ -66,6 +152,7 @@ impl ConsoleHub {
             Ok(child) => {
                 tokio::spawn(pump(
                     self.viewers.clone(),
+                    self.maps.clone(),
                     name.to_string(),
                     sub.topic,
                     child,
@@ -97,6 +184,7 @@ impl ConsoleHub {
 
 async fn pump(
     viewers: Fanout<String, Arc<str>>,
+    maps: MapNotes,
     name: String,
     topic: TopicId,
     mut child: tokio::process::Child,
@@ -116,6 +204,7 @@ async fn pump(
             _ = shutdown.cancelled() => { viewers.close_topic(&name, topic, None); break; }
             line = line_rx.recv() => match line {
                 Some((_, text)) => {
+                    maps.note(&name, &text);
                     if !viewers.publish_to(&name, topic, text.into()) {
                         break;
                     }
@@ -136,4 +225,48 @@ async fn pump(
     let _ = child.start_kill();
     let _ = child.wait().await;
     tracing::debug!(server = %name, "console follower ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_failures_and_loads_in_the_engines_words() {
+        let failed = |map: &str, reason: &str| {
+            Some(MapLine::Failed(MapFailure {
+                map: map.into(),
+                reason: reason.into(),
+            }))
+        };
+        assert_eq!(
+            map_line("map load failed: c9m9_nothere not found or invalid"),
+            failed("c9m9_nothere", "not found or invalid")
+        );
+        assert_eq!(
+            map_line("changelevel failed: c9m9_nothere not found\n"),
+            failed("c9m9_nothere", "not found")
+        );
+        assert_eq!(
+            map_line(r#"L 12/01/2026 - 12:00:00: Started map "c1m1_hotel" (CRC "-123")"#),
+            Some(MapLine::Loaded("c1m1_hotel".into()))
+        );
+        assert_eq!(
+            map_line("CModelLoader::Map_IsValid:  No such map 'maps/x.bsp'"),
+            None
+        );
+        assert_eq!(map_line("map load failed: "), None);
+        assert_eq!(map_line("Started map \"unterminated"), None);
+
+        let notes = MapNotes::default();
+        notes.note(
+            "a",
+            "Console: hi\nmap load failed: c9m9_nothere not found or invalid",
+        );
+        assert_eq!(notes.0.lock().unwrap()["a"].map, "c9m9_nothere");
+        notes.note("b", "Started map \"c1m1_hotel\"");
+        assert!(notes.0.lock().unwrap().contains_key("a"), "per server");
+        notes.note("a", "Started map \"c1m1_hotel\" (CRC \"1\")");
+        assert!(notes.0.lock().unwrap().is_empty());
+    }
 }

@@ -29,7 +29,7 @@ pub mod resources;
 pub mod spec;
 pub mod status;
 
-pub use actions::{run_action, ActionEnv};
+pub use actions::{run_action, start_refusal, ActionEnv};
 pub use model::{
     converge_action, create_server, find_owned, find_owned_rcon, list_all, list_owned, lock_key,
     log_secrets, record_request, running_targets, subject, subject_server, switch_blueprint,

@@ -183,6 +183,9 @@ async fn console_send(
         Err(e) => (false, format!("error: {e}")),
     };
     tracing::info!(server = %server.name, user = %a.user.username, ok, "RCON console command");
+    if ok {
+        state.consoles.note_reply(&server.name, &output);
+    }
     note_rcon(&state, &trail, &on, command, ok, &output).await;
     rcon::record(&state.pool, server.id, a.user.id, command, ok, output).await?;
     Ok(Redirect::to(&format!("/servers/{}/rcon", server.id)).into_response())
@@ -220,6 +223,9 @@ async fn console_exec(
         Err(e) => (false, format!("error: {e}")),
     };
     tracing::info!(server = %server.name, user = %on.user().username, ok, "RCON command from the server page");
+    if ok {
+        state.consoles.note_reply(&server.name, &output);
+    }
     note_rcon(&state, &trail, &on, command, ok, &output).await;
     rcon::record(
         &state.pool,

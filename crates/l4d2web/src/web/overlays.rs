@@ -174,7 +174,8 @@ struct ItemRow {
     id: i64,
     title: String,
     size: String,
-    time_updated: i64,
+    /// When the item last changed on the Workshop (RFC 3339).
+    updated: String,
     cached: bool,
 }
 
@@ -211,7 +212,7 @@ async fn detail_with(
             id: i.id,
             title: i.title,
             size: steam_api::human_size(i.file_size as u64),
-            time_updated: i.time_updated,
+            updated: super::page::from_unix(i.time_updated),
         })
         .collect();
     let jobs = state

@@ -22,6 +22,16 @@ pub async fn flash(state: &AppState, session: &Session, message: &str) -> Result
     Ok(auth::set_flash(&state.pool, &session.id, message).await?)
 }
 
+/// Leaves a refusal (shown as a warning at the top) for the next page.
+pub async fn flash_refusal(
+    state: &AppState,
+    session: &Session,
+    message: &str,
+) -> Result<(), AppError> {
+    let marked = format!("{}{message}", super::nav::REFUSED_MARK);
+    Ok(auth::set_flash(&state.pool, &session.id, &marked).await?)
+}
+
 pub fn render<T: Template>(t: &T) -> Result<Html<String>, AppError> {
     Ok(Html(t.render()?))
 }
@@ -65,7 +75,18 @@ fn stamp_at(text: &str, now: time::OffsetDateTime) -> Stamp {
     );
     let secs = (now - t).whole_seconds();
     let ago = if secs < 0 {
-        "just now".to_string()
+        // A time to come (an expiry): "in 3 days"; a clock a little ahead
+        // of ours is "just now".
+        let ahead = -secs;
+        if ahead < 60 {
+            "just now".to_string()
+        } else if ahead < 3600 {
+            format!("in {} min", ahead / 60)
+        } else if ahead < 86_400 {
+            format!("in {} h", ahead / 3600)
+        } else {
+            format!("in {} days", ahead / 86_400)
+        }
     } else if secs < 60 {
         format!("{secs} s ago")
     } else if secs < 3600 {
@@ -76,6 +97,18 @@ fn stamp_at(text: &str, now: time::OffsetDateTime) -> Stamp {
         format!("{} days ago", secs / 86_400)
     };
     Stamp { ago, exact }
+}
+
+/// Unix seconds (as Steam gives them) as the RFC 3339 text [`stamp`]
+/// reads; empty when out of range.
+pub fn from_unix(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// How long from `start` to `end` (both RFC 3339): "42 s", "3 min 5 s",
@@ -133,6 +166,8 @@ mod tests {
         assert_eq!(stamp_at("2026-11-28T12:00:00Z", now).ago, "3 days ago");
         assert_eq!(stamp_at("2026-12-01T12:00:05Z", now).ago, "just now");
         assert_eq!(stamp_at("garbage", now).ago, "garbage");
+        assert_eq!(stamp_at("2026-12-04T12:00:00Z", now).ago, "in 3 days");
+        assert_eq!(from_unix(0), "1970-01-01T00:00:00Z");
         assert_eq!(
             took(Some("2026-12-01T12:00:00Z"), Some("2026-12-01T12:03:05.5Z")),
             "3 min 5 s"

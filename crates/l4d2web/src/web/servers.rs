@@ -16,7 +16,7 @@ use super::audit::Trail;
 use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::on_server::OnServer;
-use super::page::{flash, nav, parse_id, render, stamp, Nav, Stamp};
+use super::page::{flash, flash_refusal, nav, parse_id, render, stamp, Nav, Stamp};
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::sparkline::{self, Chart, HostCharts};
@@ -27,6 +27,7 @@ use crate::jobs::Job;
 use crate::schedules::Target;
 use crate::servers::access::{self, Right, Role, ServerAccess, Share, ShareError};
 use crate::servers::blueprints::{self as bp, Blueprint};
+use crate::servers::console::MapFailure;
 use crate::servers::status::{self, InstanceStatus};
 use crate::servers::{self, Action, CreateError, ServerRow};
 use crate::tasks::{self, Task};
@@ -464,6 +465,7 @@ struct ServerPage {
     csrf: String,
     view: ServerView,
     status_error: Option<String>,
+    map_failure: Option<MapFailure>,
     /// The owner's blueprints (a manager may switch among them).
     blueprints: Vec<Blueprint>,
     jobs: Vec<Job>,
@@ -518,6 +520,7 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
             view
         },
         status_error,
+        map_failure: map_failure(&state, &server),
         jobs,
     };
     Ok(render(&page)?.into_response())
@@ -529,6 +532,15 @@ struct StateFragment {
     csrf: String,
     view: ServerView,
     status_error: Option<String>,
+    map_failure: Option<MapFailure>,
+}
+
+/// The level that failed to load on a server that should be running.
+fn map_failure(state: &AppState, server: &ServerRow) -> Option<MapFailure> {
+    if server.desired_state != servers::DesiredState::Running {
+        return None;
+    }
+    state.consoles.map_failure(&server.name)
 }
 
 /// The state block of the server page as it is now.
@@ -542,12 +554,14 @@ async fn state_block(
         .jobs
         .list_for_subject(&servers::subject(access.server.id), 10)
         .await?;
+    let failure = map_failure(state, &access.server);
     let mut view = ServerView::new(access, actual)
         .with_pending(pending_of(&jobs))
         .with_resources(state);
     from_history(&mut view, &jobs);
     Ok(StateFragment {
         csrf,
+        map_failure: failure,
         view,
         status_error,
     })
@@ -732,6 +746,17 @@ async fn request(
     form: &ActionForm,
 ) -> Result<Response, AppError> {
     let server = on.server();
+    if matches!(action, Action::Start | Action::Restart) {
+        if let Some(why) = servers::start_refusal(&state.pool, &state.config.root, server).await? {
+            flash_refusal(
+                state,
+                &on.authed.session,
+                &format!("Server {} was not {}ed: {why}", server.name, action.verb()),
+            )
+            .await?;
+            return Ok(back(server, form).into_response());
+        }
+    }
     let job = tasks::request_server_action(&state.jobs, server, action, on.user().id, None).await?;
     let detail = format!("{} queued (job #{job}){}", action.verb(), as_admin(on));
     trail

@@ -172,17 +172,23 @@ async fn sharing_in_the_browser() {
         .await
         .unwrap();
     wait_text(c, "#role-note", "shared with you as operator").await;
-    let reset = c.find(Locator::Css("#action-reset")).await.unwrap();
-    assert!(
-        reset.attr("disabled").await.unwrap().is_some(),
-        "reset is the manager's"
-    );
-    assert!(reset
-        .attr("title")
+    // Read in one script: the state block is re-rendered over SSE, so an
+    // element handle may go stale between two calls.
+    let reset = c
+        .execute(
+            "const b = document.querySelector('#action-reset'); return [b.disabled, b.title]",
+            vec![],
+        )
         .await
-        .unwrap()
-        .unwrap_or_default()
-        .contains("does not allow"));
+        .unwrap();
+    assert_eq!(reset[0], serde_json::json!(true), "reset is the manager's");
+    assert!(
+        reset[1]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not allow"),
+        "{reset}"
+    );
     assert!(
         c.find(Locator::Css("#sharing")).await.is_err(),
         "no sharing for an operator"

@@ -212,7 +212,9 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
     let dashboard = admin.get("/servers").await;
     assert_eq!(dashboard.status, StatusCode::OK);
     assert!(
-        dashboard.body.contains("<td class=\"players\">2/"),
+        dashboard
+            .body
+            .contains("<td class=\"players\" data-label=\"Players\">2/"),
         "{}",
         dashboard.body
     );
@@ -333,7 +335,7 @@ async fn live_panel_follows_the_game_and_admins_use_the_console() {
         .await;
     let dashboard = admin.get("/servers").await.body;
     assert!(
-        dashboard.contains("<td class=\"players\">–</td>"),
+        dashboard.contains("<td class=\"players\" data-label=\"Players\">–</td>"),
         "no player count for a stopped server: {dashboard}"
     );
     let r = admin.post(&format!("/servers/{id}/delete"), &[]).await;

@@ -11,6 +11,7 @@ mod audit;
 mod backup;
 mod browser;
 mod browser_servers;
+mod browser_ux;
 mod console;
 mod converge;
 mod db_files;

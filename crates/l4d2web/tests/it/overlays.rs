@@ -574,7 +574,7 @@ async fn file_browser_lists_downloads_and_refuses_escapes() {
         .get(&format!("/overlays/{id}/files?path=left4dead2/cfg"))
         .await;
     assert!(
-        cfg.body.contains("server.cfg") && cfg.body.contains("<td>7</td>"),
+        cfg.body.contains("server.cfg") && cfg.body.contains("<td data-label=\"Size\">7</td>"),
         "{}",
         cfg.body
     );

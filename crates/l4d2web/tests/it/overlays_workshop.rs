@@ -222,6 +222,16 @@ async fn unknown_and_foreign_items_fail_clearly() {
         err.contains(&format!("workshop item {SE_ITEM} is for app")),
         "{err}"
     );
+    let page = alice.get(&format!("/overlays/{id}")).await;
+    assert!(
+        page.body.contains(
+            "Steam returned an error for item 999: it was removed, is private or never existed."
+        ) && page
+            .body
+            .contains(&format!("Item {SE_ITEM} is not a Left 4 Dead 2 item.")),
+        "{}",
+        page.body
+    );
     assert!(listing(&addons(s.root.path(), id)).is_empty());
     assert!(l4d2web::overlays::check_ready(&s.pool, s.root.path(), id)
         .await
@@ -240,6 +250,19 @@ async fn api_errors_and_timeouts_fail_the_job_and_change_nothing() {
     assert_eq!(state, "failed");
     let err = job_error(&s, job).await;
     assert!(err.contains("HTTP 500"), "{err}");
+    // The overlay says so in plain words, the full error in its details.
+    let page = alice.get(&format!("/overlays/{id}")).await;
+    assert!(
+        page.body.contains("sync failed")
+            && page
+                .body
+                .contains("Steam had a server error (HTTP 500); try again later.")
+            && page.body.contains("answered HTTP 500"),
+        "{}",
+        page.body
+    );
+    let list = alice.get("/overlays").await;
+    assert!(list.body.contains("sync-failed"), "{}", list.body);
     steam.set_api_mode(ApiMode::Hang);
     let (job, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "failed");
@@ -252,9 +275,18 @@ async fn api_errors_and_timeouts_fail_the_job_and_change_nothing() {
         .unwrap();
     assert_eq!(items, 0);
     assert_eq!(steam.requests_for(REAL_ITEM), 0);
+    let page = alice.get(&format!("/overlays/{id}")).await;
+    assert!(
+        page.body.contains("Steam did not answer in time"),
+        "{}",
+        page.body
+    );
     steam.set_api_mode(ApiMode::Normal);
     let (_, state) = sync(&s, &mut alice, id).await;
     assert_eq!(state, "succeeded");
+    // A sync that works clears the failure.
+    let page = alice.get(&format!("/overlays/{id}")).await;
+    assert!(!page.body.contains("sync failed"), "{}", page.body);
     s.stop().await;
 }
 

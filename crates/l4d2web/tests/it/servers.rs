@@ -698,13 +698,25 @@ async fn overlay_not_ready_fails_start_and_actions_queue_in_order() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let id = create_server(&mut c, "queued", bp).await;
-    let (job, state) = act(&s, &mut c, id, "start").await;
-    assert_eq!(state, "failed");
-    let err = job_error(&s, job).await;
+    // Refused when asked, as a warning on the page the operator is on.
+    let before = latest_job(&s).await;
+    let r = c.post(&format!("/servers/{id}/start"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(latest_job(&s).await, before, "a refused start queued a job");
+    let page = c.get(r.location()).await.body;
     assert!(
-        err.contains("ghost") && err.contains("build it first"),
-        "{err}"
+        page.contains("class=\"flash refused\"")
+            && page.contains("Server queued was not started")
+            && page.contains("ghost")
+            && page.contains("build it first"),
+        "{page}"
     );
+    let desired: String = sqlx::query_scalar("SELECT desired_state FROM servers WHERE id = ?")
+        .bind(id)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(desired, "stopped", "a refused start changes nothing");
     assert!(
         !s.root.path().join("instances/queued").exists(),
         "nothing initialized"

@@ -418,9 +418,25 @@ fn say_changelevel_kick_and_log_lines() {
     let info = a2s::A2SClient::new().unwrap().info(sim.addr()).unwrap();
     assert_eq!(info.map, "c2m1_highway");
     let (bad, _) = rcon.exec(10, "changelevel c9m9_nowhere");
-    assert_eq!(bad, "changelevel failed: c9m9_nowhere not found\n");
+    assert_eq!(
+        bad,
+        "CModelLoader::Map_IsValid:  No such map 'maps/c9m9_nowhere.bsp'\nchangelevel failed: c9m9_nowhere not found\n"
+    );
+    let (bad_map, _) = rcon.exec(10, "map c9m9_nothere");
+    assert!(
+        bad_map.ends_with("map load failed: c9m9_nothere not found or invalid\n"),
+        "{bad_map}"
+    );
+    // The answer goes to the RCON client only, as the engine redirects it;
+    // the level that runs stays.
+    assert!(!sim.console_text().contains("map load failed: c9m9_nothere"));
+    let info = a2s::A2SClient::new().unwrap().info(sim.addr()).unwrap();
+    assert_eq!(info.map, "c2m1_highway");
     let (escape, _) = rcon.exec(11, "changelevel ../../etc/passwd");
-    assert!(escape.starts_with("changelevel failed"), "{escape}");
+    assert!(
+        escape.ends_with("changelevel failed: ../../etc/passwd not found\n"),
+        "{escape}"
+    );
 
     let (joined, _) = rcon.exec(12, "sim_join Test Player");
     assert!(joined.starts_with("sim_join: userid "), "{joined}");
@@ -635,6 +651,7 @@ fn unknown_map_at_start_keeps_running_without_map() {
             "from-cmdline",
         ],
     );
+    sim.wait_console("CModelLoader::Map_IsValid:  No such map 'maps/c9m9_nowhere.bsp'");
     sim.wait_console("map load failed: c9m9_nowhere not found or invalid");
     let info = a2s::A2SClient::new().unwrap().info(sim.addr()).unwrap();
     assert_eq!(info.map, "");

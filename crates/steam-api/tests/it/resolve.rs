@@ -385,7 +385,11 @@ async fn connection_refused_is_a_clear_error() {
     let err = api.player_summaries(&[ROBIN]).await.unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with("request to ISteamUser/GetPlayerSummaries/v2 failed")
+        matches!(err, steam_api::SteamError::Unreachable { .. }),
+        "a refused connection is its own kind: {err:?}"
+    );
+    assert!(
+        msg.starts_with("cannot reach ISteamUser/GetPlayerSummaries/v2")
             && msg.contains("Connection refused"),
         "{msg}"
     );
