@@ -475,6 +475,27 @@ def phase_browser(st):
         check("browser: the server page's live panel shows the map over SSE", ok, wd.text("body")[:300] if not ok else "")
         wide = wd.script("return document.documentElement.scrollWidth <= window.innerWidth")
         check("browser: the server page fits the window", wide is True, wide)
+
+        # Phone width: every page of the deployed panel fits a 360 px screen.
+        wd.s("POST", "/window/rect", {"width": 360, "height": 800})
+        inner = wd.script("return window.innerWidth")
+        pages = ["/servers", f"/servers/{st['server2']}", f"/servers/{st['server2']}/rcon", "/blueprints",
+                 "/overlays", f"/overlays/{st['workshop_overlay']}", f"/overlays/{st['marker_overlay']}/files",
+                 "/jobs", f"/jobs/{st['kill_job']}", "/audit", "/account", "/tokens", "/alerts",
+                 "/admin/users", "/servers/999999"]
+        wd.get(f"http://{BASE_HOST}:{BASE_PORT}/blueprints")
+        bp = wd.script("const a = document.querySelector('#blueprints a'); return a && a.getAttribute('href')")
+        if bp:
+            pages.append(bp)
+        too_wide = []
+        for p in pages:
+            wd.get(f"http://{BASE_HOST}:{BASE_PORT}{p}")
+            time.sleep(1)  # the live panel and the state block arrive over HTMX
+            over = wd.script("return document.documentElement.scrollWidth - window.innerWidth")
+            if not isinstance(over, int) or over > 0:
+                too_wide.append(f"{p}: {over} px too wide")
+        check(f"browser: every page of the deployed panel fits a {inner} px phone screen", inner == 360 and not too_wide, too_wide)
+        wd.s("POST", "/window/rect", {"width": 1280, "height": 900})
     finally:
         wd.quit()
 
