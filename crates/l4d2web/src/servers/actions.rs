@@ -7,6 +7,7 @@ use sqlx::SqlitePool;
 
 use super::blueprints;
 use super::model::{subject, Action, DesiredState};
+use super::players;
 use super::spec;
 use crate::config::Config;
 use crate::jobs::{JobCtx, JobFailure, Jobs};
@@ -62,18 +63,18 @@ pub async fn run_action(
             Ok(())
         }
         Action::Start => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             initialize(ctx, env, &name, &spec).await?;
             l4d2ctl(ctx, host, "start", &name).await
         }
         Action::Restart => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             l4d2ctl(ctx, host, "stop", &name).await?;
             initialize(ctx, env, &name, &spec).await?;
             l4d2ctl(ctx, host, "start", &name).await
         }
         Action::Reset => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             l4d2ctl(ctx, host, "delete", &name).await?;
             initialize(ctx, env, &name, &spec).await?;
             if server.desired_state == DesiredState::Running {
@@ -122,6 +123,7 @@ fn check_game_installed(env: &ActionEnv<'_>, name: &str) -> Result<(), JobFailur
 async fn prepare_spec(
     ctx: &mut JobCtx,
     env: &ActionEnv<'_>,
+    server_id: i64,
     server: &JobServer,
 ) -> Result<String, JobFailure> {
     let bp: Option<(String, String, String)> =
@@ -151,6 +153,9 @@ async fn prepare_spec(
             server.name, server.port
         ))
     })?;
+    // Ban minutes count from now: what is left of each ban.
+    let now = chrono::Utc::now().timestamp();
+    let (bans, admins) = players::spec_entries(ctx.pool(), server_id, now).await?;
     let cfg = spec::server_cfg(
         &config,
         &spec::Managed {
@@ -167,6 +172,8 @@ async fn prepare_spec(
             .collect(),
         args,
         config: cfg,
+        bans,
+        admins,
     };
     let overlays_text = if stack.is_empty() {
         "no overlays".to_string()

@@ -12,6 +12,8 @@
 //! - [`crashes`]: telling a crash from a stop, counting them, and the
 //!   local backend's restart policy;
 //! - [`rcon`]: console commands and their history;
+//! - [`players`]: Steam id bans and SourceMod admins, and the kick, ban
+//!   and unban commands;
 //! - [`ports`]: free port search.
 
 pub mod access;
@@ -20,6 +22,7 @@ pub mod blueprints;
 pub mod console;
 pub mod crashes;
 mod model;
+pub mod players;
 pub mod ports;
 pub mod rcon;
 pub mod spec;
