@@ -22,6 +22,7 @@ mod live;
 mod metrics;
 mod overlays;
 mod overlays_workshop;
+mod players;
 mod process;
 mod schedules;
 mod server_state;
