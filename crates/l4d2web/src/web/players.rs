@@ -8,15 +8,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::audit::Trail;
+use super::audit::{Note, Trail};
 use super::error::AppError;
 use super::extract::Protected;
 use super::on_server::OnServer;
 use super::page::{flash, stamp, Stamp};
 use super::routes::Routes;
 use super::state::AppState;
+use crate::accounts::User;
 use crate::audit::{Kind, Outcome};
-use crate::servers::access::{Right, Role};
+use crate::servers::access::{Right, Role, ServerAccess};
 use crate::servers::blueprints as bp;
 use crate::servers::players::{self, AdminRow, BanLength, BanRow};
 use crate::servers::{self, RconTarget};
@@ -114,13 +115,6 @@ fn left(minutes: u32) -> String {
     }
 }
 
-/// The RCON target of the server (its access was checked).
-async fn target(state: &AppState, on: &OnServer) -> Result<RconTarget, AppError> {
-    servers::find_owned_rcon(&state.pool, on.server().owner_id, on.server().id)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
 /// Runs a command on the server if it is running: Ok(answer), or why not.
 async fn send(state: &AppState, server: &RconTarget, command: &str) -> Result<String, String> {
     let port = server.port().ok_or("the server has no valid port")?;
@@ -142,6 +136,158 @@ fn as_admin(on: &OnServer) -> &'static str {
         ""
     }
 }
+/// Who acts on which server, for the handlers the pages and the API share.
+pub(super) struct Actor<'a> {
+    pub state: &'a AppState,
+    pub access: &'a ServerAccess,
+    pub user: &'a User,
+    pub trail: &'a Trail,
+}
+
+impl Actor<'_> {
+    fn note(&self, kind: Kind) -> Note {
+        self.trail
+            .note(kind)
+            .actor(Some(self.user.id), &self.user.username)
+            .server(&self.access.server)
+    }
+
+    fn as_admin(&self) -> &'static str {
+        if self.access.role == Role::Admin {
+            " (as administrator)"
+        } else {
+            ""
+        }
+    }
+
+    async fn target(&self) -> Result<RconTarget, AppError> {
+        let s = &self.access.server;
+        servers::find_owned_rcon(&self.state.pool, s.owner_id, s.id)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+}
+
+/// Kicks the connected player with `steam_id`; the message for the user.
+pub(super) async fn kick_player(
+    a: &Actor<'_>,
+    steam_id: &str,
+    reason: &str,
+) -> Result<String, AppError> {
+    let steam_id = players::steam_id(steam_id)?;
+    let reason = players::reason(reason, true)?;
+    let server = a.target().await?;
+    let status = send(a.state, &server, "status").await.map_err(|e| {
+        AppError::BadRequest(format!(
+            "cannot kick on {}: the server is not reachable ({e}); nothing was sent",
+            server.name
+        ))
+    })?;
+    let userid = players::connected_userid(&status, &steam_id).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "no player with Steam id {steam_id} is connected to {}; nothing was sent",
+            server.name
+        ))
+    })?;
+    let result = send(a.state, &server, &players::kick_command(userid, &reason)).await;
+    let note = a
+        .note(Kind::PlayerKicked)
+        .detail(format!("{steam_id} (“{reason}”){}", a.as_admin()));
+    match result {
+        Ok(_) => {
+            note.save(a.state).await;
+            tracing::info!(server = %server.name, %steam_id, "player kicked");
+            Ok(format!("Kicked {steam_id}."))
+        }
+        Err(e) => {
+            note.result(Outcome::Failed).save(a.state).await;
+            Err(AppError::BadRequest(format!(
+                "the kick of {steam_id} did not reach {}: {e}",
+                server.name
+            )))
+        }
+    }
+}
+
+/// Stores a ban and applies it to the running server.
+pub(super) async fn ban_player(
+    a: &Actor<'_>,
+    steam_id: &str,
+    length: BanLength,
+    reason: &str,
+) -> Result<String, AppError> {
+    let steam_id = players::steam_id(steam_id)?;
+    let reason = players::reason(reason, false)?;
+    let server = a.target().await?;
+    let now = Utc::now().timestamp();
+    players::ban(
+        &a.state.pool,
+        server.id,
+        a.user.id,
+        &steam_id,
+        length,
+        &reason,
+        now,
+    )
+    .await?;
+    let applied = send(a.state, &server, &players::ban_command(&steam_id, length)).await;
+    let how = length.describe();
+    let (message, now_too) = match &applied {
+        Ok(_) => (
+            format!("Banned {steam_id} {how}; kicked if they were on."),
+            "applied at once",
+        ),
+        Err(_) => (
+            format!("Banned {steam_id} {how}; the server is not running, the ban applies when it starts."),
+            "applies at the next start",
+        ),
+    };
+    let reason_text = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" (“{reason}”)")
+    };
+    a.note(Kind::PlayerBanned)
+        .detail(format!(
+            "{steam_id} {how}{reason_text}, {now_too}{}",
+            a.as_admin()
+        ))
+        .save(a.state)
+        .await;
+    tracing::info!(server = %server.name, %steam_id, %how, "player banned");
+    Ok(message)
+}
+
+/// Lifts a ban, on the running server too.
+pub(super) async fn unban_player(a: &Actor<'_>, steam_id: &str) -> Result<String, AppError> {
+    let steam_id = players::steam_id(steam_id)?;
+    let server = a.target().await?;
+    players::unban(&a.state.pool, server.id, &steam_id, Utc::now().timestamp()).await?;
+    // A stopped server has nothing to lift: its next start leaves the ban out.
+    let applied = send(a.state, &server, &players::unban_command(&steam_id)).await;
+    a.note(Kind::PlayerUnbanned)
+        .detail(format!(
+            "{steam_id}, {}{}",
+            if applied.is_ok() {
+                "lifted at once"
+            } else {
+                "lifted from the next start"
+            },
+            a.as_admin()
+        ))
+        .save(a.state)
+        .await;
+    Ok(format!("Unbanned {steam_id}."))
+}
+
+fn actor<'a>(state: &'a AppState, on: &'a OnServer, trail: &'a Trail) -> Actor<'a> {
+    Actor {
+        state,
+        access: &on.access,
+        user: on.user(),
+        trail,
+    }
+}
 
 #[derive(Deserialize)]
 struct KickForm {
@@ -156,41 +302,9 @@ async fn kick(
     trail: Trail,
     Protected { form, .. }: Protected<KickForm>,
 ) -> Result<Response, AppError> {
-    let steam_id = players::steam_id(&form.steam_id)?;
-    let reason = players::reason(&form.reason, true)?;
-    let server = target(&state, &on).await?;
-    let status = send(&state, &server, "status").await.map_err(|e| {
-        AppError::BadRequest(format!(
-            "cannot kick on {}: the server is not reachable ({e}); nothing was sent",
-            server.name
-        ))
-    })?;
-    let userid = players::connected_userid(&status, &steam_id).ok_or_else(|| {
-        AppError::BadRequest(format!(
-            "no player with Steam id {steam_id} is connected to {}; nothing was sent",
-            server.name
-        ))
-    })?;
-    let result = send(&state, &server, &players::kick_command(userid, &reason)).await;
-    let note = trail
-        .note(Kind::PlayerKicked)
-        .server(on.server())
-        .detail(format!("{steam_id} (“{reason}”){}", as_admin(&on)));
-    match result {
-        Ok(_) => {
-            note.save(&state).await;
-            tracing::info!(server = %server.name, %steam_id, "player kicked");
-            flash(&state, &on.authed.session, &format!("Kicked {steam_id}.")).await?;
-            Ok(back(&on))
-        }
-        Err(e) => {
-            note.result(Outcome::Failed).save(&state).await;
-            Err(AppError::BadRequest(format!(
-                "the kick of {steam_id} did not reach {}: {e}",
-                server.name
-            )))
-        }
-    }
+    let message = kick_player(&actor(&state, &on, &trail), &form.steam_id, &form.reason).await?;
+    flash(&state, &on.authed.session, &message).await?;
+    Ok(back(&on))
 }
 
 #[derive(Deserialize)]
@@ -209,48 +323,14 @@ async fn ban(
     trail: Trail,
     Protected { form, .. }: Protected<BanForm>,
 ) -> Result<Response, AppError> {
-    let steam_id = players::steam_id(&form.steam_id)?;
     let length = BanLength::parse(&form.amount, &form.unit)?;
-    let reason = players::reason(&form.reason, false)?;
-    let server = target(&state, &on).await?;
-    let now = Utc::now().timestamp();
-    players::ban(
-        &state.pool,
-        server.id,
-        on.user().id,
-        &steam_id,
+    let message = ban_player(
+        &actor(&state, &on, &trail),
+        &form.steam_id,
         length,
-        &reason,
-        now,
+        &form.reason,
     )
     .await?;
-    let applied = send(&state, &server, &players::ban_command(&steam_id, length)).await;
-    let how = length.describe();
-    let (message, now_too) = match &applied {
-        Ok(_) => (
-            format!("Banned {steam_id} {how}; kicked if they were on."),
-            "applied at once",
-        ),
-        Err(_) => (
-            format!("Banned {steam_id} {how}; the server is not running, the ban applies when it starts."),
-            "applies at the next start",
-        ),
-    };
-    let reason_text = if reason.is_empty() {
-        String::new()
-    } else {
-        format!(" (“{reason}”)")
-    };
-    trail
-        .note(Kind::PlayerBanned)
-        .server(on.server())
-        .detail(format!(
-            "{steam_id} {how}{reason_text}, {now_too}{}",
-            as_admin(&on)
-        ))
-        .save(&state)
-        .await;
-    tracing::info!(server = %server.name, %steam_id, %how, "player banned");
     flash(&state, &on.authed.session, &message).await?;
     Ok(back(&on))
 }
@@ -266,26 +346,8 @@ async fn unban(
     trail: Trail,
     Protected { form, .. }: Protected<SteamIdForm>,
 ) -> Result<Response, AppError> {
-    let steam_id = players::steam_id(&form.steam_id)?;
-    let server = target(&state, &on).await?;
-    players::unban(&state.pool, server.id, &steam_id, Utc::now().timestamp()).await?;
-    // A stopped server has nothing to lift: its next start leaves the ban out.
-    let applied = send(&state, &server, &players::unban_command(&steam_id)).await;
-    trail
-        .note(Kind::PlayerUnbanned)
-        .server(on.server())
-        .detail(format!(
-            "{steam_id}, {}{}",
-            if applied.is_ok() {
-                "lifted at once"
-            } else {
-                "lifted from the next start"
-            },
-            as_admin(&on)
-        ))
-        .save(&state)
-        .await;
-    flash(&state, &on.authed.session, &format!("Unbanned {steam_id}.")).await?;
+    let message = unban_player(&actor(&state, &on, &trail), &form.steam_id).await?;
+    flash(&state, &on.authed.session, &message).await?;
     Ok(back(&on))
 }
 

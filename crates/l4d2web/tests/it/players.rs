@@ -152,19 +152,35 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
             "is not a Steam id",
         ),
         (
-            vec![("steam_id", "STEAM_1:0:9"), ("amount", "0"), ("unit", "minutes")],
+            vec![
+                ("steam_id", "STEAM_1:0:9"),
+                ("amount", "0"),
+                ("unit", "minutes"),
+            ],
             "ban length",
         ),
         (
-            vec![("steam_id", "STEAM_1:0:9"), ("amount", "1.5"), ("unit", "hours")],
+            vec![
+                ("steam_id", "STEAM_1:0:9"),
+                ("amount", "1.5"),
+                ("unit", "hours"),
+            ],
             "ban length",
         ),
         (
-            vec![("steam_id", "STEAM_1:0:9"), ("amount", "3"), ("unit", "weeks")],
+            vec![
+                ("steam_id", "STEAM_1:0:9"),
+                ("amount", "3"),
+                ("unit", "weeks"),
+            ],
             "choose minutes, hours, days or permanent",
         ),
         (
-            vec![("steam_id", "STEAM_1:0:9"), ("amount", "99999"), ("unit", "days")],
+            vec![
+                ("steam_id", "STEAM_1:0:9"),
+                ("amount", "99999"),
+                ("unit", "days"),
+            ],
             "choose permanent instead",
         ),
         (
@@ -200,13 +216,18 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
     )
     .await;
     assert_eq!(ban_rows(&s, id).await, before);
-    assert!(game(port, &pw, "listid").await.starts_with("ID filter list: 2 entries\n"));
+    assert!(game(port, &pw, "listid")
+        .await
+        .starts_with("ID filter list: 2 entries\n"));
 
     // Kick with a reason: kickid <userid> "<reason>".
     let joined = game(port, &pw, "sim_join Rude STEAM_1:1:77").await;
     assert!(joined.starts_with("sim_join: userid"), "{joined}");
     let r = c
-        .post(&kick_url, &[("steam_id", "STEAM_1:1:77"), ("reason", "language")])
+        .post(
+            &kick_url,
+            &[("steam_id", "STEAM_1:1:77"), ("reason", "language")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(!game(port, &pw, "status").await.contains("Rude"));
@@ -229,7 +250,8 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
         assert!(list.contains(" STEAM_1:0:1234 : permanent\n"), "{list}");
         // What was left of the two hours when the spec was written.
         assert!(
-            list.contains(" STEAM_1:1:5 : 120.000 min\n") || list.contains(" STEAM_1:1:5 : 119.000 min\n"),
+            list.contains(" STEAM_1:1:5 : 120.000 min\n")
+                || list.contains(" STEAM_1:1:5 : 119.000 min\n"),
             "{list}"
         );
         assert_eq!(
@@ -244,33 +266,46 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
     let r = c.post(&unban_url, &[("steam_id", "STEAM_1:0:1234")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let list = game(port, &pw, "listid").await;
-    assert!(list.starts_with("ID filter list: 1 entry\n1 STEAM_1:1:5 : "), "{list}");
+    assert!(
+        list.starts_with("ID filter list: 1 entry\n1 STEAM_1:1:5 : "),
+        "{list}"
+    );
     assert!(game(port, &pw, "sim_join Griefer STEAM_1:0:1234")
         .await
         .starts_with("sim_join: userid"));
 
     // A timed ban that has ended is left out of the page and the next start.
-    sqlx::query("UPDATE server_bans SET expires_at = strftime('%s', 'now') - 1 WHERE server_id = ?")
-        .bind(id)
-        .execute(&s.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE server_bans SET expires_at = strftime('%s', 'now') - 1 WHERE server_id = ?",
+    )
+    .bind(id)
+    .execute(&s.pool)
+    .await
+    .unwrap();
     assert!(c.get(&page).await.body.contains("id=\"no-bans\""));
     assert_eq!(act(&s, &mut c, id, "restart").await.1, "succeeded");
     assert_eq!(game(port, &pw, "listid").await, "ID filter list: empty\n");
 
     // The audit log has each act.
     let bans = audit_details(&s, "player.banned").await;
-    assert!(bans[0].contains("STEAM_1:0:1234 permanently (“griefing”), applied at once"), "{bans:?}");
+    assert!(
+        bans[0].contains("STEAM_1:0:1234 permanently (“griefing”), applied at once"),
+        "{bans:?}"
+    );
     assert!(bans[1].contains("STEAM_1:1:5 for 2 hours"), "{bans:?}");
     assert!(audit_details(&s, "player.kicked").await[0].contains("STEAM_1:1:77 (“language”)"));
-    assert!(audit_details(&s, "player.unbanned").await[0].contains("STEAM_1:0:1234, lifted at once"));
+    assert!(
+        audit_details(&s, "player.unbanned").await[0].contains("STEAM_1:0:1234, lifted at once")
+    );
 
     // A viewer sees no ban controls and is refused (403); a stranger does
     // not see the server at all (404); nothing changes.
     let before = ban_rows(&s, id).await;
     let r = c
-        .post(&format!("/servers/{id}/shares"), &[("username", USER2.0), ("role", "viewer")])
+        .post(
+            &format!("/servers/{id}/shares"),
+            &[("username", USER2.0), ("role", "viewer")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let mut bob = s.login(USER2).await;
@@ -284,7 +319,10 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
         .unwrap();
     let mut carol = s.login(("carol", password)).await;
     carol.get("/").await;
-    assert_eq!(carol.post(&ban_url, &ban).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        carol.post(&ban_url, &ban).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         carol
             .post(&kick_url, &[("steam_id", "STEAM_1:0:5"), ("reason", "x")])
@@ -298,7 +336,10 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
     assert_eq!(act(&s, &mut c, id, "stop").await.1, "succeeded");
     c.get(&page).await;
     let r = c
-        .post(&ban_url, &[("steam_id", "STEAM_1:0:42"), ("unit", "permanent")])
+        .post(
+            &ban_url,
+            &[("steam_id", "STEAM_1:0:42"), ("unit", "permanent")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(audit_details(&s, "player.banned")
@@ -334,7 +375,10 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
         Some(alice),
         "sourcemod",
         &[
-            ("left4dead2/addons/sourcemod/plugins/basecommands.smx", "smx"),
+            (
+                "left4dead2/addons/sourcemod/plugins/basecommands.smx",
+                "smx",
+            ),
             (
                 "left4dead2/addons/sourcemod/configs/admins_simple.ini",
                 "\"STEAM_1:0:1\" \"z\"\n",
@@ -356,12 +400,19 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
     let r = c
         .post(
             &admins_url,
-            &[("steam_id", "[U:1:85]"), ("flags", "abcz"), ("immunity", "99")],
+            &[
+                ("steam_id", "[U:1:85]"),
+                ("flags", "abcz"),
+                ("immunity", "99"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let r = c
-        .post(&admins_url, &[("steam_id", "STEAM_1:0:43"), ("flags", "bk")])
+        .post(
+            &admins_url,
+            &[("steam_id", "STEAM_1:0:43"), ("flags", "bk")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let shown = c.get(&page).await.body;
@@ -370,12 +421,28 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
     // Bad input changes nothing.
     let before = admin_rows(&s, id).await;
     for (fields, expected) in [
-        (vec![("steam_id", "nope"), ("flags", "z")], "is not a Steam id"),
-        (vec![("steam_id", "STEAM_1:0:44"), ("flags", "abx")], "is not a SourceMod admin flag"),
-        (vec![("steam_id", "STEAM_1:0:44"), ("flags", "")], "no admin flags given"),
-        (vec![("steam_id", "STEAM_1:0:44"), ("flags", "aa")], "given twice"),
         (
-            vec![("steam_id", "STEAM_1:0:44"), ("flags", "z"), ("immunity", "300")],
+            vec![("steam_id", "nope"), ("flags", "z")],
+            "is not a Steam id",
+        ),
+        (
+            vec![("steam_id", "STEAM_1:0:44"), ("flags", "abx")],
+            "is not a SourceMod admin flag",
+        ),
+        (
+            vec![("steam_id", "STEAM_1:0:44"), ("flags", "")],
+            "no admin flags given",
+        ),
+        (
+            vec![("steam_id", "STEAM_1:0:44"), ("flags", "aa")],
+            "given twice",
+        ),
+        (
+            vec![
+                ("steam_id", "STEAM_1:0:44"),
+                ("flags", "z"),
+                ("immunity", "300"),
+            ],
             "enter a whole number from 0 to 255",
         ),
     ] {
@@ -401,15 +468,20 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
         ini.ends_with("\"STEAM_1:0:43\" \"bk\"\n\"STEAM_1:1:42\" \"99:abcz\"\n"),
         "{ini}"
     );
-    let overlay_ini = s
-        .root
-        .path()
-        .join(format!("overlays/{sm}/left4dead2/addons/sourcemod/configs/admins_simple.ini"));
-    assert_eq!(std::fs::read_to_string(overlay_ini).unwrap(), "\"STEAM_1:0:1\" \"z\"\n");
+    let overlay_ini = s.root.path().join(format!(
+        "overlays/{sm}/left4dead2/addons/sourcemod/configs/admins_simple.ini"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(overlay_ini).unwrap(),
+        "\"STEAM_1:0:1\" \"z\"\n"
+    );
 
     // An operator may ban but not manage admins (403).
     let r = c
-        .post(&format!("/servers/{id}/shares"), &[("username", USER2.0), ("role", "operator")])
+        .post(
+            &format!("/servers/{id}/shares"),
+            &[("username", USER2.0), ("role", "operator")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let mut bob = s.login(USER2).await;
@@ -425,15 +497,185 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
     // Removing every admin: the next start removes the panel's file.
     for steam_id in ["STEAM_1:1:42", "STEAM_1:0:43"] {
         let r = c
-            .post(&format!("/servers/{id}/players/admins/unadmin"), &[("steam_id", steam_id)])
+            .post(
+                &format!("/servers/{id}/players/admins/unadmin"),
+                &[("steam_id", steam_id)],
+            )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     }
     assert_eq!(act(&s, &mut c, id, "restart").await.1, "succeeded");
-    assert!(!upper_ini.exists(), "the overlay's own file shows through again");
+    assert!(
+        !upper_ini.exists(),
+        "the overlay's own file shows through again"
+    );
     let admin_audit = audit_details(&s, "player.admin_set").await;
-    assert!(admin_audit[0].contains("STEAM_1:1:42 flags abcz, immunity 99"), "{admin_audit:?}");
+    assert!(
+        admin_audit[0].contains("STEAM_1:1:42 flags abcz, immunity 99"),
+        "{admin_audit:?}"
+    );
     assert_eq!(audit_details(&s, "player.admin_removed").await.len(), 2);
+    act(&s, &mut c, id, "stop").await;
+    s.stop().await;
+}
+
+/// One API call with a bearer token; (status, JSON body).
+async fn api(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", s.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+    )
+}
+
+#[tokio::test]
+async fn the_api_lists_bans_bans_unbans_and_kicks() {
+    use reqwest::Method;
+    use serde_json::json;
+    let r = range(27560);
+    let s = TestServer::start_installed(&[(r[0].0, &r[0].1), (r[1].0, &r[1].1)]).await;
+    let mut c = s.login(USER).await;
+    let bp = create_blueprint(
+        &mut c,
+        "api-bans",
+        "+map c1m1_hotel -sim_players 0 -sim_churn 0",
+        "",
+    )
+    .await;
+    let id = create_server(&mut c, "api-bans-1", bp).await;
+    let port = server_port(&s, id).await;
+    let pw = rcon_password(&s, id).await;
+    assert_eq!(act(&s, &mut c, id, "start").await.1, "succeeded");
+    let token = crate::api::create_token(&mut c, "bans", "operate").await;
+    let bans = format!("/api/v1/servers/{id}/bans");
+
+    let (status, list) = api(&s, Method::GET, &bans, &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([]));
+    game(port, &pw, "sim_join Cheater STEAM_1:1:9").await;
+    let (status, done) = api(
+        &s,
+        Method::POST,
+        &bans,
+        &token,
+        Some(json!({"steam_id": "STEAM_0:1:9", "minutes": 90, "reason": "aimbot"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done["message"]
+        .as_str()
+        .unwrap()
+        .contains("Banned STEAM_1:1:9 for 90 minutes"));
+    assert!(game(port, &pw, "listid")
+        .await
+        .contains("1 STEAM_1:1:9 : 90.000 min"));
+    assert!(!game(port, &pw, "status").await.contains("Cheater"));
+    let (_, list) = api(&s, Method::GET, &bans, &token, None).await;
+    assert_eq!(list[0]["steam_id"], "STEAM_1:1:9");
+    assert_eq!(list[0]["minutes_left"], 90);
+    assert_eq!(list[0]["reason"], "aimbot");
+
+    // Bad input names the field and changes nothing.
+    for (body, field) in [
+        (json!({"steam_id": "nope", "minutes": 0}), "steam_id"),
+        (
+            json!({"steam_id": "STEAM_1:0:3", "minutes": 99999999}),
+            "minutes",
+        ),
+        (
+            json!({"steam_id": "STEAM_1:0:3", "minutes": 0, "reason": "a\"b"}),
+            "reason",
+        ),
+    ] {
+        let (status, err) = api(&s, Method::POST, &bans, &token, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["field"], field, "{body}: {err}");
+    }
+    let (status, err) = api(
+        &s,
+        Method::POST,
+        &format!("/api/v1/servers/{id}/kick"),
+        &token,
+        Some(json!({"steam_id": "STEAM_1:0:3", "reason": "afk"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["error"].as_str().unwrap().contains("is connected"),
+        "{err}"
+    );
+    let (status, err) = api(
+        &s,
+        Method::POST,
+        &format!("/api/v1/servers/{id}/unban"),
+        &token,
+        Some(json!({"steam_id": "STEAM_1:0:3"})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("steam_id"))
+    );
+    assert_eq!(ban_rows(&s, id).await.len(), 1);
+
+    // Kick a connected player, then unban.
+    game(port, &pw, "sim_join Idle STEAM_1:0:8").await;
+    let (status, done) = api(
+        &s,
+        Method::POST,
+        &format!("/api/v1/servers/{id}/kick"),
+        &token,
+        Some(json!({"steam_id": "STEAM_1:0:8", "reason": "afk"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(!game(port, &pw, "status").await.contains("Idle"));
+    let (status, _) = api(
+        &s,
+        Method::POST,
+        &format!("/api/v1/servers/{id}/unban"),
+        &token,
+        Some(json!({"steam_id": "[U:1:19]"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(game(port, &pw, "listid").await, "ID filter list: empty\n");
+
+    // A read token and a viewer may not.
+    let read = crate::api::create_token(&mut c, "ro", "read").await;
+    let (status, _) = api(
+        &s,
+        Method::POST,
+        &bans,
+        &read,
+        Some(json!({"steam_id": "STEAM_1:0:3", "minutes": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    c.post(
+        &format!("/servers/{id}/shares"),
+        &[("username", USER2.0), ("role", "viewer")],
+    )
+    .await;
+    let mut bob = s.login(USER2).await;
+    let bob_token = crate::api::create_token(&mut bob, "bob", "operate").await;
+    let (status, _) = api(&s, Method::GET, &bans, &bob_token, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(ban_rows(&s, id).await.is_empty());
     act(&s, &mut c, id, "stop").await;
     s.stop().await;
 }
