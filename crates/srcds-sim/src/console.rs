@@ -302,15 +302,31 @@ impl Server {
                 };
                 self.kick(st, index, &target, "")
             }
+            // `kickid` (engine/host_cmd.cpp): a userid when the argument
+            // starts with a digit, else a unique id; the message, when given,
+            // is the reason the client is dropped with. The engine passes the
+            // raw rest of the line; the simulator the unquoted words.
             "kickid" => {
                 let Some(who) = args.first() else {
                     return "Usage:  kickid < userid | uniqueid > { message }\n".into();
                 };
+                let by_userid = who.starts_with(|c: char| c.is_ascii_digit());
                 let index = st.players.iter().position(|p| {
-                    p.userid.to_string() == *who || p.steam_id.eq_ignore_ascii_case(who)
+                    if by_userid {
+                        crate::state::leading_number(who) as u32 == p.userid
+                    } else {
+                        p.steam_id.eq_ignore_ascii_case(who)
+                    }
                 });
                 let message = args[1..].join(" ");
-                self.kick(st, index, who, &message)
+                match index {
+                    Some(_) => self.kick(st, index, who, &message),
+                    None if by_userid => format!(
+                        "userid \"{}\" not found\n",
+                        crate::state::leading_number(who) as i64
+                    ),
+                    None => format!("uniqueid \"{who}\" not found\n"),
+                }
             }
             "banid" => {
                 let outcome = userfilter::banid(st, args);
@@ -521,7 +537,12 @@ impl Server {
                         tag(&p)
                     ),
                 );
-                self.drop_player(st, i, "Kicked by Console");
+                let reason = if message.is_empty() {
+                    "Kicked by Console"
+                } else {
+                    message
+                };
+                self.drop_player(st, i, reason);
                 String::new()
             }
             None => format!("Can't kick \"{target}\", no such player\n"),

@@ -25,6 +25,19 @@ async fn game(port: u16, password: &str, command: &str) -> String {
         .unwrap()
 }
 
+/// Runs a start, restart or reset and waits until the game answers A2S
+/// (the job ends when the process runs, before its network is up).
+async fn up(s: &TestServer, c: &mut Client, id: i64, action: &str) {
+    assert_eq!(act(s, c, id, action).await.1, "succeeded", "{action}");
+    let port = server_port(s, id).await;
+    let answered = tokio::task::spawn_blocking(move || {
+        test_support::sim::wait_for_a2s(port, std::time::Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(answered.is_some(), "the server answers A2S after {action}");
+}
+
 async fn ban_rows(s: &TestServer, id: i64) -> Vec<(String, Option<i64>, String)> {
     sqlx::query_as(
         "SELECT steam_id, expires_at, reason FROM server_bans WHERE server_id = ? ORDER BY steam_id",
@@ -93,7 +106,7 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
         "the server is not reachable",
     )
     .await;
-    assert_eq!(act(&s, &mut c, id, "start").await.1, "succeeded");
+    up(&s, &mut c, id, "start").await;
     assert_eq!(
         game(port, &pw, "sim_join Griefer STEAM_1:0:1234").await,
         "sim_join: userid 2\n"
@@ -241,7 +254,7 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
     // Restart and reset: the bans come back from banned_user.cfg, exec'd
     // by server.cfg, and the banned player is refused at once.
     for action in ["restart", "reset"] {
-        assert_eq!(act(&s, &mut c, id, action).await.1, "succeeded", "{action}");
+        up(&s, &mut c, id, action).await;
         let list = game(port, &pw, "listid").await;
         assert!(
             list.starts_with("ID filter list: 2 entries\n"),
@@ -283,7 +296,7 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
     .await
     .unwrap();
     assert!(c.get(&page).await.body.contains("id=\"no-bans\""));
-    assert_eq!(act(&s, &mut c, id, "restart").await.1, "succeeded");
+    up(&s, &mut c, id, "restart").await;
     assert_eq!(game(port, &pw, "listid").await, "ID filter list: empty\n");
 
     // The audit log has each act.
@@ -347,7 +360,7 @@ async fn bans_reach_the_game_and_survive_restarts_and_resets() {
         .last()
         .unwrap()
         .contains("applies at the next start"));
-    assert_eq!(act(&s, &mut c, id, "start").await.1, "succeeded");
+    up(&s, &mut c, id, "start").await;
     assert_eq!(
         game(port, &pw, "listid").await,
         "ID filter list: 1 entry\n1 STEAM_1:0:42 : permanent\n"
@@ -458,7 +471,7 @@ async fn sourcemod_admins_are_written_at_start_over_the_overlays_file() {
     assert_eq!(admin_rows(&s, id).await, before);
 
     // At start the file lands in the upper layer, over the overlay's.
-    assert_eq!(act(&s, &mut c, id, "start").await.1, "succeeded");
+    up(&s, &mut c, id, "start").await;
     let upper_ini = s
         .root
         .path()
@@ -559,7 +572,7 @@ async fn the_api_lists_bans_bans_unbans_and_kicks() {
     let id = create_server(&mut c, "api-bans-1", bp).await;
     let port = server_port(&s, id).await;
     let pw = rcon_password(&s, id).await;
-    assert_eq!(act(&s, &mut c, id, "start").await.1, "succeeded");
+    up(&s, &mut c, id, "start").await;
     let token = crate::api::create_token(&mut c, "bans", "operate").await;
     let bans = format!("/api/v1/servers/{id}/bans");
 

@@ -37,6 +37,21 @@ fn banid_kicks_lists_removes_and_refuses_the_player() {
         "ID filter list: 1 entry\n1 STEAM_1:0:1234 : permanent\n"
     );
 
+    // kickid: by userid or Steam id, the message is the drop reason.
+    let out = joined(&mut rcon, 30, "Loud STEAM_1:0:55");
+    let loud = out
+        .trim_end()
+        .strip_prefix("sim_join: userid ")
+        .unwrap()
+        .to_string();
+    assert_eq!(rcon.exec(31, &format!("kickid {loud} \"language\"")).0, "");
+    sim.wait_console("Dropped Loud from server (language)");
+    assert_eq!(rcon.exec(32, "kickid 99 x").0, "userid \"99\" not found\n");
+    assert_eq!(
+        rcon.exec(33, "kickid STEAM_1:0:99").0,
+        "uniqueid \"STEAM_1:0:99\" not found\n"
+    );
+
     // Joining again is refused at validation, in either id notation.
     assert_eq!(
         joined(&mut rcon, 8, "Griefer STEAM_1:0:1234"),
