@@ -196,7 +196,20 @@ pub fn initialize(
         &staging.path().join("instance.env"),
         env.render().as_bytes(),
     )?;
-    write_file(&staging.path().join("server.cfg"), spec.config.as_bytes())?;
+    write_file(
+        &staging.path().join("server.cfg"),
+        server_cfg_with_bans(&spec.config).as_bytes(),
+    )?;
+    write_file(
+        &staging.path().join(BANNED_USER_CFG),
+        banned_user_cfg(&spec.bans).as_bytes(),
+    )?;
+    if !spec.admins.is_empty() {
+        write_file(
+            &staging.path().join(ADMINS_SIMPLE_INI),
+            admins_simple_ini(&spec.admins).as_bytes(),
+        )?;
+    }
     set_mode(staging.path(), 0o750)?;
 
     let target = layout.instance_dir(name);
@@ -254,34 +267,149 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), InstanceError> {
         .map_err(io_err("cannot chmod", path))
 }
 
-/// Copies the instance's server.cfg into the upper layer so it wins over
-/// every overlay. The upper layer is the game's own writable tree, so every
-/// directory is opened beneath it without following symlinks, and the file
-/// is written to a fresh temporary name and renamed into place.
+/// The Steam id bans of an instance, as the engine's own ban file.
+pub const BANNED_USER_CFG: &str = "banned_user.cfg";
+/// The SourceMod admins of an instance, in SourceMod's simple format.
+pub const ADMINS_SIMPLE_INI: &str = "admins_simple.ini";
+/// First line of an admins_simple.ini the host wrote, so a later start
+/// without admins removes only its own file, never one the game wrote.
+const ADMINS_MARKER: &str = "// Written by left4me at every start";
+
+/// server.cfg ends with `exec banned_user.cfg`: the game rules exec
+/// server.cfg at every map load, so the bans hold from the first map on.
+fn server_cfg_with_bans(config: &str) -> String {
+    let mut out = String::with_capacity(config.len() + 64);
+    out.push_str(config);
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("exec banned_user.cfg\n");
+    out
+}
+
+/// `banid <minutes> <steamid>` per ban (0 = permanent), as `writeid` writes.
+pub fn banned_user_cfg(bans: &[crate::spec::Ban]) -> String {
+    let mut out =
+        String::from("// Written by left4me at every start; manage bans on the server's page.\n");
+    for ban in bans {
+        out.push_str(&format!("banid {} {}\n", ban.minutes, ban.steam_id));
+    }
+    out
+}
+
+/// SourceMod's admins_simple.ini: `"<steamid>" "[immunity:]<flags>"`.
+pub fn admins_simple_ini(admins: &[crate::spec::Admin]) -> String {
+    let mut out = format!("{ADMINS_MARKER}; manage admins on the server's page.\n");
+    for admin in admins {
+        let access = match admin.immunity {
+            Some(level) => format!("{level}:{}", admin.flags),
+            None => admin.flags.clone(),
+        };
+        out.push_str(&format!("\"{}\" \"{access}\"\n", admin.steam_id));
+    }
+    out
+}
+
+/// Opens (creating) the directory `rel` of the upper layer, never
+/// following anything the game planted there.
+fn upper_dir(
+    upper_fd: std::os::fd::BorrowedFd<'_>,
+    upper: &Path,
+    name: &InstanceName,
+    rel: &Path,
+) -> Result<std::os::fd::OwnedFd, InstanceError> {
+    crate::fsx::ensure_dir_beneath(upper_fd, rel).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+            InstanceError::Tampered {
+                name: name.clone(),
+                path: rel.to_path_buf(),
+            }
+        } else {
+            io_err("cannot create", &upper.join(rel))(e)
+        }
+    })
+}
+
+/// Reads a file of the instance definition; `None` when it does not exist
+/// (an instance initialized before the file was part of the definition, or
+/// one without admins).
+fn read_definition_file(path: &Path) -> Result<Option<Vec<u8>>, InstanceError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("cannot read", path)(e)),
+    }
+}
+
+/// Copies the instance's server.cfg, banned_user.cfg and SourceMod
+/// admins_simple.ini into the upper layer so they win over every overlay.
+/// The upper layer is the game's own writable tree, so every directory is
+/// opened beneath it without following symlinks, and each file is written
+/// to a fresh temporary name and renamed into place.
 pub fn stage_server_cfg(layout: &Layout, name: &InstanceName) -> Result<(), InstanceError> {
     use std::os::fd::AsFd;
     let source = layout.instance_server_cfg(name);
     let config = std::fs::read(&source).map_err(io_err("cannot read", &source))?;
+    let definition = layout.instance_dir(name);
+    let bans = read_definition_file(&definition.join(BANNED_USER_CFG))?;
+    let admins = read_definition_file(&definition.join(ADMINS_SIMPLE_INI))?;
     let upper = layout.upper(name);
     let upper_fd = crate::fsx::open_trusted_dir(&upper).map_err(io_err("cannot open", &upper))?;
-    let cfg_rel = Path::new("left4dead2/cfg");
-    let cfg_dir = crate::fsx::ensure_dir_beneath(upper_fd.as_fd(), cfg_rel).map_err(|e| {
-        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
-            InstanceError::Tampered {
-                name: name.clone(),
-                path: cfg_rel.to_path_buf(),
+    let write = |dir: std::os::fd::BorrowedFd<'_>, rel: &Path, file: &str, bytes: &[u8]| {
+        crate::fsx::write_atomic(dir, std::ffi::OsStr::new(file), bytes, 0o644).map_err(|e| {
+            InstanceError::Io {
+                action: "cannot write",
+                path: upper.join(rel).join(file),
+                source: e,
             }
-        } else {
-            io_err("cannot create", &upper.join(cfg_rel))(e)
+        })
+    };
+    let cfg_rel = Path::new("left4dead2/cfg");
+    let cfg_dir = upper_dir(upper_fd.as_fd(), &upper, name, cfg_rel)?;
+    write(cfg_dir.as_fd(), cfg_rel, "server.cfg", &config)?;
+    if let Some(bans) = bans {
+        write(cfg_dir.as_fd(), cfg_rel, BANNED_USER_CFG, &bans)?;
+    }
+    let sm_rel = Path::new("left4dead2/addons/sourcemod/configs");
+    match admins {
+        Some(admins) => {
+            let sm_dir = upper_dir(upper_fd.as_fd(), &upper, name, sm_rel)?;
+            write(sm_dir.as_fd(), sm_rel, ADMINS_SIMPLE_INI, &admins)?;
         }
-    })?;
-    crate::fsx::write_atomic(
-        cfg_dir.as_fd(),
-        std::ffi::OsStr::new("server.cfg"),
-        &config,
-        0o644,
-    )
-    .map_err(io_err("cannot write server.cfg into", &upper.join(cfg_rel)))
+        None => remove_own_admins_file(upper_fd.as_fd(), &upper, sm_rel)?,
+    }
+    Ok(())
+}
+
+/// Without admins, an admins_simple.ini an earlier start wrote goes away
+/// (the overlays' own file shows through again); one without the marker is
+/// the game's or a plugin's and stays.
+fn remove_own_admins_file(
+    upper_fd: std::os::fd::BorrowedFd<'_>,
+    upper: &Path,
+    sm_rel: &Path,
+) -> Result<(), InstanceError> {
+    use rustix::fs::{AtFlags, OFlags};
+    use std::os::fd::AsFd;
+    let file_rel = sm_rel.join(ADMINS_SIMPLE_INI);
+    let head = match crate::fsx::read_regular_beneath(upper_fd, &file_rel, 1024 * 1024) {
+        Ok(bytes) => bytes,
+        // Missing, a symlink, a directory: nothing the host wrote.
+        Err(_) => return Ok(()),
+    };
+    if !head.starts_with(ADMINS_MARKER.as_bytes()) {
+        return Ok(());
+    }
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY;
+    let Ok(dir) = crate::fsx::open_beneath(upper_fd, sm_rel, flags) else {
+        return Ok(());
+    };
+    // unlinkat without REMOVEDIR: whatever replaced the file meanwhile, a
+    // directory is never removed.
+    match rustix::fs::unlinkat(dir.as_fd(), ADMINS_SIMPLE_INI, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(io_err("cannot remove", &upper.join(&file_rel))(e.into())),
+    }
 }
 
 /// Removes the definition and runtime tree of `name` (the caller stops it first).

@@ -14,7 +14,8 @@ use crate::Layout;
 
 use l4d2_contract::spec::KEYS;
 pub use l4d2_contract::spec::{
-    MAX_ARGS, MAX_ARG_LEN, MAX_CONFIG_BYTES, MAX_LOWERDIRS, MAX_OVERLAYS, MAX_SPEC_BYTES,
+    Admin, Ban, MAX_ADMINS, MAX_ARGS, MAX_ARG_LEN, MAX_BANS, MAX_BAN_MINUTES, MAX_CONFIG_BYTES,
+    MAX_LOWERDIRS, MAX_OVERLAYS, MAX_SPEC_BYTES,
 };
 
 /// Ports an instance may use (`LEFT4ME_PORT_RANGE_START`/`_END`).
@@ -99,6 +100,8 @@ pub struct InstanceSpec {
     pub overlays: Vec<PathBuf>,
     pub args: Vec<String>,
     pub config: String,
+    pub bans: Vec<Ban>,
+    pub admins: Vec<Admin>,
 }
 
 impl InstanceSpec {
@@ -132,6 +135,8 @@ impl InstanceSpec {
             overlays: Vec::new(),
             args: Vec::new(),
             config: String::new(),
+            bans: Vec::new(),
+            admins: Vec::new(),
         };
         let mut port = None;
         for (key, value) in &map {
@@ -146,6 +151,8 @@ impl InstanceSpec {
                 "overlays" => raw.overlays = parse_overlays(value)?,
                 "args" => raw.args = parse_args(value)?,
                 "config" => raw.config = parse_config(value)?,
+                "bans" => raw.bans = parse_bans(value)?,
+                "admins" => raw.admins = parse_admins(value)?,
                 other => {
                     return Err(SpecError::Shape(format!(
                         "unknown key `{other}` (allowed keys: {KEYS})"
@@ -176,6 +183,8 @@ impl InstanceSpec {
             overlays,
             args: raw.args,
             config: raw.config,
+            bans: raw.bans,
+            admins: raw.admins,
         })
     }
 }
@@ -370,6 +379,158 @@ fn parse_config(value: &Value) -> Result<String, SpecError> {
     Ok(text)
 }
 
+/// The entries of a list field, bounded; `null` is an empty list.
+fn list_of<'a>(
+    value: &'a Value,
+    field: &str,
+    max: usize,
+    what: &str,
+) -> Result<&'a [Value], SpecError> {
+    let items = match value {
+        Value::Null => return Ok(&[]),
+        Value::Sequence(items) => items,
+        other => {
+            return Err(field_err(
+                field,
+                format!("expected a list of {what}, found {}", describe(other)),
+            ))
+        }
+    };
+    if items.len() > max {
+        return Err(field_err(
+            field,
+            format!("{} entries; at most {max} are allowed", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// The keys of one list entry (a mapping with only `allowed` keys).
+fn entry_fields<'a>(
+    item: &'a Value,
+    field: &str,
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a Value)>, SpecError> {
+    let Value::Mapping(map) = item else {
+        return Err(field_err(
+            field,
+            format!(
+                "expected a mapping with the keys {}, found {}",
+                allowed.join(", "),
+                describe(item)
+            ),
+        ));
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (key, value) in map {
+        match key.as_str() {
+            Some(k) if allowed.contains(&k) => out.push((k, value)),
+            _ => {
+                return Err(field_err(
+                    field,
+                    format!("unknown key (allowed keys: {})", allowed.join(", ")),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_steam_id_field(value: Option<&Value>, field: &str) -> Result<String, SpecError> {
+    let field = format!("{field}.steam_id");
+    match value {
+        None => Err(field_err(field, "is required")),
+        Some(Value::String(s)) => {
+            l4d2_contract::spec::check_steam_id(s).map_err(|e| field_err(&field, e.to_string()))?;
+            Ok(s.clone())
+        }
+        Some(other) => Err(field_err(
+            field,
+            format!("expected a Steam id (a string), found {}", describe(other)),
+        )),
+    }
+}
+
+fn parse_bans(value: &Value) -> Result<Vec<Ban>, SpecError> {
+    let items = list_of(value, "bans", MAX_BANS, "bans")?;
+    let mut bans: Vec<Ban> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("bans[{i}]");
+        let fields = entry_fields(item, &field, &["steam_id", "minutes"])?;
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let steam_id = parse_steam_id_field(get("steam_id"), &field)?;
+        let minutes_field = format!("{field}.minutes");
+        let minutes = match get("minutes") {
+            None => return Err(field_err(minutes_field, "is required (0 for permanent)")),
+            Some(v) => v
+                .as_i64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n <= MAX_BAN_MINUTES)
+                .ok_or_else(|| {
+                    field_err(
+                        &minutes_field,
+                        format!("expected whole minutes from 0 (permanent) to {MAX_BAN_MINUTES}"),
+                    )
+                })?,
+        };
+        if bans.iter().any(|b| b.steam_id == steam_id) {
+            return Err(field_err(field, format!("{steam_id} is listed twice")));
+        }
+        bans.push(Ban { steam_id, minutes });
+    }
+    Ok(bans)
+}
+
+fn parse_admins(value: &Value) -> Result<Vec<Admin>, SpecError> {
+    let items = list_of(value, "admins", MAX_ADMINS, "admins")?;
+    let mut admins: Vec<Admin> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("admins[{i}]");
+        let fields = entry_fields(item, &field, &["steam_id", "flags", "immunity"])?;
+        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let steam_id = parse_steam_id_field(get("steam_id"), &field)?;
+        let flags_field = format!("{field}.flags");
+        let flags = match get("flags") {
+            Some(Value::String(f)) => {
+                l4d2_contract::spec::check_admin_flags(f)
+                    .map_err(|e| field_err(&flags_field, e.to_string()))?;
+                f.clone()
+            }
+            None => return Err(field_err(flags_field, "is required")),
+            Some(other) => {
+                return Err(field_err(
+                    flags_field,
+                    format!(
+                        "expected flag letters (a string), found {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        let immunity =
+            match get("immunity") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().and_then(|n| u8::try_from(n).ok()).ok_or_else(
+                    || {
+                        field_err(
+                            format!("{field}.immunity"),
+                            "expected a whole number from 0 to 255",
+                        )
+                    },
+                )?),
+            };
+        if admins.iter().any(|a| a.steam_id == steam_id) {
+            return Err(field_err(field, format!("{steam_id} is listed twice")));
+        }
+        admins.push(Admin {
+            steam_id,
+            flags,
+            immunity,
+        });
+    }
+    Ok(admins)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +618,34 @@ mod tests {
                 "listed twice",
             ),
             ("port: 27015\nargs: {a: 1}", "`args`: expected a list"),
+            ("port: 27015\nbans: x", "`bans`: expected a list of bans"),
+            (
+                "port: 27015\nbans: [{steam_id: STEAM_1:2:3, minutes: 0}]",
+                "`bans[0].steam_id`: \"STEAM_1:2:3\" is not a Steam id",
+            ),
+            ("port: 27015\nbans: [{steam_id: STEAM_1:0:3}]", "`bans[0].minutes`: is required"),
+            (
+                "port: 27015\nbans: [{steam_id: STEAM_1:0:3, minutes: -1}]",
+                "`bans[0].minutes`: expected whole minutes",
+            ),
+            (
+                "port: 27015\nbans: [{steam_id: STEAM_1:0:3, minutes: 0, why: x}]",
+                "`bans[0]`: unknown key",
+            ),
+            (
+                "port: 27015\nbans: [{steam_id: STEAM_1:0:3, minutes: 0}, {steam_id: STEAM_1:0:3, minutes: 5}]",
+                "`bans[1]`: STEAM_1:0:3 is listed twice",
+            ),
+            (
+                "port: 27015\nadmins: [{steam_id: \"[U:1:5]\", flags: abx}]",
+                "`admins[0].flags`: 'x' is not a SourceMod admin flag",
+            ),
+            ("port: 27015\nadmins: [{steam_id: \"[U:1:5]\"}]", "`admins[0].flags`: is required"),
+            (
+                "port: 27015\nadmins: [{steam_id: \"[U:1:5]\", flags: z, immunity: 300}]",
+                "`admins[0].immunity`",
+            ),
+            ("port: 27015\nadmins: [{flags: z}]", "`admins[0].steam_id`: is required"),
             ("port: 27015\nargs: [[1]]", "`args[0]`: expected a string"),
             (
                 "port: 27015\nargs: [\"a b\"]",
@@ -511,6 +700,31 @@ mod tests {
             .collect();
         let text = format!("port: 27015\noverlays: [{}]", list.join(", "));
         assert!(err(&text, &layout).contains("at most 499"));
+    }
+
+    #[test]
+    fn parses_bans_and_admins_and_bounds_them() {
+        let (_d, layout) = setup();
+        let spec = InstanceSpec::parse(
+            "port: 27015\nbans: [{steam_id: STEAM_1:0:1234, minutes: 0}, {steam_id: \"[U:1:7]\", minutes: 90}]\nadmins: [{steam_id: STEAM_1:1:5, flags: abcz, immunity: 99}, {steam_id: STEAM_0:0:6, flags: b}]",
+            &layout,
+            PortRange::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.bans[1],
+            Ban {
+                steam_id: "[U:1:7]".into(),
+                minutes: 90
+            }
+        );
+        assert_eq!(spec.admins[0].immunity, Some(99));
+        assert_eq!(spec.admins[1].immunity, None);
+        let many: Vec<String> = (0..=MAX_ADMINS)
+            .map(|i| format!("{{steam_id: \"STEAM_1:0:{i}\", flags: b}}"))
+            .collect();
+        let text = format!("port: 27015\nadmins: [{}]", many.join(", "));
+        assert!(err(&text, &layout).contains("`admins`: 501 entries; at most 500"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::hllog::{self, CONSOLE_TAG};
 use crate::net::BindError;
 use crate::server::{console, Origin, Server, BUILD};
 use crate::state::{PendingMap, Player, State, DEFAULT_CVARS};
+use crate::userfilter;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -302,16 +303,47 @@ impl Server {
                 };
                 self.kick(st, index, &target, "")
             }
+            // `kickid` (engine/host_cmd.cpp): a userid when the argument
+            // starts with a digit, else a unique id; the message, when given,
+            // is the reason the client is dropped with. The engine passes the
+            // raw rest of the line; the simulator the unquoted words.
             "kickid" => {
                 let Some(who) = args.first() else {
                     return "Usage:  kickid < userid | uniqueid > { message }\n".into();
                 };
+                let by_userid = who.starts_with(|c: char| c.is_ascii_digit());
                 let index = st.players.iter().position(|p| {
-                    p.userid.to_string() == *who || p.steam_id.eq_ignore_ascii_case(who)
+                    if by_userid {
+                        crate::state::leading_number(who) as u32 == p.userid
+                    } else {
+                        p.steam_id.eq_ignore_ascii_case(who)
+                    }
                 });
                 let message = args[1..].join(" ");
-                self.kick(st, index, who, &message)
+                match index {
+                    Some(_) => self.kick(st, index, who, &message),
+                    None if by_userid => format!(
+                        "userid \"{}\" not found\n",
+                        crate::state::leading_number(who) as i64
+                    ),
+                    None => format!("uniqueid \"{who}\" not found\n"),
+                }
             }
+            "banid" => {
+                let outcome = userfilter::banid(st, args);
+                if let Some((i, duration)) = outcome.kick {
+                    // The engine prints this to the client, then drops it.
+                    console(&format!(
+                        "{}: You have been kicked and banned {duration} by the server.",
+                        st.players[i].name
+                    ));
+                    self.drop_player(st, i, "Kicked and banned");
+                }
+                outcome.output
+            }
+            "removeid" => userfilter::removeid(st, args),
+            "listid" => userfilter::listid(st),
+            "writeid" => self.writeid(st),
             "log" => match args.first().map(|a| a.to_ascii_lowercase()).as_deref() {
                 Some("on") | Some("1") => {
                     if !st.logging {
@@ -422,8 +454,17 @@ impl Server {
                 s
             }
             "sim_join" => {
-                let name = (!raw_args.is_empty()).then_some(raw_args);
-                match self.join_player(st, name) {
+                // `sim_join [name] [steamid]`: a last word that is a Steam id
+                // is the joining player's id.
+                let (name, steam_id) = match raw_args.rsplit_once(' ') {
+                    Some((n, id)) if userfilter::parse_steam_id(id).is_some() => {
+                        (n.trim(), Some(id))
+                    }
+                    _ if userfilter::parse_steam_id(raw_args).is_some() => ("", Some(raw_args)),
+                    _ => (raw_args, None),
+                };
+                let name = (!name.is_empty()).then_some(name);
+                match self.join_player_as(st, name, steam_id) {
                     Ok(userid) => format!("sim_join: userid {userid}\n"),
                     Err(e) => format!("sim_join: {e}\n"),
                 }
@@ -497,7 +538,12 @@ impl Server {
                         tag(&p)
                     ),
                 );
-                self.drop_player(st, i, "Kicked by Console");
+                let reason = if message.is_empty() {
+                    "Kicked by Console"
+                } else {
+                    message
+                };
+                self.drop_player(st, i, reason);
                 String::new()
             }
             None => format!("Can't kick \"{target}\", no such player\n"),
@@ -567,8 +613,30 @@ impl Server {
         console(&format!("Started map \"{map}\""));
     }
 
+    /// `writeid`: the permanent bans to `cfg/banned_user.cfg`.
+    fn writeid(&self, st: &State) -> String {
+        let name = format!("cfg/{}", userfilter::BANNED_USER_FILE);
+        let mut out = format!("Writing {name}.\n");
+        if std::fs::write(self.game_dir.join(&name), userfilter::banned_user_cfg(st)).is_err() {
+            let _ = writeln!(out, "Couldn't open {name}");
+        }
+        out
+    }
+
     /// Connects a simulated player (log: connected, validated, entered, team).
     pub(crate) fn join_player(&self, st: &mut State, name: Option<&str>) -> Result<u32, String> {
+        self.join_player_as(st, name, None)
+    }
+
+    /// Connects a player with a given Steam id; one on the `banid` list is
+    /// dropped once Steam validates it, with the engine's reason
+    /// (`CSteam3Server::OnValidateAuthTicketResponseHelper`).
+    pub(crate) fn join_player_as(
+        &self,
+        st: &mut State,
+        name: Option<&str>,
+        steam_id: Option<&str>,
+    ) -> Result<u32, String> {
         if st.map.is_none() {
             return Err("server is not running a map".into());
         }
@@ -581,12 +649,24 @@ impl Server {
         };
         let mut p = st.new_player(name);
         st.connects = st.connects.saturating_add(1);
+        if let Some(account) = steam_id.and_then(userfilter::parse_steam_id) {
+            p.steam_id = userfilter::render(account);
+        }
         p.team = String::new();
         console(&format!("Client \"{}\" connected ({}).", p.name, p.address));
         self.log(
             st,
             &format!("{} connected, address \"{}\"", tag(&p), p.address),
         );
+        if userfilter::is_banned(st, &p.steam_id) {
+            let reason = format!("STEAM UserID {} is banned", p.steam_id);
+            console(&format!("Dropped {} from server ({reason})", p.name));
+            self.log(
+                st,
+                &format!("{} disconnected (reason \"{reason}\")", tag(&p)),
+            );
+            return Err(reason);
+        }
         self.log(st, &format!("{} STEAM USERID validated", tag(&p)));
         self.log(st, &format!("{} entered the game", tag(&p)));
         self.log(st, &format!("{} joined team \"Survivor\"", tag(&p)));

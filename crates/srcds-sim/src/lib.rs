@@ -28,6 +28,10 @@
 //!   via `addip`, with `removeip`/`listip`; plus the simulator's own bounds
 //!   for connections that never authenticate (`sim_rcon_max_unauthenticated`,
 //!   `sim_rcon_auth_timeout`), which the engine does not need.
+//! - **Steam id bans** ([`userfilter`]): `banid <minutes> <userid|id> [kick]`,
+//!   `removeid`, `listid`, `writeid` (permanent bans to `cfg/banned_user.cfg`),
+//!   and a banned client dropped at validation; `sim_join [name] [steamid]`
+//!   joins a player with a chosen Steam id.
 //! - **Ports** ([`net`]): `+clientport` is bound like the engine's client
 //!   socket, `+tv_port` with `tv_enable 1`; a busy port moves to the next one
 //!   with the engine's warning, or ends the start under `-strictportbind`.
@@ -50,3 +54,4 @@ pub mod server;
 pub mod state;
 pub mod stats;
 pub mod steamcmd;
+pub mod userfilter;

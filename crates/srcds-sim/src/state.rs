@@ -3,6 +3,7 @@
 
 use crate::filter::{FailedRcon, IpFilter};
 use crate::rng::Rng;
+use crate::userfilter::UserFilter;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -150,6 +151,8 @@ pub struct State {
     pub pending_map: Option<PendingMap>,
     /// `addip` bans (sv_filter.cpp).
     pub ip_filters: Vec<IpFilter>,
+    /// `banid` bans (sv_filter.cpp).
+    pub user_filters: Vec<UserFilter>,
     /// Per-address RCON authentication failures (sv_rcon.cpp).
     pub failed_rcons: Vec<FailedRcon>,
     /// What clients asked for, for benchmarks (`sim_query_counts`).
@@ -195,6 +198,7 @@ impl State {
             rng,
             pending_map: None,
             ip_filters: Vec::new(),
+            user_filters: Vec::new(),
             failed_rcons: Vec::new(),
             query_counts: QueryCounts::default(),
             map_changes: 0,

@@ -249,6 +249,37 @@ fn bad_specs() {
             "port: 27015\nconfig: [1, 2]\n".into(),
             "`config`: expected server.cfg text",
         ),
+        (
+            "ban-steam-id",
+            "port: 27015\nbans: [{steam_id: \"STEAM_1:0:1; quit\", minutes: 0}]\n".into(),
+            "`bans[0].steam_id`: \"STEAM_1:0:1; quit\" is not a Steam id",
+        ),
+        (
+            "ban-minutes",
+            "port: 27015\nbans: [{steam_id: STEAM_1:0:1, minutes: 1.5}]\n".into(),
+            "`bans[0].minutes`: expected whole minutes",
+        ),
+        (
+            "too-many-bans",
+            format!(
+                "port: 27015\nbans: [{}]\n",
+                (0..10_001)
+                    .map(|i| format!("{{steam_id: \"STEAM_1:0:{i}\", minutes: 0}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "`bans`: 10001 entries; at most 10000",
+        ),
+        (
+            "admin-flags",
+            "port: 27015\nadmins: [{steam_id: STEAM_1:0:1, flags: \"ab\\\" \\\"z\"}]\n".into(),
+            "`admins[0].flags`: '\"' is not a SourceMod admin flag",
+        ),
+        (
+            "admin-steam-id",
+            "port: 27015\nadmins: [{steam_id: \"[U:1:x]\", flags: z}]\n".into(),
+            "`admins[0].steam_id`",
+        ),
     ];
     for (file, text, expected) in &cases {
         let path = spec(&root, &format!("{file}.yaml"), text);
@@ -301,7 +332,7 @@ fn a_bad_respec_keeps_the_old_definition() {
         "unknown key `bogus`",
     );
     let cfg = std::fs::read_to_string(root.path().join("instances/srv/server.cfg")).unwrap();
-    assert_eq!(cfg, "hostname old");
+    assert_eq!(cfg, "hostname old\nexec banned_user.cfg\n");
 }
 
 #[test]

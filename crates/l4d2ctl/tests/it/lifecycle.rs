@@ -504,3 +504,87 @@ fn five_hundred_layers_mount() {
 fn five_hundred_layers_mount_unprivileged() {
     five_hundred_layers(is_root().then_some(NOBODY));
 }
+
+/// Bans and SourceMod admins of the spec land in the upper layer at start
+/// (winning over an overlay's own admins_simple.ini), and the game applies
+/// the bans through `exec banned_user.cfg`; without admins the host's own
+/// file goes away again.
+#[test]
+fn bans_and_admins_are_staged_at_start_and_applied_by_the_game() {
+    let root = DataRoot::installed();
+    let ctl = Ctl {
+        root: &root,
+        as_uid: None,
+    };
+    let port = free_game_port();
+    let overlay_ini = root
+        .path()
+        .join("overlays/sm/left4dead2/addons/sourcemod/configs/admins_simple.ini");
+    write(&overlay_ini, "\"STEAM_1:0:1\" \"z\"\n");
+    let spec = root.path().join("spec.yaml");
+    let password = format!("secret-{port}");
+    write(
+        &spec,
+        &format!(
+            "port: {port}\noverlays: [overlays/sm]\nargs: [+map, c1m1_hotel, -sim_churn, \"0\"]\n\
+             config: |\n  rcon_password \"{password}\"\n\
+             bans:\n  - {{steam_id: STEAM_1:0:1234, minutes: 0}}\n  - {{steam_id: \"[U:1:7]\", minutes: 90}}\n\
+             admins:\n  - {{steam_id: STEAM_1:1:42, flags: abcz, immunity: 99}}\n  - {{steam_id: STEAM_1:0:43, flags: bk}}\n"
+        ),
+    );
+    ctl.ok(&["initialize", "srv", "-f", spec.to_str().unwrap()]);
+    ctl.ok(&["start", "srv"]);
+    assert!(
+        wait_for_a2s(port, Duration::from_secs(15)).is_some(),
+        "server answers A2S"
+    );
+    let upper = root.path().join("runtime/srv/upper/left4dead2");
+    let bans = std::fs::read_to_string(upper.join("cfg/banned_user.cfg")).unwrap();
+    assert!(
+        bans.ends_with("banid 0 STEAM_1:0:1234\nbanid 90 [U:1:7]\n"),
+        "{bans}"
+    );
+    let cfg = std::fs::read_to_string(upper.join("cfg/server.cfg")).unwrap();
+    assert!(cfg.ends_with("exec banned_user.cfg\n"), "{cfg}");
+    // Read through the game's root: the mount may live in its namespace.
+    let merged_ini = |ctl: &Ctl| {
+        let pid = ctl.status("srv").field("pid");
+        let canonical = root.path().canonicalize().unwrap();
+        PathBuf::from(format!("/proc/{pid}/root"))
+            .join(canonical.strip_prefix("/").unwrap())
+            .join("runtime/srv/merged/left4dead2/addons/sourcemod/configs/admins_simple.ini")
+    };
+    let ini = std::fs::read_to_string(merged_ini(&ctl)).unwrap();
+    assert!(
+        ini.ends_with("\"STEAM_1:1:42\" \"99:abcz\"\n\"STEAM_1:0:43\" \"bk\"\n"),
+        "the panel's admins win over the overlay's: {ini}"
+    );
+    // The game ran banned_user.cfg with server.cfg.
+    assert_eq!(
+        rcon(port, &password, "listid"),
+        "ID filter list: 2 entries\n1 STEAM_1:0:1234 : permanent\n2 STEAM_1:1:3 : 90.000 min\n"
+    );
+    assert_eq!(
+        rcon(port, &password, "sim_join Griefer STEAM_1:0:1234"),
+        "sim_join: STEAM UserID STEAM_1:0:1234 is banned\n"
+    );
+    ctl.ok(&["stop", "srv"]);
+
+    // Without bans and admins: an empty ban file, the overlay's admins back.
+    write(
+        &spec,
+        &format!(
+            "port: {port}\noverlays: [overlays/sm]\nargs: [+map, c1m1_hotel]\nconfig: |\n  rcon_password \"{password}\"\n"
+        ),
+    );
+    ctl.ok(&["initialize", "srv", "-f", spec.to_str().unwrap()]);
+    ctl.ok(&["start", "srv"]);
+    assert!(wait_for_a2s(port, Duration::from_secs(15)).is_some());
+    assert_eq!(
+        std::fs::read_to_string(merged_ini(&ctl)).unwrap(),
+        "\"STEAM_1:0:1\" \"z\"\n"
+    );
+    assert_eq!(rcon(port, &password, "listid"), "ID filter list: empty\n");
+    ctl.ok(&["stop", "srv"]);
+    ctl.ok(&["delete", "srv"]);
+}

@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 
 use super::blueprints;
 use super::model::{subject, Action, DesiredState, ServerRow};
+use super::players;
 use super::spec;
 use crate::config::Config;
 use crate::jobs::{JobCtx, JobFailure, Jobs};
@@ -64,18 +65,18 @@ pub async fn run_action(
             Ok(())
         }
         Action::Start => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             initialize(ctx, env, &name, &spec).await?;
             l4d2ctl(ctx, host, "start", &name).await
         }
         Action::Restart => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             l4d2ctl(ctx, host, "stop", &name).await?;
             initialize(ctx, env, &name, &spec).await?;
             l4d2ctl(ctx, host, "start", &name).await
         }
         Action::Reset => {
-            let spec = prepare_spec(ctx, env, &server).await?;
+            let spec = prepare_spec(ctx, env, server_id, &server).await?;
             l4d2ctl(ctx, host, "delete", &name).await?;
             initialize(ctx, env, &name, &spec).await?;
             if server.desired_state == DesiredState::Running {
@@ -143,6 +144,7 @@ pub async fn start_refusal(
 async fn prepare_spec(
     ctx: &mut JobCtx,
     env: &ActionEnv<'_>,
+    server_id: i64,
     server: &JobServer,
 ) -> Result<String, JobFailure> {
     let bp: Option<(String, String, String)> =
@@ -172,6 +174,9 @@ async fn prepare_spec(
             server.name, server.port
         ))
     })?;
+    // Ban minutes count from now: what is left of each ban.
+    let now = chrono::Utc::now().timestamp();
+    let (bans, admins) = players::spec_entries(ctx.pool(), server_id, now).await?;
     let cfg = spec::server_cfg(
         &config,
         &spec::Managed {
@@ -188,6 +193,8 @@ async fn prepare_spec(
             .collect(),
         args,
         config: cfg,
+        bans,
+        admins,
     };
     let overlays_text = if stack.is_empty() {
         "no overlays".to_string()

@@ -12,6 +12,8 @@
 //! - [`crashes`]: telling a crash from a stop, counting them, and the
 //!   local backend's restart policy;
 //! - [`rcon`]: console commands and their history;
+//! - [`players`]: Steam id bans and SourceMod admins, and the kick, ban
+//!   and unban commands;
 //! - [`ports`]: free port search;
 //! - [`resources`]: one hour of CPU, memory and FPS history in memory;
 //!   [`host_usage`]: the host's own CPU, memory and disk.
@@ -23,6 +25,7 @@ pub mod console;
 pub mod crashes;
 pub mod host_usage;
 mod model;
+pub mod players;
 pub mod ports;
 pub mod rcon;
 pub mod resources;

@@ -117,6 +117,8 @@ mod tests {
             overlays: vec!["overlays/1".into()],
             args: vec!["+map".into(), "c1m1_hotel".into(), "60".into()],
             config: "hostname \"a: b # c\"\n'x'\n".into(),
+            bans: Vec::new(),
+            admins: Vec::new(),
         };
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&to_yaml(&spec).unwrap()).unwrap();
         assert_eq!(v["config"].as_str().unwrap(), spec.config);

@@ -3,6 +3,7 @@
 //! domain's own message, what they may not see is a 404, and everything
 //! else is a 500 whose details go to the log only.
 
+use crate::servers::players::PlayersError;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -120,6 +121,15 @@ impl From<BlueprintError> for AppError {
             BlueprintError::NotFound => AppError::NotFound,
             BlueprintError::Db(e) => e.into(),
             other => AppError::bad(other),
+        }
+    }
+}
+
+impl From<PlayersError> for AppError {
+    fn from(e: PlayersError) -> Self {
+        match e {
+            PlayersError::Db(e) => e.into(),
+            other => AppError::BadRequest(format!("{other}; nothing was changed")),
         }
     }
 }

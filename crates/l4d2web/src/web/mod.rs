@@ -22,6 +22,7 @@ mod nav;
 mod on_server;
 mod overlays;
 mod page;
+mod players;
 mod routes;
 mod schedules;
 mod servers;
@@ -50,6 +51,7 @@ fn all_routes() -> routes::Routes {
         .merge(admin::routes())
         .merge(servers::routes())
         .merge(schedules::routes())
+        .merge(players::routes())
         .merge(blueprints::routes())
         .merge(console::routes())
         .merge(live::routes())

@@ -90,6 +90,11 @@ async fn note_refusal(parts: &mut Parts, state: &AppState, server: Option<&Serve
     let last = path.rsplit('/').next().unwrap_or("");
     let kind = match last {
         "rcon" | "exec" => Some(Kind::RconCommand),
+        "kick" => Some(Kind::PlayerKicked),
+        "ban" => Some(Kind::PlayerBanned),
+        "unban" => Some(Kind::PlayerUnbanned),
+        "admins" => Some(Kind::PlayerAdminSet),
+        "unadmin" => Some(Kind::PlayerAdminRemoved),
         "blueprint" => Some(Kind::ServerBlueprintSwitched),
         "shares" | "revoke" => Some(if last == "shares" {
             Kind::ServerShared

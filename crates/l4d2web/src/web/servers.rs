@@ -17,6 +17,7 @@ use super::error::AppError;
 use super::extract::{Authed, Protected};
 use super::on_server::OnServer;
 use super::page::{flash, flash_refusal, nav, parse_id, render, stamp, Nav, Stamp};
+use super::players::PlayersBlock;
 use super::routes::Routes;
 use super::schedules::SchedulesBlock;
 use super::sparkline::{self, Chart, HostCharts};
@@ -470,6 +471,8 @@ struct ServerPage {
     blueprints: Vec<Blueprint>,
     jobs: Vec<Job>,
     schedules: Option<SchedulesBlock>,
+    /// Bans and admins, for those who may use RCON on it.
+    players: Option<PlayersBlock>,
     /// Who else has a role on it (for those who may manage it).
     shares: Option<Vec<Share>>,
 }
@@ -504,6 +507,11 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
         },
         schedules: if manage {
             Some(SchedulesBlock::load(&state, Target::Server(server.id)).await?)
+        } else {
+            None
+        },
+        players: if on.access.role.allows(Right::Rcon) {
+            Some(PlayersBlock::load(&state, server.id, server.blueprint_id, manage).await?)
         } else {
             None
         },

@@ -198,9 +198,11 @@ async fn sharing_in_the_browser() {
         "an operator may use RCON"
     );
 
-    // Alice takes it back.
+    // Alice takes it back (once her login has landed: going to the page
+    // before that races the session cookie).
     click(c, "form[action='/logout'] button").await;
     submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
     c.goto(&format!("{}/servers/{server}", s.base))
         .await
         .unwrap();

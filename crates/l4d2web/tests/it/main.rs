@@ -23,6 +23,7 @@ mod live;
 mod metrics;
 mod overlays;
 mod overlays_workshop;
+mod players;
 mod process;
 mod resources;
 mod schedules;

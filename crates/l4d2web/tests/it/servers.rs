@@ -23,7 +23,12 @@ pub(crate) async fn start_installed(port_start: u16) -> TestServer {
 }
 
 /// An overlay row owned by `owner` (None: system) with `files` in its dir.
-async fn mk_overlay(s: &TestServer, owner: Option<i64>, name: &str, files: &[(&str, &str)]) -> i64 {
+pub(crate) async fn mk_overlay(
+    s: &TestServer,
+    owner: Option<i64>,
+    name: &str,
+    files: &[(&str, &str)],
+) -> i64 {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO overlays (name, kind, owner_id) VALUES (?, 'script', ?) RETURNING id",
     )

@@ -144,6 +144,17 @@ async fn every_server_route_enforces_its_right_for_every_role() {
     assert_eq!(right_of("/servers/{id}/reset"), Some(Right::Manage));
     assert_eq!(right_of("/servers/{id}/shares"), Some(Right::Manage));
     assert_eq!(right_of("/servers/{id}/delete"), Some(Right::Own));
+    assert_eq!(right_of("/servers/{id}/players/kick"), Some(Right::Rcon));
+    assert_eq!(right_of("/servers/{id}/players/ban"), Some(Right::Rcon));
+    assert_eq!(right_of("/servers/{id}/players/unban"), Some(Right::Rcon));
+    assert_eq!(
+        right_of("/servers/{id}/players/admins"),
+        Some(Right::Manage)
+    );
+    assert_eq!(
+        right_of("/servers/{id}/players/admins/unadmin"),
+        Some(Right::Manage)
+    );
     s.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! srcds-sim's integration tests: one binary, one module per area; the
 //! simulated game harness is `test_support::sim`.
 
+mod bans;
 mod engine;
 mod server;
 mod steamcmd;

@@ -12,6 +12,7 @@ mod catalog;
 mod error;
 mod extract;
 mod jobs;
+mod players;
 mod servers;
 
 use axum::extract::Request;
@@ -32,6 +33,10 @@ pub fn routes() -> Routes {
         .api_get("/api/v1/servers/{id}", servers::detail)
         .api_get("/api/v1/servers/{id}/live", servers::live)
         .api_post("/api/v1/servers/{id}/actions", servers::act)
+        .api_get("/api/v1/servers/{id}/bans", players::bans)
+        .api_post("/api/v1/servers/{id}/bans", players::ban)
+        .api_post("/api/v1/servers/{id}/unban", players::unban)
+        .api_post("/api/v1/servers/{id}/kick", players::kick)
         .api_get("/api/v1/blueprints", catalog::blueprints)
         .api_get("/api/v1/blueprints/{id}", catalog::blueprint)
         .api_get("/api/v1/overlays", catalog::overlays)
@@ -56,6 +61,10 @@ pub fn routes() -> Routes {
         servers::detail,
         servers::live,
         servers::act,
+        players::bans,
+        players::ban,
+        players::unban,
+        players::kick,
         catalog::blueprints,
         catalog::blueprint,
         catalog::overlays,
