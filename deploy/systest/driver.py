@@ -373,6 +373,32 @@ def phase_main(st):
     page = admin.get(f"/servers/{sid}/rcon").body
     check("RCON status reaches the server (hostname in its output)", "systest coop" in page)
 
+    # Players: a ban reaches the running game (banid … kick) and survives a
+    # restart (banned_user.cfg in the upper layer, exec'd by server.cfg).
+    def game(cmd):
+        r = admin.post(f"/servers/{sid}/rcon/exec", {"command": cmd})
+        return "\n".join(html_unescape(l) for l in re.findall(r'<div class="l (?:reply|error)">(.*?)</div>', r.body, re.S))
+    out = game("sim_join Griefer STEAM_1:0:777")
+    check("a simulated player with a chosen Steam id joins", out.startswith("sim_join: userid"), out)
+    r = admin.post(f"/servers/{sid}/players/ban", {"steam_id": "STEAM_1:0:777", "unit": "permanent", "reason": "systest"})
+    page = html_unescape(admin.get(f"/servers/{sid}").body)
+    check("the ban is accepted and applied at once", r.status == 303 and "kicked if they were on" in page, page_error(r.body) if r.status != 303 else page[:400])
+    check("the ban is listed on the server page", 'id="ban-list"' in page and "STEAM_1:0:777" in page)
+    listed = game("listid")
+    check("the game lists the ban (listid)", "1 STEAM_1:0:777 : permanent" in listed, listed)
+    check("the banned player was kicked", "Griefer" not in game("status"))
+    job, _ = server_action(admin, sid, "restart")
+    state, jp = wait_job(admin, job)
+    check("restart with a ban succeeds", state == "succeeded", "\n".join(job_log(jp)[-6:]))
+    wait_a2s(port, "systest coop")
+    listed = game("listid")
+    check("after the restart under systemd the game has the ban again (banned_user.cfg)", "STEAM_1:0:777 : permanent" in listed, listed)
+    out = game("sim_join Griefer STEAM_1:0:777")
+    check("and refuses the banned player", "STEAM UserID STEAM_1:0:777 is banned" in out, out)
+    r = admin.post(f"/servers/{sid}/players/unban", {"steam_id": "STEAM_1:0:777"})
+    listed = game("listid")
+    check("unban lifts it at once", r.status == 303 and listed.strip() == "ID filter list: empty", listed)
+
     # Console through left4me-journalctl: the overlay's cfg ran in the game.
     text, why = sse_until(admin, f"/servers/{sid}/console", lambda e, d: "built-marker-1" in d, timeout=20)
     check("the console (journal through left4me-journalctl) shows the script overlay's cfg running in the game", text is not None, why)
