@@ -69,21 +69,26 @@ pub async fn steam_login(pool: &SqlitePool) -> Result<SteamLogin, sqlx::Error> {
         .unwrap_or(SteamLogin::Fine))
 }
 
-/// The install job: `l4d2ctl install`, with a waiting Steam Guard code in
-/// its environment; what it said about the login is kept for the page.
+/// The install job: `l4d2ctl <args>` (the tasks module knows the verb),
+/// with a waiting Steam Guard code in its environment; what it said about
+/// the login is kept for the page.
 pub async fn install_job(
     ctx: &mut JobCtx,
     host: &HostClient,
+    args: &[&str],
     guard: &SteamGuard,
 ) -> Result<(), JobFailure> {
     let mut cmd = host.l4d2ctl().map_err(JobFailure::from_error)?;
-    cmd.arg("install");
+    cmd.args(args);
+    let shown = format!("$ l4d2ctl {}", args.join(" "));
     if let Some(code) = guard.take() {
         cmd.env(STEAM_GUARD_CODE_VAR, code);
-        ctx.say("$ l4d2ctl install (with the Steam Guard code entered on the Jobs page)")
-            .await?;
+        ctx.say(format!(
+            "{shown} (with the Steam Guard code entered on the Jobs page)"
+        ))
+        .await?;
     } else {
-        ctx.say("$ l4d2ctl install").await?;
+        ctx.say(shown).await?;
     }
     let run = ctx.run_command(cmd, "l4d2ctl").await?;
     let reason = run

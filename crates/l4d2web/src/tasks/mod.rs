@@ -347,7 +347,9 @@ impl TaskRunner {
     async fn run_task(&self, ctx: &mut JobCtx) -> Result<(), JobFailure> {
         let task = Task::from_job(ctx.job()).map_err(JobFailure::from_error)?;
         match task {
-            Task::Install => game::install_job(ctx, &self.host, &self.steam_guard).await,
+            Task::Install => {
+                game::install_job(ctx, &self.host, &["install"], &self.steam_guard).await
+            }
             Task::OverlayBuild {
                 overlay_id, clean, ..
             } => overlays::build::run(ctx, &self.config, &self.host, overlay_id, clean).await,
