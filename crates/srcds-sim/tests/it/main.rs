@@ -2,6 +2,7 @@
 //! simulated game harness is `test_support::sim`.
 
 mod engine;
+mod game;
 mod server;
 mod steamcmd;
 mod util;
