@@ -37,6 +37,14 @@ fn rcon(sim: &Sim, command: &str) -> String {
     test_support::sim::rcon(sim.port, PASSWORD, command)
 }
 
+/// Runs `n` game steps and waits until their console output has been read
+/// (a `say` from the console prints after them).
+fn steps(sim: &Sim, n: u32, marker: &str) {
+    assert_eq!(rcon(sim, &format!("sim_step {n}")), "");
+    rcon(sim, &format!("say {marker}"));
+    sim.wait_console(&format!("Console: {marker}"));
+}
+
 /// The `players :` line and the bot rows of `status`.
 fn status_parts(sim: &Sim) -> (String, Vec<String>) {
     let status = rcon(sim, "status");
@@ -66,6 +74,7 @@ fn log_events(sim: &Sim) -> Vec<String> {
         .lines()
         .filter(|l| l.starts_with("L ") && l.len() > 25)
         .map(|l| l[25..].to_string())
+        .filter(|e| !e.starts_with("\"Console<0><Console><Console>\" say") && !e.starts_with("rcon from"))
         .collect()
 }
 
@@ -162,7 +171,7 @@ fn versus_special_infected_join_die_with_kill_lines_and_leave() {
         listener.addr()
     ));
     let sim = busy(&root, "11", "2", &[]);
-    assert_eq!(rcon(&sim, "sim_step 200"), "");
+    steps(&sim, 200, "done");
     let events = log_events(&sim);
 
     let joined: Vec<&String> = events
@@ -222,7 +231,7 @@ fn the_same_seed_and_steps_give_the_same_game() {
     let runs: Vec<Vec<String>> = (0..2)
         .map(|_| {
             let mut sim = busy(&root, "4242", "2", &[]);
-            assert_eq!(rcon(&sim, "sim_step 60"), "");
+            steps(&sim, 60, "done");
             let events = log_events(&sim)
                 .into_iter()
                 // `Log file started` names the date-stamped file.
@@ -251,12 +260,8 @@ fn an_empty_server_hibernates_without_bots_or_lines_and_wakes_on_a_join() {
     assert!(bots.is_empty(), "{bots:?}");
     assert_eq!(a2s_counts(&sim), (0, 0));
     let before = log_events(&sim).len();
-    assert_eq!(rcon(&sim, "sim_step 100"), "");
-    let after: Vec<String> = log_events(&sim)
-        .into_iter()
-        .skip(before)
-        .filter(|e| !e.starts_with("rcon from"))
-        .collect();
+    steps(&sim, 100, "asleep");
+    let after: Vec<String> = log_events(&sim).into_iter().skip(before).collect();
     assert!(after.is_empty(), "a hibernating server logs nothing: {after:#?}");
 
     // A human wakes it, and the bots are back.
@@ -265,7 +270,7 @@ fn an_empty_server_hibernates_without_bots_or_lines_and_wakes_on_a_join() {
     assert!(header.contains("(not hibernating)"), "{header}");
     assert_eq!(bots.len(), 3, "{bots:?}");
     assert_eq!(a2s_counts(&sim), (1, 0));
-    assert_eq!(rcon(&sim, "sim_step 100"), "");
+    steps(&sim, 100, "awake");
     let woke = log_events(&sim).len();
     assert!(woke > before + 10, "the game goes on after waking");
 }
