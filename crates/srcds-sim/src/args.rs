@@ -275,7 +275,12 @@ mod tests {
         assert_eq!(a.sim_seed, Some(42));
         let quiet = parse("-game left4dead2 +hostport 1").unwrap();
         assert_eq!((quiet.sim_busy, quiet.sim_seed), (None, None));
-        assert_eq!(parse("-game left4dead2 +hostport 1 -sim_busy 0").unwrap().sim_busy, None);
+        assert_eq!(
+            parse("-game left4dead2 +hostport 1 -sim_busy 0")
+                .unwrap()
+                .sim_busy,
+            None
+        );
         assert!(parse("-game left4dead2 +hostport 1 -sim_busy often").is_err());
         assert!(parse("-game left4dead2 +hostport 1 -sim_seed -3").is_err());
         assert!(parse("-game left4dead2 +hostport 1 -sim_seed").is_err());

@@ -220,7 +220,9 @@ impl Server {
                 Killer::Bot(b) => (b.name.clone(), b.userid, "BOT".to_string(), b.character),
             };
             let health = format!("{}+{}", st.rng.range(1, 101), st.rng.range(0, 30));
-            extended_block(st, &name, userid, &steam, "Survivor", character, "ALIVE", &health)
+            extended_block(
+                st, &name, userid, &steam, "Survivor", character, "ALIVE", &health,
+            )
         };
         let victim = st.bots[victim_index].clone();
         let overkill = format!("-{}", st.rng.range(1, 80));

@@ -21,6 +21,10 @@ const VIEWER_LAG: usize = 1024;
 /// A viewer of one server's console.
 pub type ConsoleSubscription = Subscription<String, Arc<str>>;
 
+/// Sees every line a follower reads from server `id`'s console (the live
+/// hub derives game events from them).
+pub type LineTap = Arc<dyn Fn(i64, &str) + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error(transparent)]
@@ -37,6 +41,7 @@ pub enum ConsoleError {
 pub struct ConsoleHub {
     viewers: Fanout<String, Arc<str>>,
     host: HostClient,
+    tap: Option<LineTap>,
 }
 
 impl ConsoleHub {
@@ -44,7 +49,14 @@ impl ConsoleHub {
         ConsoleHub {
             viewers: Fanout::new(VIEWER_LAG, BACKLOG),
             host,
+            tap: None,
         }
+    }
+
+    /// Hands every line of every follower to `tap` too.
+    pub fn with_tap(mut self, tap: LineTap) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Number of running followers (one per followed server).
@@ -52,9 +64,11 @@ impl ConsoleHub {
         self.viewers.topic_count()
     }
 
-    /// Joins the follower of `name`, starting it if nobody follows yet.
+    /// Joins the follower of server `id` named `name`, starting it if
+    /// nobody follows yet.
     pub fn subscribe(
         &self,
+        id: i64,
         name: &str,
         shutdown: &CancellationToken,
     ) -> Result<ConsoleSubscription, ConsoleError> {
@@ -66,7 +80,11 @@ impl ConsoleHub {
             Ok(child) => {
                 tokio::spawn(pump(
                     self.viewers.clone(),
-                    name.to_string(),
+                    Followed {
+                        id,
+                        name: name.to_string(),
+                        tap: self.tap.clone(),
+                    },
                     sub.topic,
                     child,
                     shutdown.clone(),
@@ -95,9 +113,16 @@ impl ConsoleHub {
     }
 }
 
+/// The server a follower reads.
+struct Followed {
+    id: i64,
+    name: String,
+    tap: Option<LineTap>,
+}
+
 async fn pump(
     viewers: Fanout<String, Arc<str>>,
-    name: String,
+    followed: Followed,
     topic: TopicId,
     mut child: tokio::process::Child,
     shutdown: CancellationToken,
@@ -110,12 +135,16 @@ async fn pump(
         tokio::spawn(l4d2ctl::read_lines(err, Pipe::Stderr, line_tx.clone()));
     }
     drop(line_tx);
+    let Followed { id, name, tap } = followed;
     let mut idle_check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => { viewers.close_topic(&name, topic, None); break; }
             line = line_rx.recv() => match line {
-                Some((_, text)) => {
+                Some((pipe, text)) => {
+                    if let (Some(tap), Pipe::Stdout) = (&tap, pipe) {
+                        tap(id, &text);
+                    }
                     if !viewers.publish_to(&name, topic, text.into()) {
                         break;
                     }

@@ -15,6 +15,7 @@ mod console;
 mod converge;
 mod db_files;
 mod demo;
+mod events;
 mod hardening;
 mod http;
 mod jobs;

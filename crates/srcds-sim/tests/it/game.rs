@@ -74,7 +74,9 @@ fn log_events(sim: &Sim) -> Vec<String> {
         .lines()
         .filter(|l| l.starts_with("L ") && l.len() > 25)
         .map(|l| l[25..].to_string())
-        .filter(|e| !e.starts_with("\"Console<0><Console><Console>\" say") && !e.starts_with("rcon from"))
+        .filter(|e| {
+            !e.starts_with("\"Console<0><Console><Console>\" say") && !e.starts_with("rcon from")
+        })
         .collect()
 }
 
@@ -87,7 +89,11 @@ fn survivor_bots_fill_empty_slots_as_bot_rows_while_the_header_says_zero_bots() 
         header.starts_with("players : 1 humans, 0 bots (4 max) (not hibernating)"),
         "{header}"
     );
-    assert_eq!(bots.len(), 3, "three survivor bots beside one human: {bots:?}");
+    assert_eq!(
+        bots.len(),
+        3,
+        "three survivor bots beside one human: {bots:?}"
+    );
     for row in &bots {
         // `#  3 "Coach" BOT active`: userid, quoted name, BOT, state.
         let body = row.strip_prefix('#').expect("row starts with #");
@@ -139,7 +145,11 @@ fn block_fields(block: &str) -> (String, Vec<String>) {
 
 fn check_extended_block(block: &str, team: &str, life: &str) -> (String, String) {
     let (name, f) = block_fields(block);
-    assert_eq!(f.len(), 8, "uid, steam, team, character, life, health, position, area: {block}");
+    assert_eq!(
+        f.len(),
+        8,
+        "uid, steam, team, character, life, health, position, area: {block}"
+    );
     assert!(f[0].parse::<u32>().is_ok(), "{block}");
     assert!(f[1] == "BOT" || f[1].starts_with("STEAM_1:"), "{block}");
     assert_eq!(f[2], team, "{block}");
@@ -154,10 +164,19 @@ fn check_extended_block(block: &str, team: &str, life: &str) -> (String, String)
     assert!(health_ok, "{block}");
     let pos = f[6].strip_prefix("setpos_exact ").expect("setpos_exact");
     let (xyz, ang) = pos.split_once("; setang ").expect("setang");
-    assert_eq!(xyz.split(' ').filter(|n| n.parse::<f64>().is_ok()).count(), 3, "{block}");
-    assert_eq!(ang.split(' ').filter(|n| n.parse::<f64>().is_ok()).count(), 3, "{block}");
+    assert_eq!(
+        xyz.split(' ').filter(|n| n.parse::<f64>().is_ok()).count(),
+        3,
+        "{block}"
+    );
+    assert_eq!(
+        ang.split(' ').filter(|n| n.parse::<f64>().is_ok()).count(),
+        3,
+        "{block}"
+    );
     assert!(
-        f[7].strip_prefix("Area ").is_some_and(|a| a.parse::<u32>().is_ok()),
+        f[7].strip_prefix("Area ")
+            .is_some_and(|a| a.parse::<u32>().is_ok()),
         "{block}"
     );
     (name, f[0].clone())
@@ -185,12 +204,18 @@ fn versus_special_infected_join_die_with_kill_lines_and_leave() {
             e.ends_with("<BOT><Infected>\" disconnected (reason \"Kicked by Console : death anim finished\")")
         })
         .collect();
-    assert!(joined.len() >= 20, "specials keep spawning: {}", joined.len());
+    assert!(
+        joined.len() >= 20,
+        "specials keep spawning: {}",
+        joined.len()
+    );
     assert!(left.len() >= 20, "and dying: {}", left.len());
     for (i, line) in &left {
         // Each leaving special was just killed by a survivor.
         let kill = &events[i - 1];
-        let rest = kill.strip_prefix("(DEATH)").unwrap_or_else(|| panic!("{kill}"));
+        let rest = kill
+            .strip_prefix("(DEATH)")
+            .unwrap_or_else(|| panic!("{kill}"));
         let (killer, rest) = rest.split_once(" killed ").unwrap();
         let (victim, weapon) = rest.split_once(" with ").unwrap();
         check_extended_block(killer, "Survivor", "ALIVE");
@@ -199,8 +224,14 @@ fn versus_special_infected_join_die_with_kill_lines_and_leave() {
             ["Boomer", "Smoker", "Hunter", "Spitter", "Jockey", "Charger"].contains(&name.as_str()),
             "{kill}"
         );
-        assert!(line.starts_with(&format!("\"{name}<{uid}><BOT><Infected>\"")), "{line}");
-        assert!(weapon.starts_with('"') && weapon.ends_with('"') && weapon.len() > 2, "{kill}");
+        assert!(
+            line.starts_with(&format!("\"{name}<{uid}><BOT><Infected>\"")),
+            "{line}"
+        );
+        assert!(
+            weapon.starts_with('"') && weapon.ends_with('"') && weapon.len() > 2,
+            "{kill}"
+        );
     }
     // Never more than the infected team's four slots alive at once.
     let mut alive = 0i32;
@@ -216,7 +247,8 @@ fn versus_special_infected_join_die_with_kill_lines_and_leave() {
     assert!(
         events
             .iter()
-            .any(|e| e.contains("<STEAM_1:") && (e.contains(" say \"") || e.contains(" say_team \""))),
+            .any(|e| e.contains("<STEAM_1:")
+                && (e.contains(" say \"") || e.contains(" say_team \""))),
         "nobody said anything in 200 steps"
     );
     // The same lines went out over UDP to 127.0.0.2 (a socket, not the
@@ -262,7 +294,10 @@ fn an_empty_server_hibernates_without_bots_or_lines_and_wakes_on_a_join() {
     let before = log_events(&sim).len();
     steps(&sim, 100, "asleep");
     let after: Vec<String> = log_events(&sim).into_iter().skip(before).collect();
-    assert!(after.is_empty(), "a hibernating server logs nothing: {after:#?}");
+    assert!(
+        after.is_empty(),
+        "a hibernating server logs nothing: {after:#?}"
+    );
 
     // A human wakes it, and the bots are back.
     assert!(rcon(&sim, "sim_join Zed").starts_with("sim_join: userid"));
@@ -280,7 +315,10 @@ fn without_hibernation_the_bots_play_on_alone() {
     let root = root("sv_hibernate_when_empty 0\nlog on\n");
     let sim = busy(&root, "9", "0", &[]);
     let (header, bots) = status_parts(&sim);
-    assert!(header.contains("0 humans, 0 bots (4 max) (not hibernating)"), "{header}");
+    assert!(
+        header.contains("0 humans, 0 bots (4 max) (not hibernating)"),
+        "{header}"
+    );
     assert_eq!(bots.len(), 4, "{bots:?}");
     assert!(!sim.console_text().contains("Server is hibernating"));
 }
@@ -297,6 +335,12 @@ fn quiet_servers_have_no_bots_and_refuse_steps() {
     assert!(bots.is_empty());
     assert_eq!(rcon(&sim, "sim_step"), "sim_step: only with -sim_busy\n");
     let busy_sim = busy(&root, "1", "1", &[]);
-    assert_eq!(rcon(&busy_sim, "sim_step 0"), "Usage:  sim_step [steps 1-10000]\n");
-    assert_eq!(rcon(&busy_sim, "sim_step lots"), "Usage:  sim_step [steps 1-10000]\n");
+    assert_eq!(
+        rcon(&busy_sim, "sim_step 0"),
+        "Usage:  sim_step [steps 1-10000]\n"
+    );
+    assert_eq!(
+        rcon(&busy_sim, "sim_step lots"),
+        "Usage:  sim_step [steps 1-10000]\n"
+    );
 }
