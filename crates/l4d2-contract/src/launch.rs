@@ -125,6 +125,15 @@ const OPTIONS: &[(&str, Value)] = &[
     ),
     ("-sim_stop_delay", Value::Int { min: 0, max: 60 }),
     ("-sim_log_loopback", Value::None),
+    // The busy game: bots, kills, chat, hibernation (seconds per step).
+    ("-sim_busy", Value::Int { min: 0, max: 3600 }),
+    (
+        "-sim_seed",
+        Value::Int {
+            min: 0,
+            max: 4_294_967_295,
+        },
+    ),
 ];
 
 /// Launch options that belong to the panel or to the supervisor, with the
@@ -419,6 +428,7 @@ mod tests {
             "+exec mycfg.cfg +z_difficulty Impossible",
             "-sim_churn 0 -sim_players 3 +map c8m1_apartment",
             "+map c1m1_hotel -sim_stop_delay 3 -sim_crash_after 60 -sim_log_loopback",
+            "+map c2m1_highway -sim_busy 5 -sim_seed 42 -sim_players 1",
             "+sv_lan 1 +sv_cheats 0",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");

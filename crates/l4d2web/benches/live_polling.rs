@@ -3,13 +3,17 @@
 //! them watched by an open live panel, and L4D2's constant bot churn in
 //! the log stream (`harness = false`).
 //!
-//! The bench sends the churn itself, as real HL-log UDP packets with each
-//! server's `sv_logsecret` to the panel's log listener: infected bots join
-//! and leave every few hundred milliseconds across all servers, and one
-//! human joins and leaves an unwatched server every 10 s. After the run it
-//! reads every server's own counters (`sim_query_counts` over RCON: A2S_INFO
-//! answered, RCON `status` run) and prints queries per server per minute for
-//! watched and unwatched servers. Prints figures; asserts nothing about them.
+//! Every server runs the simulator's busy game (`-sim_busy 1`: one step a
+//! second, about five times a real server's pace) with one human on it:
+//! survivor bots, special infected spawning and dying with kill lines, chat,
+//! all sent by the games themselves over the real UDP log path to the
+//! panel's listener. On top, the bench makes one human join and leave an
+//! unwatched server every 10 s (HL-log packets with that server's secret).
+//! After the run it reads every server's own counters (`sim_query_counts`
+//! over RCON: A2S_INFO answered, RCON `status` run) and the listener's
+//! accepted-packet counter from `/metrics`, and prints queries per server
+//! per minute for watched and unwatched servers. Prints figures; asserts
+//! nothing about them.
 //!
 //! `cargo build --workspace --bins && cargo bench -p l4d2web --bench live_polling`;
 //! `SERVERS=n`, `WATCHED=n`, `SECS=n` override 40, 4 and 60.
@@ -24,6 +28,24 @@ use tokio_util::sync::CancellationToken;
 mod support;
 
 const RANGE_START: u16 = 27700;
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789abcdef";
+
+/// The listener's `left4me_log_packets_accepted` counter.
+async fn accepted_log_packets(http: &reqwest::Client, base: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("left4me_log_packets_accepted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accepted-packet counter in {text}"))
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -87,8 +109,11 @@ async fn main() {
         &root,
         RANGE_START,
         n,
-        "+map c1m1_hotel -sim_players 0 -sim_churn 0",
-        &[("LOG_LISTENER_BIND", log_addr.clone())],
+        "+map c1m1_hotel -sim_players 1 -sim_churn 0 -sim_busy 1",
+        &[
+            ("LOG_LISTENER_BIND", log_addr.clone()),
+            ("LEFT4ME_METRICS_TOKEN", METRICS_TOKEN.to_string()),
+        ],
     )
     .await;
     let mut servers = Vec::new();
@@ -186,7 +211,8 @@ async fn main() {
         .unwrap()
     };
 
-    // Bot churn on every server, a human now and then on an unwatched one.
+    // The games churn by themselves; a human now and then on an unwatched one.
+    let accepted_before = accepted_log_packets(&http, &base).await;
     let churn = {
         let secrets = secrets.clone();
         tokio::task::spawn_blocking(move || {
@@ -195,23 +221,9 @@ async fn main() {
             let mut sent = 0u64;
             let mut step = 0usize;
             while started.elapsed() < Duration::from_secs(secs) {
-                let (_, _, secret) = &secrets[step % secrets.len()];
-                let bot = ["Boomer", "Smoker", "Hunter", "Spitter", "Jockey", "Charger"][step % 6];
-                let uid = 100 + step % 50;
-                for event in [
-                    format!("\"{bot}<{uid}><BOT><Infected>\" connected, address \"none\""),
-                    format!(
-                        "\"{bot}<{uid}><BOT><Infected>\" disconnected (reason \"Kicked by Console : death anim finished\")"
-                    ),
-                ] {
-                    socket
-                        .send_to(&log_packet(secret, &event), &log_addr)
-                        .unwrap();
-                    sent += 1;
-                }
-                if step.is_multiple_of(100) && secrets.len() > watched {
+                if step.is_multiple_of(10) && secrets.len() > watched {
                     let (_, _, secret) =
-                        &secrets[watched + (step / 100) % (secrets.len() - watched)];
+                        &secrets[watched + (step / 10) % (secrets.len() - watched)];
                     for event in [
                         "\"Player<7><STEAM_1:0:12345><>\" connected, address \"192.0.2.7:27005\"",
                         "\"Player<7><STEAM_1:0:12345><>\" disconnected (reason \"Disconnect by user.\")",
@@ -221,12 +233,13 @@ async fn main() {
                     }
                 }
                 step += 1;
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_secs(1));
             }
             sent
         })
     };
     let sent = churn.await.unwrap();
+    let accepted = accepted_log_packets(&http, &base).await - accepted_before;
     let after: Vec<(u64, u64)> = tokio::task::spawn_blocking(move || {
         secrets
             .iter()
@@ -237,8 +250,9 @@ async fn main() {
     .unwrap();
     let minutes = secs as f64 / 60.0;
     println!(
-        "churn: {sent} log lines in {secs} s ({:.0}/s), bots on every server, a human every 10 s",
-        sent as f64 / secs as f64
+        "churn: {accepted} log lines accepted in {secs} s ({:.0}/s, {:.0} per server per minute) from the games' busy play and {sent} sent by the bench (a human every 10 s)",
+        accepted as f64 / secs as f64,
+        accepted as f64 / n as f64 / minutes,
     );
     let rate = |range: std::ops::Range<usize>, status: bool| -> Vec<f64> {
         range

@@ -133,7 +133,12 @@ pub async fn serve(
         config,
         limiter,
         jobs,
-        consoles: ConsoleHub::new(host.clone()),
+        // Game events come from the consoles being followed too (see
+        // ARCHITECTURE.md: a follower is a process, so only while watched).
+        consoles: ConsoleHub::new(host.clone()).with_tap({
+            let live = live.clone();
+            Arc::new(move |id, line| live.console_line(id, line))
+        }),
         host,
         live,
         schedules,

@@ -53,6 +53,16 @@ pub struct SrcdsArgs {
     /// `-sim_stop_delay <seconds>`: take that long to shut down after
     /// SIGINT/`quit` (a real server saves and flushes first).
     pub sim_stop_delay: Option<Duration>,
+    /// `-sim_busy <seconds>`: the game happens as on a busy real server,
+    /// one step per interval: survivor bots fill empty survivor slots,
+    /// special infected bots spawn and die (with kill lines), players chat,
+    /// and the server hibernates when the last human leaves. Off by default
+    /// so tests get quiet servers.
+    pub sim_busy: Option<Duration>,
+    /// `-sim_seed <n>`: seeds the simulator's random choices (names, pings,
+    /// the busy game), so two runs with the same seed and the same steps
+    /// produce the same lines.
+    pub sim_seed: Option<u64>,
     /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.1 as well, as
     /// `+net_usesocketsforloopback 1` makes the engine do.
     pub sim_log_loopback: bool,
@@ -131,6 +141,8 @@ impl SrcdsArgs {
         let mut sim_crash_after = None;
         let mut sim_stop_delay = None;
         let mut sim_log_loopback = false;
+        let mut sim_busy = None;
+        let mut sim_seed = None;
         let mut strict_port_bind = false;
         let mut no_hltv = false;
         let mut startup_commands = Vec::new();
@@ -171,6 +183,11 @@ impl SrcdsArgs {
                 "-sim_crash_after" => sim_crash_after = Some(parse_secs(flag, first(flag)?)?),
                 "-sim_stop_delay" => sim_stop_delay = Some(parse_secs(flag, first(flag)?)?),
                 "-sim_log_loopback" => sim_log_loopback = true,
+                "-sim_busy" => {
+                    let d = parse_secs(flag, first(flag)?)?;
+                    sim_busy = (!d.is_zero()).then_some(d);
+                }
+                "-sim_seed" => sim_seed = Some(parse_num(flag, first(flag)?, "expected a number")?),
                 "-strictportbind" => strict_port_bind = true,
                 "-nohltv" => no_hltv = true,
                 _ if flag.starts_with('+') && flag.len() > 1 => {
@@ -205,6 +222,8 @@ impl SrcdsArgs {
             sim_crash_after,
             sim_stop_delay,
             sim_log_loopback,
+            sim_busy,
+            sim_seed,
             strict_port_bind,
             no_hltv,
             startup_commands,
@@ -247,6 +266,24 @@ mod tests {
         let a = parse("-game left4dead2 +hostport 1 -sim_stop_delay 3").unwrap();
         assert_eq!(a.sim_stop_delay, Some(Duration::from_secs(3)));
         assert!(parse("-game left4dead2 +hostport 1 -sim_stop_delay soon").is_err());
+    }
+
+    #[test]
+    fn busy_and_seed() {
+        let a = parse("-game left4dead2 +hostport 1 -sim_busy 2.5 -sim_seed 42").unwrap();
+        assert_eq!(a.sim_busy, Some(Duration::from_millis(2500)));
+        assert_eq!(a.sim_seed, Some(42));
+        let quiet = parse("-game left4dead2 +hostport 1").unwrap();
+        assert_eq!((quiet.sim_busy, quiet.sim_seed), (None, None));
+        assert_eq!(
+            parse("-game left4dead2 +hostport 1 -sim_busy 0")
+                .unwrap()
+                .sim_busy,
+            None
+        );
+        assert!(parse("-game left4dead2 +hostport 1 -sim_busy often").is_err());
+        assert!(parse("-game left4dead2 +hostport 1 -sim_seed -3").is_err());
+        assert!(parse("-game left4dead2 +hostport 1 -sim_seed").is_err());
     }
 
     #[test]

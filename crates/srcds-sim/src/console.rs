@@ -130,6 +130,8 @@ impl Server {
                 break;
             }
         }
+        // With nobody joining, a busy server goes to sleep at once.
+        self.humans_changed(&mut st);
         Ok(())
     }
 
@@ -469,6 +471,23 @@ impl Server {
                     Err(e) => format!("sim_join: {e}\n"),
                 }
             }
+            "sim_step" => {
+                let steps = match args.first().map(|a| a.parse::<u32>()) {
+                    None => Ok(1),
+                    Some(Ok(n)) if (1..=10_000).contains(&n) => Ok(n),
+                    Some(_) => Err(()),
+                };
+                match steps {
+                    Err(()) => "Usage:  sim_step [steps 1-10000]\n".into(),
+                    Ok(_) if !self.busy() => "sim_step: only with -sim_busy\n".into(),
+                    Ok(n) => {
+                        for _ in 0..n {
+                            self.game_step(st);
+                        }
+                        String::new()
+                    }
+                }
+            }
             "sim_leave" => {
                 let index = if raw_args.is_empty() {
                     (!st.players.is_empty()).then_some(0)
@@ -611,6 +630,9 @@ impl Server {
         }) as i32;
         self.log(st, &format!("Started map \"{map}\" (CRC \"{crc}\")"));
         console(&format!("Started map \"{map}\""));
+        // The old level's special infected went with it.
+        st.bots.retain(|b| b.team != "Infected");
+        self.humans_changed(st);
     }
 
     /// `writeid`: the permanent bans to `cfg/banned_user.cfg`.
@@ -673,6 +695,7 @@ impl Server {
         p.team = "Survivor".into();
         let userid = p.userid;
         st.players.push(p);
+        self.humans_changed(st);
         Ok(userid)
     }
 
@@ -686,6 +709,7 @@ impl Server {
             st,
             &format!("{} disconnected (reason \"{reason}\")", tag(&p)),
         );
+        self.humans_changed(st);
     }
 
     /// One churn step: drift toward `-sim_players`, with some randomness.
@@ -724,6 +748,12 @@ impl Server {
     /// `status` in the L4D2 dedicated server's format.
     pub(crate) fn status(&self, st: &State) -> String {
         let humans = st.players.len();
+        // A quiet server has no hibernation of its own: empty is asleep.
+        let hibernating = if self.busy() {
+            st.hibernating
+        } else {
+            humans == 0
+        };
         let mut s = String::new();
         let _ = writeln!(s, "hostname: {}", st.hostname());
         let _ = writeln!(s, "version : {} {BUILD} secure  ", self.version);
@@ -734,7 +764,7 @@ impl Server {
             s,
             "players : {humans} humans, 0 bots ({} max) ({}hibernating) (unreserved)",
             st.max_players(),
-            if humans == 0 { "" } else { "not " }
+            if hibernating { "" } else { "not " }
         );
         s.push('\n');
         s.push_str("# userid name uniqueid connected ping loss state rate adr\n");
@@ -751,6 +781,7 @@ impl Server {
                 p.address
             );
         }
+        Server::bot_status_rows(st, &mut s);
         s.push_str("#end\n");
         s
     }

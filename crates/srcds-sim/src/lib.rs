@@ -36,6 +36,10 @@
 //!   socket, `+tv_port` with `tv_enable 1`; a busy port moves to the next one
 //!   with the engine's warning, or ends the start under `-strictportbind`.
 //!
+//! - **The busy game** ([`game`], `-sim_busy`): survivor bots in empty
+//!   survivor slots, special infected bots spawning and dying with L4D's
+//!   `(DEATH)` kill lines, chat, and hibernation when the last human leaves.
+//!
 //! Modules hold the pieces; the binaries `srcds-sim` and `steamcmd-sim` are thin.
 
 pub mod a2s;
@@ -44,6 +48,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod filter;
+pub mod game;
 pub mod hllog;
 pub mod net;
 pub mod plugins;

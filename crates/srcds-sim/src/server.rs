@@ -120,7 +120,10 @@ impl Server {
                 cwd.to_path_buf(),
             ));
         }
-        let mut rng = Rng::from_entropy();
+        let mut rng = match args.sim_seed {
+            Some(seed) => Rng::with_seed(seed),
+            None => Rng::from_entropy(),
+        };
         let challenges = Challenges::new(rng.next_u64());
         // An anonymous game server SteamID (universe 1, type 4).
         let steam_id = 0x0140_0000_0000_0000 | (rng.next_u64() & 0xFFFF_FFFF);
@@ -296,6 +299,8 @@ impl Server {
             folder: self.args.game.clone(),
             game: "Left 4 Dead 2".into(),
             app_id: GAME_APP_ID as i16,
+            // Humans only, and no bots: L4D2 counts its survivor and
+            // infected bots in neither (see game.rs), like `status`'s header.
             players: st.players.len().min(255) as u8,
             max_players: st.max_players(),
             bots: 0,
@@ -334,6 +339,7 @@ fn udp_loop(server: Arc<Server>, sock: UdpSocket) {
 
 fn simulation_loop(server: Arc<Server>) {
     let mut next_churn = server.args.sim_churn.map(|d| Instant::now() + d);
+    let mut next_step = server.args.sim_busy.map(|d| Instant::now() + d);
     while !server.is_shutting_down() {
         thread::sleep(POLL);
         if let Some(after) = server.args.sim_crash_after {
@@ -345,6 +351,12 @@ fn simulation_loop(server: Arc<Server>) {
             if Instant::now() >= due {
                 server.churn();
                 next_churn = Some(Instant::now() + every);
+            }
+        }
+        if let (Some(due), Some(every)) = (next_step, server.args.sim_busy) {
+            if Instant::now() >= due {
+                server.game_step(&mut server.lock());
+                next_step = Some(Instant::now() + every);
             }
         }
     }

@@ -135,12 +135,30 @@ pub struct Player {
     pub team: String,
 }
 
+/// A fake client of the busy game (see game.rs): a survivor bot or a
+/// special infected.
+#[derive(Debug, Clone)]
+pub struct Bot {
+    pub userid: u32,
+    /// `Coach`, `Hunter`, ...
+    pub name: String,
+    /// As the extended log block names it (`Mechanic`, `Hunter`, ...).
+    pub character: &'static str,
+    /// `Survivor` or `Infected`.
+    pub team: &'static str,
+}
+
 /// Everything the threads share.
 #[derive(Debug)]
 pub struct State {
     pub cvars: BTreeMap<String, String>,
     pub map: Option<String>,
+    /// The humans (simulated players).
     pub players: Vec<Player>,
+    /// Bots of the busy game; never in A2S (see game.rs).
+    pub bots: Vec<Bot>,
+    /// Hibernating: no human, `sv_hibernate_when_empty 1`, busy game.
+    pub hibernating: bool,
     pub next_userid: u32,
     pub logging: bool,
     pub log_addresses: Vec<SocketAddr>,
@@ -190,6 +208,8 @@ impl State {
                 .collect(),
             map: None,
             players: Vec::new(),
+            bots: Vec::new(),
+            hibernating: false,
             // userid 1 is taken by SourceTV/the host slot on a fresh srcds;
             // the first client gets 2.
             next_userid: 2,
@@ -248,6 +268,18 @@ impl State {
             }
         }
         format!("Survivor{}", self.next_userid)
+    }
+
+    /// A new bot record (not yet added).
+    pub fn new_bot(&mut self, name: &str, character: &'static str, team: &'static str) -> Bot {
+        let userid = self.next_userid;
+        self.next_userid += 1;
+        Bot {
+            userid,
+            name: name.to_string(),
+            character,
+            team,
+        }
     }
 
     /// A new player record (not yet added).

@@ -1,16 +1,19 @@
-//! Game events from the UDP log listener: attributed lines become panel
-//! events, and the listener always knows every server's secret.
+//! Game events from the UDP log listener and from the server's console:
+//! attributed lines become panel events (once, whichever way they came),
+//! and the listener always knows every server's secret.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use source_proto::hllog::{LogEvent, PlayerTag};
+use chrono::{Local, NaiveDate};
+use source_proto::hllog::{LogEvent, LogTime, PlayerTag};
 use source_proto::listener::{LogListener, ServerLogEvent};
 use sqlx::SqlitePool;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::paths::{Via, PAIR_WINDOW};
 use super::state::{Board, LiveEvent, LiveUpdate};
 use crate::servers;
 
@@ -20,8 +23,15 @@ const RECENT_EVENTS: usize = 50;
 const SECRET_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Feeds one attributed log event into its server's state and tells the
-/// server's viewers.
-pub(super) fn ingest(board: &Board, ev: &ServerLogEvent) {
+/// server's viewers, unless the other path already brought it.
+pub(super) fn ingest(board: &Board, ev: &ServerLogEvent, via: Via) {
+    let (fresh, health_changed) = board.admit(ev.server_key, &ev.line, via);
+    if health_changed {
+        board.publish(ev.server_key, LiveUpdate::Panel);
+    }
+    if !fresh {
+        return;
+    }
     let Some(live_event) = to_live_event(ev) else {
         return;
     };
@@ -67,13 +77,60 @@ pub(super) async fn pump(
             ev = events.recv() => ev,
         };
         match ev {
-            Ok(ev) => ingest(&board, &ev),
+            Ok(ev) => ingest(&board, &ev, Via::Udp),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(skipped = n, "live panel fell behind the log listener")
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// One line of server `id`'s console: with `log on` the engine echoes each
+/// log line there as `L MM/DD/YYYY - HH:MM:SS: …`; everything else the
+/// console prints is ignored. A follower starts by replaying the last lines
+/// of the log, so lines stamped more than the pairing window ago are old
+/// news, not events (the game and the panel share the host's clock).
+pub(super) fn console_line(board: &Board, id: i64, line: &str) {
+    let line = line.trim_end();
+    if !line.starts_with("L ") {
+        return;
+    }
+    let Ok((time, event)) = source_proto::hllog::parse_line_with_time(line) else {
+        return;
+    };
+    if !is_current(&time, Local::now().naive_local()) {
+        return;
+    }
+    let ev = ServerLogEvent {
+        server_key: id,
+        time,
+        event,
+        line: line.to_string(),
+    };
+    ingest(board, &ev, Via::Console);
+}
+
+/// Whether a line stamped `time` (the server's local time) was printed
+/// within the pairing window of `now`.
+fn is_current(time: &LogTime, now: chrono::NaiveDateTime) -> bool {
+    let Some(stamp) = NaiveDate::from_ymd_opt(
+        i32::from(time.year),
+        u32::from(time.month),
+        u32::from(time.day),
+    )
+    .and_then(|d| {
+        d.and_hms_opt(
+            u32::from(time.hour),
+            u32::from(time.minute),
+            u32::from(time.second.min(59)),
+        )
+    }) else {
+        return false;
+    };
+    let window = chrono::Duration::from_std(PAIR_WINDOW).unwrap_or(chrono::Duration::seconds(10));
+    let age = now.signed_duration_since(stamp);
+    age <= window && age >= -window
 }
 
 /// Keeps the listener's secret → server map equal to the `servers` table:
@@ -194,7 +251,7 @@ mod tests {
             format!("{stamp} \"Boomer<17><BOT><Infected>\" disconnected (reason \"Kicked by Console : death anim finished\")"),
             format!("{stamp} \"Coach<3><BOT><Survivor>\" entered the game"),
         ] {
-            ingest(&board, &event(1, &line));
+            ingest(&board, &event(1, &line), Via::Udp);
         }
         assert!(!board.wants_early_poll(1), "bot churn wakes nobody");
         assert_eq!(board.snapshot(1).events.len(), 3, "but shows as events");
@@ -204,10 +261,46 @@ mod tests {
                 2,
                 &format!("{stamp} \"Ellis<5><STEAM_1:0:12345><>\" connected, address \"192.0.2.7:27005\""),
             ),
+            Via::Udp,
         );
         assert!(board.wants_early_poll(2), "a human refreshes their server");
         assert!(!board.wants_early_poll(1), "and only theirs");
         board.polled(2);
         assert!(!board.wants_early_poll(2));
+    }
+
+    #[test]
+    fn console_lines_are_events_only_when_they_are_log_lines_of_now() {
+        let board = Board::new();
+        let now = Local::now().naive_local();
+        let stamp = |t: chrono::NaiveDateTime| t.format("L %m/%d/%Y - %H:%M:%S:").to_string();
+        let say = |t| {
+            format!(
+                "{} \"Ellis<5><STEAM_1:0:1><Survivor>\" say \"hi\"",
+                stamp(t)
+            )
+        };
+        console_line(&board, 1, "Server is hibernating");
+        console_line(&board, 1, "L garbage");
+        console_line(&board, 1, &say(now - chrono::Duration::seconds(60)));
+        assert!(
+            board.snapshot(1).events.is_empty(),
+            "not a log line, or replayed backlog"
+        );
+        console_line(&board, 1, &format!("{}\r", say(now)));
+        let events = board.snapshot(1).events;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "chat");
+        assert_eq!(events[0].text, "Ellis: hi");
+        // The same line over UDP is its twin, not a second event.
+        ingest(&board, &event(1, &say(now)), Via::Udp);
+        assert_eq!(board.snapshot(1).events.len(), 1);
+        assert_eq!(
+            board.path_counts(1),
+            super::super::PathCounts {
+                udp_lines: 1,
+                console_lines: 1
+            }
+        );
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events;
 use super::ownership::{self, NotOwned};
+use super::paths::{PathCounts, Via};
 use super::poll::{Poller, RCON_TIMEOUT};
 use super::state::{Board, LiveState, LiveSubscription, Reading};
 use crate::config::Config;
@@ -214,7 +215,19 @@ impl LiveHub {
     /// Feeds one attributed log event into the server's state (public for
     /// the benchmark and tests; the listener pump calls it).
     pub fn ingest(&self, ev: &ServerLogEvent) {
-        events::ingest(&self.inner.board, ev);
+        events::ingest(&self.inner.board, ev, Via::Udp);
+    }
+
+    /// One line server `id` printed on its console (the console follower
+    /// calls it): log lines there are the same events as over UDP, counted
+    /// once whichever way they come first.
+    pub fn console_line(&self, id: i64, line: &str) {
+        events::console_line(&self.inner.board, id, line);
+    }
+
+    /// Log lines of server `id` counted per path (before de-duplication).
+    pub fn path_counts(&self, id: i64) -> PathCounts {
+        self.inner.board.path_counts(id)
     }
 
     /// Runs one RCON command on server `name` (the console), after checking

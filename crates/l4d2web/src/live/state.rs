@@ -3,9 +3,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use super::paths::{EventHealth, PathCounts, Paths, Via};
 
 use crate::fanout::{Fanout, Subscription};
 
@@ -75,6 +77,9 @@ pub struct LiveState {
     pub error: Option<String>,
     /// When the state last changed (RFC 3339, UTC).
     pub updated_at: Option<String>,
+    /// How game events arrive, while the server runs (it answered or
+    /// failed a poll since it started).
+    pub events_health: Option<EventHealth>,
 }
 
 /// What the last answered poll of one server measured.
@@ -108,6 +113,8 @@ pub(super) struct Board {
     /// The local ports of the poller's recent RCON connections: the game
     /// logs each `status` it sends as `rcon from "127.0.0.1:PORT"`.
     own_rcon_ports: Mutex<VecDeque<u16>>,
+    /// Log lines by the path they came, de-duplicated.
+    paths: Mutex<Paths>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +130,7 @@ impl Board {
             early: Mutex::new(HashSet::new()),
             repoll: Notify::new(),
             own_rcon_ports: Mutex::new(VecDeque::new()),
+            paths: Mutex::new(Paths::default()),
         }
     }
 
@@ -154,7 +162,26 @@ impl Board {
     }
 
     pub(super) fn snapshot(&self, id: i64) -> LiveState {
-        lock(&self.server(id)).clone()
+        let mut state = lock(&self.server(id)).clone();
+        if state.player_count.is_some() || state.error.is_some() {
+            state.events_health = Some(lock(&self.paths).health(id, Instant::now()));
+        }
+        state
+    }
+
+    /// Counts a log line of server `id` from `via`: whether it is a new
+    /// event (not the twin of one the other path brought), and whether the
+    /// server's health line changed with it.
+    pub(super) fn admit(&self, id: i64, line: &str, via: Via) -> (bool, bool) {
+        let now = Instant::now();
+        let mut paths = lock(&self.paths);
+        let before = paths.health(id, now).key();
+        let fresh = paths.admit(id, line, via, now);
+        (fresh, paths.health(id, now).key() != before)
+    }
+
+    pub(super) fn path_counts(&self, id: i64) -> PathCounts {
+        lock(&self.paths).counts(id)
     }
 
     pub(super) fn player_counts(&self) -> HashMap<i64, (u32, u32)> {
@@ -209,6 +236,7 @@ impl Board {
     /// Server `id` was just polled.
     pub(super) fn polled(&self, id: i64) {
         lock(&self.early).remove(&id);
+        lock(&self.paths).running(id, Instant::now());
     }
 
     pub(super) fn watched(&self, id: i64) -> bool {
@@ -235,11 +263,13 @@ impl Board {
             state.a2s_latency = None;
             state.players.clear();
             state.error = None;
+            state.events_health = None;
             if had {
                 state.updated_at = Some(crate::db::now_text());
             }
             had
         });
+        lock(&self.paths).stopped(id);
         if changed {
             self.publish(id, LiveUpdate::Panel);
         }
@@ -247,6 +277,7 @@ impl Board {
 
     pub(super) fn forget(&self, id: i64) {
         lock(&self.early).remove(&id);
+        lock(&self.paths).stopped(id);
         lock(&self.servers).remove(&id);
     }
 }

@@ -22,6 +22,10 @@ const VIEWER_LAG: usize = 1024;
 /// A viewer of one server's console.
 pub type ConsoleSubscription = Subscription<String, Arc<str>>;
 
+/// Sees every line a follower reads from server `id`'s console (the live
+/// hub derives game events from them).
+pub type LineTap = Arc<dyn Fn(i64, &str) + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error(transparent)]
@@ -102,6 +106,7 @@ pub struct ConsoleHub {
     viewers: Fanout<String, Arc<str>>,
     host: HostClient,
     maps: MapNotes,
+    tap: Option<LineTap>,
 }
 
 impl ConsoleHub {
@@ -110,6 +115,7 @@ impl ConsoleHub {
             viewers: Fanout::new(VIEWER_LAG, BACKLOG),
             host,
             maps: MapNotes::default(),
+            tap: None,
         }
     }
 
@@ -133,14 +139,22 @@ impl ConsoleHub {
         }
     }
 
+    /// Hands every line of every follower to `tap` too.
+    pub fn with_tap(mut self, tap: LineTap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     /// Number of running followers (one per followed server).
     pub fn followers(&self) -> usize {
         self.viewers.topic_count()
     }
 
-    /// Joins the follower of `name`, starting it if nobody follows yet.
+    /// Joins the follower of server `id` named `name`, starting it if
+    /// nobody follows yet.
     pub fn subscribe(
         &self,
+        id: i64,
         name: &str,
         shutdown: &CancellationToken,
     ) -> Result<ConsoleSubscription, ConsoleError> {
@@ -152,8 +166,12 @@ impl ConsoleHub {
             Ok(child) => {
                 tokio::spawn(pump(
                     self.viewers.clone(),
-                    self.maps.clone(),
-                    name.to_string(),
+                    Followed {
+                        id,
+                        name: name.to_string(),
+                        maps: self.maps.clone(),
+                        tap: self.tap.clone(),
+                    },
                     sub.topic,
                     child,
                     shutdown.clone(),
@@ -182,10 +200,17 @@ impl ConsoleHub {
     }
 }
 
+/// The server a follower reads.
+struct Followed {
+    id: i64,
+    name: String,
+    maps: MapNotes,
+    tap: Option<LineTap>,
+}
+
 async fn pump(
     viewers: Fanout<String, Arc<str>>,
-    maps: MapNotes,
-    name: String,
+    followed: Followed,
     topic: TopicId,
     mut child: tokio::process::Child,
     shutdown: CancellationToken,
@@ -198,13 +223,22 @@ async fn pump(
         tokio::spawn(l4d2ctl::read_lines(err, Pipe::Stderr, line_tx.clone()));
     }
     drop(line_tx);
+    let Followed {
+        id,
+        name,
+        maps,
+        tap,
+    } = followed;
     let mut idle_check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => { viewers.close_topic(&name, topic, None); break; }
             line = line_rx.recv() => match line {
-                Some((_, text)) => {
+                Some((pipe, text)) => {
                     maps.note(&name, &text);
+                    if let (Some(tap), Pipe::Stdout) = (&tap, pipe) {
+                        tap(id, &text);
+                    }
                     if !viewers.publish_to(&name, topic, text.into()) {
                         break;
                     }

@@ -115,7 +115,9 @@ async fn log_stream(State(state): State<AppState>, on: OnServer) -> Result<Respo
             return Ok(sse::stream(NoticeFeed(Some(note)), state.shutdown.clone()).into_response());
         }
     }
-    let mut sub = state.consoles.subscribe(&server.name, &state.shutdown)?;
+    let mut sub = state
+        .consoles
+        .subscribe(server.id, &server.name, &state.shutdown)?;
     let backlog = std::mem::take(&mut sub.backlog);
     let feed = ConsoleFeed {
         sub,

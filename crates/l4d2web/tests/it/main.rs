@@ -16,6 +16,7 @@ mod console;
 mod converge;
 mod db_files;
 mod demo;
+mod events;
 mod hardening;
 mod http;
 mod jobs;

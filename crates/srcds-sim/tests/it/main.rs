@@ -3,6 +3,7 @@
 
 mod bans;
 mod engine;
+mod game;
 mod server;
 mod steamcmd;
 mod util;
