@@ -820,8 +820,8 @@ STEAM_GUARD_CODE = "F7K2Q"
 
 
 def phase_steam_account(st):
-    """A Steam account for steamcmd as a systemd credential of the web unit,
-    with Steam Guard: the install asks for a code, the code entered on the
+    """A Steam account for steamcmd, set up as the deploy README says, with
+    Steam Guard: the install asks for a code, the code entered on the
     Jobs page logs in once, the next install runs unattended."""
     check("the panel is up with a Steam account configured", wait_health(90))
     admin = Browserless()

@@ -527,13 +527,14 @@ drive after-restore
 
 echo "== a Steam account for steamcmd, as the deploy README sets it up ($(elapsed))"
 STEAM_PW='systest: not-a-real password'
-# The simulated Steam knows the account and wants a Steam Guard code (web.env
-# reaches steamcmd through the panel and l4d2ctl; the account does not).
-in_ct /bin/sh -c "install -d -m 0700 /etc/credstore && printf '%s\n%s\n' left4me_host '$STEAM_PW' | install -m 0600 /dev/stdin /etc/credstore/left4me-steam-account &&
-    printf 'STEAMCMD_SIM_ACCOUNT=left4me_host:%s\nSTEAMCMD_SIM_GUARD_CODE=F7K2Q\n' '$STEAM_PW' >> /etc/left4me/web.env &&
+# The deploy README's way (its account file and the web.env line), and the
+# simulated Steam, which knows the account and wants a Steam Guard code (its
+# own settings reach steamcmd through the panel's environment).
+in_ct /bin/sh -c "printf '%s\n%s\n' left4me_host '$STEAM_PW' | install -o root -g left4me -m 0640 /dev/stdin /etc/left4me/steam-account &&
+    printf 'LEFT4ME_STEAM_ACCOUNT_FILE=/etc/left4me/steam-account\nSTEAMCMD_SIM_ACCOUNT=left4me_host:%s\nSTEAMCMD_SIM_GUARD_CODE=F7K2Q\n' '$STEAM_PW' >> /etc/left4me/web.env &&
     systemctl restart left4me-web.service"
-check "the credential is readable by root alone on disk" \
-    test "$(in_ct stat -c '%U %a' /etc/credstore/left4me-steam-account)" = "root 600"
+check "the Steam account file is the panel's alone (root:left4me 0640)" \
+    test "$(in_ct stat -c '%U:%G %a' /etc/left4me/steam-account)" = "root:left4me 640"
 drive steam-account
 # The simulated Steam's own setting in web.env holds the password too; the
 # panel's records must not.
@@ -541,7 +542,7 @@ check "the Steam password is in no journal line of the panel" \
     test "$(in_ct journalctl -u left4me-web.service -o cat | grep -c -F "$STEAM_PW")" = 0
 check "the Steam password is nowhere under the data root" \
     test -z "$(in_ct grep -rlF "$STEAM_PW" /var/lib/left4me 2>/dev/null)"
-check "the panel's user cannot read the credential file itself" \
-    test "$(in_ct runuser -u left4me -- cat /etc/credstore/left4me-steam-account 2>/dev/null | wc -c)" = 0
+check "another user (as a game server's is) cannot read the Steam account file" \
+    test "$(in_ct setpriv --reuid=65534 --regid=65534 --clear-groups cat /etc/left4me/steam-account 2>/dev/null | wc -c)" = 0
 
 exit 0

@@ -28,9 +28,9 @@ enum Cmd {
     /// Install or update the game with steamcmd (LEFT4ME_STEAMCMD).
     ///
     /// Logs in anonymously unless a Steam account is configured: the file
-    /// in LEFT4ME_STEAM_ACCOUNT_FILE, or the systemd credential
-    /// left4me-steam-account (account name on the first line, password on
-    /// the second). A Steam Guard code goes in LEFT4ME_STEAM_GUARD_CODE.
+    /// in LEFT4ME_STEAM_ACCOUNT_FILE (account name on the first line,
+    /// password on the second). A Steam Guard code goes in
+    /// LEFT4ME_STEAM_GUARD_CODE.
     /// Exits 3 when Steam asks for a Steam Guard code, 4 when it refused
     /// the login.
     Install,

@@ -77,10 +77,6 @@ pub fn steamcmd_from_env(layout: &Layout) -> Result<PathBuf, InstallError> {
     Ok(path)
 }
 
-/// The systemd credential holding the Steam account (`LoadCredential=` or
-/// `ImportCredential=` in the web unit puts it in `$CREDENTIALS_DIRECTORY`).
-pub const ACCOUNT_CREDENTIAL: &str = "left4me-steam-account";
-
 /// How steamcmd logs in.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SteamLogin {
@@ -104,19 +100,15 @@ impl std::fmt::Debug for SteamLogin {
 }
 
 impl SteamLogin {
-    /// The account in `LEFT4ME_STEAM_ACCOUNT_FILE`, else in the systemd
-    /// credential [`ACCOUNT_CREDENTIAL`], else anonymous; and the Steam
-    /// Guard code in `LEFT4ME_STEAM_GUARD_CODE`, if any.
+    /// The account in the file `LEFT4ME_STEAM_ACCOUNT_FILE`, else
+    /// anonymous; and the Steam Guard code in `LEFT4ME_STEAM_GUARD_CODE`, if
+    /// any. A file that is named but cannot be read is an error, never a
+    /// quiet fall back to anonymous.
     pub fn from_env() -> Result<Self, InstallError> {
-        let file = std::env::var_os("LEFT4ME_STEAM_ACCOUNT_FILE")
+        let Some(path) = std::env::var_os("LEFT4ME_STEAM_ACCOUNT_FILE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .or_else(|| {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-                let path = Path::new(&dir).join(ACCOUNT_CREDENTIAL);
-                path.exists().then_some(path)
-            });
-        let Some(path) = file else {
+        else {
             return Ok(SteamLogin::Anonymous);
         };
         let text = std::fs::read_to_string(&path).map_err(|e| InstallError::BadAccountFile {

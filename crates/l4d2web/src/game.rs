@@ -2,8 +2,8 @@
 //! its Steam login.
 //!
 //! An install logs in as whatever the host is configured with (anonymous,
-//! or a Steam account the web app never sees: `l4d2ctl` reads it from the
-//! unit's credential). When Steam asks for a Steam Guard code, an
+//! or a Steam account the web app never reads: `l4d2ctl` reads the file
+//! `LEFT4ME_STEAM_ACCOUNT_FILE` names). When Steam asks for a Steam Guard code, an
 //! administrator enters it on the Jobs page; the code is kept in memory for
 //! the next install only (never in the database or a job's log) and handed
 //! to `l4d2ctl` in its environment. steamcmd then keeps the login, so

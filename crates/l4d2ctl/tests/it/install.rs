@@ -285,7 +285,6 @@ fn an_anonymous_download_steam_refuses_says_what_to_do() {
         .l4d2ctl_command(["install"])
         .env("STEAMCMD_SIM_ANONYMOUS_REFUSED", "1")
         .env_remove("LEFT4ME_STEAM_ACCOUNT_FILE")
-        .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .expect("spawn l4d2ctl");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
