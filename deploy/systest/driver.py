@@ -367,6 +367,20 @@ def phase_main(st):
     check("game events arrive through the UDP log listener on the public address (pushed over SSE)", text is not None, why)
     fragment = admin.get(f"/servers/{sid}/live").body
     check("the event stays in the panel's recent events", "systest-chat-line" in fragment, fragment[-600:])
+    m = re.search(r'<p class="meta event-health" id="event-health" data-state="([a-z]+)">([^<]*)</p>', fragment)
+    check("the live panel's health line says events arrive via the UDP log",
+          m is not None and m.group(1) == "udp" and m.group(2) == "events via UDP log", fragment[-800:])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        seen = pool.submit(sse_until, admin, f"/servers/{sid}/console",
+                           lambda e, d: "systest-both-ways" in html_unescape(d), 20)
+        time.sleep(1)
+        admin.post(f"/servers/{sid}/rcon", {"command": "say systest-both-ways"})
+        text, why = seen.result()
+    check("the console (left4me-journalctl) carries the HL log line", text is not None, why)
+    time.sleep(2)
+    fragment = admin.get(f"/servers/{sid}/live").body
+    check("an event heard over UDP and on the console is shown once",
+          fragment.count("systest-both-ways") == 1, fragment[-800:])
     page = admin.get(f"/servers/{sid}/rcon").body
     check("RCON output is in the console history", "say systest-chat-line" in page)
     admin.post(f"/servers/{sid}/rcon", {"command": "status"})
