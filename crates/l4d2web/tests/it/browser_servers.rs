@@ -172,6 +172,8 @@ async fn sharing_in_the_browser() {
         .await
         .unwrap();
     wait_text(c, "#role-note", "shared with you as operator").await;
+    // The buttons are in the state block, which can arrive after the page.
+    wait_text(c, "#action-reset", "reset").await;
     // Read in one script: the state block is re-rendered over SSE, so an
     // element handle may go stale between two calls.
     let reset = c
