@@ -354,6 +354,10 @@ EOF
 
 # --- the product through the web app ---------------------------------------------------
 echo "== drive the panel ($(elapsed))"
+# Whether game units' memory can be accounted here (a cgroup v1 host gives the
+# container a cgroup2 tree without the memory controller).
+if in_ct grep -qw memory /sys/fs/cgroup/cgroup.controllers; then SYSTEST_MEMORY_CONTROLLER=1; else SYSTEST_MEMORY_CONTROLLER=0; fi
+export SYSTEST_MEMORY_CONTROLLER
 drive main
 
 # Mounts: only the game's own processes hold its overlay.
