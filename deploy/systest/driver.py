@@ -279,7 +279,7 @@ def check_resources(admin, sid):
     else:
         print("FIGURE: memory: this container's cgroup tree has no memory controller (a cgroup v1 host), so systemd reports no MemoryCurrent", flush=True)
         check("without a memory controller the page says it has no memory figure rather than a wrong one",
-              mem is None and "no data yet" in memory_block, memory_block or page[-800:])
+              mem is None and "not reported by this host" in memory_block, memory_block or page[-800:])
     charts = ("cpu", "memory") if memcg else ("cpu",)
     check("the sparklines are drawn (" + " and ".join(charts) + ")",
           all(re.search(r'<figure class="chart" id="res-%s">.*?<svg class="sparkline"' % k, page, re.S) for k in charts))

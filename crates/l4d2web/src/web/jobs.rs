@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use super::error::AppError;
 use super::extract::{Admin, Authed, Protected};
-use super::page::{self, flash, nav, parse_id, render, Nav};
+use super::page::{flash, nav, parse_id, render, Nav};
 use super::routes::Routes;
+use super::sparkline::bytes;
 use super::sse::{self, Feed};
 use super::state::AppState;
 use l4d2_contract::install::{self as steamcmd, InstallProgress, RateMeter};
@@ -139,9 +140,9 @@ impl ProgressHtml {
         Self {
             stage: progress.stage.clone(),
             percent: format!("{:.1}", progress.percent()),
-            done: page::bytes(progress.done),
-            total: page::bytes(progress.total),
-            rate: rate.map(page::bytes),
+            done: bytes(progress.done as f64),
+            total: bytes(progress.total as f64),
+            rate: rate.map(|r| bytes(r as f64)),
         }
     }
 }

@@ -113,22 +113,6 @@ pub fn from_unix(secs: i64) -> String {
 
 /// How long from `start` to `end` (both RFC 3339): "42 s", "3 min 5 s",
 /// "1 h 2 min"; empty when either is missing or unreadable.
-/// A byte count in decimal units, as steamcmd and disks are sized.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 pub fn took(start: Option<&str>, end: Option<&str>) -> String {
     let (Some(s), Some(e)) = (start.and_then(parse_time), end.and_then(parse_time)) else {
         return String::new();
@@ -146,15 +130,6 @@ pub fn took(start: Option<&str>, end: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_counts_in_decimal_units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(4_521_234), "4.5 MB");
-        assert_eq!(bytes(10_023_412_000), "10.0 GB");
-        assert_eq!(bytes(u64::MAX), "18446744.1 TB");
-    }
 
     #[test]
     fn stamps_and_durations_read_like_a_person_would_say_them() {

@@ -22,6 +22,8 @@ pub struct Chart {
     pub current: String,
     pub min: String,
     pub max: String,
+    /// What the chart says without a sample.
+    pub empty: &'static str,
 }
 
 /// Escapes text for an XML attribute or text node.
@@ -110,6 +112,7 @@ fn chart(
         current: text(series.current()),
         min: text(series.min()),
         max: text(series.max()),
+        empty: "no data yet",
     }
 }
 
@@ -139,9 +142,16 @@ fn fps(v: f64) -> String {
 
 /// The server page's three charts: CPU (100 % = one core), memory, FPS.
 pub fn server_charts(r: &ServerResources) -> Vec<Chart> {
+    let mut memory = chart("memory", "Memory", &r.memory, 0.0, bytes);
+    // CPU figures come with the same look at the host: memory missing then
+    // is a host that does not account it (no memory controller), not a
+    // matter of waiting.
+    if memory.svg.is_none() && r.cpu.current().is_some() {
+        memory.empty = "not reported by this host";
+    }
     vec![
         chart("cpu", "CPU (100 % = one core)", &r.cpu, 100.0, percent),
-        chart("memory", "Memory", &r.memory, 0.0, bytes),
+        memory,
         chart("fps", "Server FPS", &r.fps, 30.0, fps),
     ]
 }
@@ -216,6 +226,19 @@ mod tests {
         assert_eq!(svg(&Series::default(), 3600.0, 100.0, "CPU"), None);
         let c = server_charts(&ServerResources::default());
         assert!(c.iter().all(|c| c.svg.is_none() && c.current.is_empty()));
+        assert!(c.iter().all(|c| c.empty == "no data yet"));
+    }
+
+    #[test]
+    fn memory_missing_beside_cpu_is_a_host_that_does_not_report_it() {
+        let r = ServerResources {
+            cpu: Series::new(vec![(0.0, 3.0), (10.0, 4.0)]),
+            ..ServerResources::default()
+        };
+        let c = server_charts(&r);
+        assert_eq!(c[1].key, "memory");
+        assert_eq!(c[1].empty, "not reported by this host");
+        assert_eq!(c[2].empty, "no data yet", "FPS needs a viewer, not a host");
     }
 
     #[test]

@@ -400,9 +400,9 @@ async fn an_install_pushes_its_progress_with_bytes_and_rate() {
         "{progress:?}"
     );
     assert!(
-        progress
-            .iter()
-            .any(|p| p.contains("downloading") && p.contains(" MB of ") && p.contains("/s</span>")),
+        progress.iter().any(|p| p.contains("downloading")
+            && p.contains(" MiB of ")
+            && p.contains("/s</span>")),
         "a download with its rate: {progress:?}"
     );
     let last = progress.last().unwrap();
