@@ -63,6 +63,10 @@ pub struct SrcdsArgs {
     /// the busy game), so two runs with the same seed and the same steps
     /// produce the same lines.
     pub sim_seed: Option<u64>,
+    /// `-sim_master_interval <seconds>` (whole seconds, 1-3600, default
+    /// 30): how often the server asks "the master server" (the published
+    /// build file) whether its build is still current.
+    pub sim_master_interval: Duration,
     /// `-sim_log_loopback`: deliver HL log packets to 127.0.0.1 as well, as
     /// `+net_usesocketsforloopback 1` makes the engine do.
     pub sim_log_loopback: bool,
@@ -80,6 +84,8 @@ pub struct SrcdsArgs {
 
 const DEFAULT_SIM_PLAYERS: usize = 2;
 const DEFAULT_CHURN_SECS: u64 = 20;
+const DEFAULT_MASTER_INTERVAL_SECS: u64 = 30;
+const MAX_MASTER_INTERVAL_SECS: u64 = 3600;
 
 fn parse_num<T: std::str::FromStr>(
     flag: &str,
@@ -143,6 +149,7 @@ impl SrcdsArgs {
         let mut sim_log_loopback = false;
         let mut sim_busy = None;
         let mut sim_seed = None;
+        let mut sim_master_interval = Duration::from_secs(DEFAULT_MASTER_INTERVAL_SECS);
         let mut strict_port_bind = false;
         let mut no_hltv = false;
         let mut startup_commands = Vec::new();
@@ -188,6 +195,20 @@ impl SrcdsArgs {
                     sim_busy = (!d.is_zero()).then_some(d);
                 }
                 "-sim_seed" => sim_seed = Some(parse_num(flag, first(flag)?, "expected a number")?),
+                "-sim_master_interval" => {
+                    let value = first(flag)?;
+                    let secs: u64 = match value.parse() {
+                        Ok(n) if (1..=MAX_MASTER_INTERVAL_SECS).contains(&n) => n,
+                        _ => {
+                            return Err(ArgsError::InvalidValue {
+                                flag: flag.to_string(),
+                                value: value.to_string(),
+                                why: "expected whole seconds from 1 to 3600",
+                            })
+                        }
+                    };
+                    sim_master_interval = Duration::from_secs(secs);
+                }
                 "-strictportbind" => strict_port_bind = true,
                 "-nohltv" => no_hltv = true,
                 _ if flag.starts_with('+') && flag.len() > 1 => {
@@ -224,6 +245,7 @@ impl SrcdsArgs {
             sim_log_loopback,
             sim_busy,
             sim_seed,
+            sim_master_interval,
             strict_port_bind,
             no_hltv,
             startup_commands,
@@ -284,6 +306,27 @@ mod tests {
         assert!(parse("-game left4dead2 +hostport 1 -sim_busy often").is_err());
         assert!(parse("-game left4dead2 +hostport 1 -sim_seed -3").is_err());
         assert!(parse("-game left4dead2 +hostport 1 -sim_seed").is_err());
+    }
+
+    #[test]
+    fn master_interval() {
+        let default = parse("-game left4dead2 +hostport 1").unwrap();
+        assert_eq!(default.sim_master_interval, Duration::from_secs(30));
+        let a = parse("-game left4dead2 +hostport 1 -sim_master_interval 3600").unwrap();
+        assert_eq!(a.sim_master_interval, Duration::from_secs(3600));
+        for bad in ["0", "3601", "1.5", "often", "-1"] {
+            let line = format!("-game left4dead2 +hostport 1 -sim_master_interval {bad}");
+            assert!(
+                matches!(parse(&line), Err(ArgsError::InvalidValue { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse("-game left4dead2 +hostport 1 -sim_master_interval"),
+            Err(ArgsError::MissingValue {
+                flag: "-sim_master_interval".into()
+            })
+        );
     }
 
     #[test]

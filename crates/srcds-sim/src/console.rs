@@ -7,7 +7,7 @@ use crate::config;
 use crate::filter;
 use crate::hllog::{self, CONSOLE_TAG};
 use crate::net::BindError;
-use crate::server::{console, Origin, Server, BUILD};
+use crate::server::{console, Origin, Server, BUILD, GAME_APP_ID};
 use crate::state::{PendingMap, Player, State, DEFAULT_CVARS};
 use crate::userfilter;
 use std::fmt::Write as _;
@@ -260,6 +260,7 @@ impl Server {
                 self.status(st)
             }
             "stats" => self.stats(st),
+            "version" => self.version_text(),
             "sim_query_counts" => {
                 let c = st.query_counts;
                 format!("a2s_info {} rcon_status {}\n", c.a2s_info, c.rcon_status)
@@ -743,6 +744,21 @@ impl Server {
             let ping = (i64::from(st.players[i].ping) + delta).clamp(5, 400) as u32;
             st.players[i].ping = ping;
         }
+    }
+
+    /// `version` as L4D2's server prints it (`Version 2.2.2.5 (left4dead2)`,
+    /// `Network Version 2.1.0.0`, `Exe build: 16:48:59 Feb  4 2022 (8490) (550)`),
+    /// with the PatchVersion from steam.inf. The engine does not know its
+    /// Steam build id; the last line is the simulator's own, so tests and
+    /// operators can see which build a tree runs.
+    pub(crate) fn version_text(&self) -> String {
+        let build = self
+            .build
+            .map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+        format!(
+            "Version {} ({})\nNetwork Version 2.1.0.0\nExe build: 16:48:59 Feb  4 2022 ({BUILD}) ({GAME_APP_ID})\nsrcds-sim: Steam build {build}\n",
+            self.version, self.args.game
+        )
     }
 
     /// `status` in the L4D2 dedicated server's format.

@@ -44,6 +44,7 @@
 
 pub mod a2s;
 pub mod args;
+pub mod build;
 pub mod clock;
 pub mod config;
 pub mod console;

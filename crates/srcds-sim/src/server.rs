@@ -7,6 +7,7 @@
 
 use crate::a2s::{self, Challenges, Request};
 use crate::args::SrcdsArgs;
+use crate::build::{self, BuildId};
 use crate::clock;
 use crate::filter;
 use crate::hllog;
@@ -77,6 +78,12 @@ pub struct Server {
     /// Absolute game directory (`<cwd>/<-game>`).
     pub game_dir: PathBuf,
     pub version: String,
+    /// The Steam build this tree holds (its appmanifest's "buildid");
+    /// `None` = unknown, never reported as outdated.
+    pub build: Option<BuildId>,
+    /// Where "the master server" learns the current build
+    /// (`LEFT4ME_SIM_PUBLISHED_BUILD_FILE`).
+    pub published_build_file: PathBuf,
     pub steam_id: u64,
     pub started: Instant,
     pub shutdown: Arc<AtomicBool>,
@@ -132,6 +139,10 @@ impl Server {
             args,
             game_dir,
             version,
+            build: build::installed_build(cwd),
+            published_build_file: build::published_build_file(std::env::var_os(
+                build::PUBLISHED_BUILD_FILE_VAR,
+            )),
             steam_id,
             started: Instant::now(),
             shutdown: Arc::new(AtomicBool::new(false)),
@@ -362,6 +373,52 @@ fn simulation_loop(server: Arc<Server>) {
     }
 }
 
+/// The master server's answer to a heartbeat from an outdated build, as
+/// the engine prints it (`CMaster::ProcessConnectionlessPacket`, engine.dll:
+/// `Msg("%cMasterRequestRestart\n", 3)`, then the second line when the game
+/// runs from Steam): the first line starts with the byte 0x03.
+pub const MASTER_REQUEST_RESTART: [&str; 2] = [
+    "\x03MasterRequestRestart",
+    "Your server needs to be restarted in order to receive the latest update.",
+];
+
+/// Asks "the master server" every `-sim_master_interval` (the first time
+/// right after the network is up) whether this build is current. The real
+/// engine learns it from its master server heartbeat; the simulator reads
+/// the published build file. A missing file means up to date; a broken one
+/// is ignored with one warning until it changes.
+fn master_loop(server: Arc<Server>) {
+    let mut next = Instant::now();
+    let mut warned: Option<String> = None;
+    while !server.is_shutting_down() {
+        if Instant::now() >= next {
+            match build::read_published(&server.published_build_file) {
+                Ok(published) => {
+                    warned = None;
+                    let outdated = matches!(
+                        (published, server.build),
+                        (Some(p), Some(own)) if p.id > own
+                    );
+                    if outdated {
+                        for line in MASTER_REQUEST_RESTART {
+                            console(line);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    if warned.as_deref() != Some(why.as_str()) {
+                        console(&format!("srcds-sim: warning: ignoring {why}"));
+                        warned = Some(why);
+                    }
+                }
+            }
+            next = Instant::now() + server.args.sim_master_interval;
+        }
+        thread::sleep(POLL);
+    }
+}
+
 /// Stops the plugins however run() returns.
 struct StopPlugins<'a>(&'a Server);
 
@@ -481,6 +538,13 @@ pub fn run(args: SrcdsArgs) -> Result<(), StartError> {
             Box::new({
                 let s = Arc::clone(&server);
                 move || simulation_loop(s)
+            }),
+        ),
+        (
+            "master",
+            Box::new({
+                let s = Arc::clone(&server);
+                move || master_loop(s)
             }),
         ),
     ] {

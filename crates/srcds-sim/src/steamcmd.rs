@@ -9,6 +9,8 @@
 //! directory without the shared content — this is why left4me runs the
 //! windows pass first. Output and exit codes imitate steamcmd.
 
+use crate::build::{self, BuildId, Published, PublishedBuildError};
+use crate::clock;
 use std::fs;
 use std::io::{self, BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -23,6 +25,9 @@ pub const EXIT_APP_UPDATE_FAILED: u8 = 8;
 pub const EXIT_LOGIN_FAILED: u8 = 5;
 /// Exit code when steamcmd cannot bootstrap itself.
 pub const EXIT_BOOTSTRAP_FAILED: u8 = 1;
+/// Exit code when "Steam" is broken: the published build file holds
+/// something that is not a build id.
+pub const EXIT_STEAM_BROKEN: u8 = 1;
 /// Default size of the content archive, MiB (`STEAMCMD_SIM_CONTENT_MB`).
 pub const DEFAULT_CONTENT_MB: u64 = 4;
 
@@ -89,8 +94,12 @@ pub fn parse_commands(args: &[String]) -> Vec<Vec<String>> {
 }
 
 /// What the caller provides: where it was invoked from and knobs from env.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Environment {
+    /// The build Steam offers: the published build file, else
+    /// `STEAMCMD_SIM_BUILD_ID`, else [`build::DEFAULT_BUILD_ID`]; an error
+    /// when the file holds garbage (reported by the commands that need it).
+    pub published: Result<Published, PublishedBuildError>,
     /// Directory of argv[0] as invoked (not canonicalized): steamclient.so
     /// goes into its linux32/ and linux64/.
     pub steam_dir: PathBuf,
@@ -193,13 +202,29 @@ struct Item {
     mode: u32,
 }
 
-fn shared_depot(content_mb: u64) -> Vec<Item> {
+/// Size of each depot's build-specific server binary placeholder.
+const BUILD_BINARY_LEN: usize = 32 * 1024;
+
+/// A placeholder for a binary that changes with every build (real updates
+/// change the server library); its bytes are the build's.
+fn build_binary(rel: &str, magic: &[u8], build: BuildId) -> Item {
+    let mut header = magic.to_vec();
+    header.extend_from_slice(format!(" srcds-sim placeholder, build {build}\n").as_bytes());
+    Item {
+        rel: rel.into(),
+        bytes: filler(&header, BUILD_BINARY_LEN),
+        mode: 0o644,
+    }
+}
+
+fn shared_depot(content_mb: u64, build: BuildId) -> Vec<Item> {
     let mut items = vec![
         Item {
             rel: "left4dead2/steam.inf".into(),
-            bytes: b"ClientVersion=2236\nServerVersion=2236\nPatchVersion=2.2.3.6\nProductName=left4dead2\nappID=550\nServerAppID=222860\n".to_vec(),
+            bytes: build::steam_inf(build).into_bytes(),
             mode: 0o644,
         },
+        build_binary("left4dead2/bin/server.dll", b"MZ\x90\x00", build),
         Item {
             rel: "left4dead2/cfg/valve.rc".into(),
             bytes: b"// load the base configuration\nexec config_default.cfg\n\n// run a user script file if present\nexec autoexec.cfg\n\nstuffcmds\nstartupmenu\n".to_vec(),
@@ -244,10 +269,11 @@ fn shared_depot(content_mb: u64) -> Vec<Item> {
     items
 }
 
-fn linux_depot(sim_binary: &Path) -> Result<Vec<Item>, InstallError> {
+fn linux_depot(sim_binary: &Path, build: BuildId) -> Result<Vec<Item>, InstallError> {
     let bytes = fs::read(sim_binary)
         .map_err(|_| InstallError::SimBinaryMissing(sim_binary.display().to_string()))?;
     Ok(vec![
+        build_binary("left4dead2/bin/server_srv.so", b"\x7fELF", build),
         Item {
             rel: "srcds_run".into(),
             bytes: SRCDS_RUN.as_bytes().to_vec(),
@@ -262,13 +288,26 @@ fn linux_depot(sim_binary: &Path) -> Result<Vec<Item>, InstallError> {
 }
 
 impl<W: Write> Session<'_, W> {
+    /// The published build, or (after saying why on stderr) the exit code
+    /// of a steamcmd whose Steam is broken.
+    fn published(&mut self) -> Result<Published, u8> {
+        match &self.env.published {
+            Ok(p) => Ok(*p),
+            Err(e) => {
+                eprintln!("steamcmd-sim: {e}");
+                Err(EXIT_STEAM_BROKEN)
+            }
+        }
+    }
+
     fn app_update(&mut self, args: &[String]) -> Result<(), u8> {
         let app = args.first().cloned().unwrap_or_default();
         if !self.logged_in {
             say(&mut self.out, "ERROR! Not logged on.");
             return Err(EXIT_APP_UPDATE_FAILED);
         }
-        match self.install(&app) {
+        let published = self.published()?;
+        match self.install(&app, published) {
             Ok(()) => {
                 say(
                     &mut self.out,
@@ -286,7 +325,7 @@ impl<W: Write> Session<'_, W> {
         }
     }
 
-    fn install(&mut self, app: &str) -> Result<(), InstallError> {
+    fn install(&mut self, app: &str, published: Published) -> Result<(), InstallError> {
         if app != APP_ID {
             return Err(InstallError::NoSubscription);
         }
@@ -299,8 +338,9 @@ impl<W: Write> Session<'_, W> {
             .install_dir
             .clone()
             .ok_or(InstallError::MissingConfiguration)?;
+        let build = published.id;
         let items = match self.platform.as_str() {
-            "windows" => shared_depot(self.env.content_mb),
+            "windows" => shared_depot(self.env.content_mb, build),
             "linux" => {
                 if !dir.join("left4dead2/steam.inf").is_file() {
                     // The linux depot alone cannot install L4D2 (the reason
@@ -312,32 +352,37 @@ impl<W: Write> Session<'_, W> {
                     .sim_binary
                     .clone()
                     .map_err(InstallError::SimBinaryMissing)?;
-                linux_depot(&bin)?
+                linux_depot(&bin, build)?
             }
             other => return Err(InstallError::InvalidPlatform(other.to_string())),
         };
-        let total: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
-        say(
-            &mut self.out,
-            &format!(" Update state (0x3) reconfiguring, progress: 0.00 (0 / {total})"),
-        );
+        let size_on_disk: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
+        // Like SteamPipe, download only what differs from the files already
+        // there; unchanged files are left alone (not even rewritten), so a
+        // copy-on-write copy of an older build keeps sharing them.
+        let changed: Vec<&Item> = items
+            .iter()
+            .filter(|i| !up_to_date(&dir.join(&i.rel), &i.bytes))
+            .collect();
+        let total: u64 = changed.iter().map(|i| i.bytes.len() as u64).sum();
         fs::create_dir_all(&dir).map_err(|source| InstallError::DiskWrite {
             path: dir.clone(),
             source,
         })?;
+        if total > 0 {
+            say(
+                &mut self.out,
+                &format!(" Update state (0x3) reconfiguring, progress: 0.00 (0 / {total})"),
+            );
+        }
         let mut done: u64 = 0;
-        for item in &items {
-            let path = dir.join(&item.rel);
+        for item in changed {
             // Real steamcmd reports about once a second while a large file
             // downloads; a report per chunk is the same shape, faster.
             for chunk in item.bytes.chunks(PROGRESS_CHUNK) {
                 self.throttle(chunk.len());
                 done += chunk.len() as u64;
-                let pct = if total == 0 {
-                    100.0
-                } else {
-                    done as f64 * 100.0 / total as f64
-                };
+                let pct = done as f64 * 100.0 / total as f64;
                 say(
                     &mut self.out,
                     &format!(
@@ -345,23 +390,47 @@ impl<W: Write> Session<'_, W> {
                     ),
                 );
             }
-            if !up_to_date(&path, &item.bytes) {
-                write_file(&path, &item.bytes, item.mode)?;
-            }
+            write_file(&dir.join(&item.rel), &item.bytes, item.mode)?;
         }
-        say(
-            &mut self.out,
-            &format!(" Update state (0x81) verifying update, progress: 100.00 ({total} / {total})"),
-        );
-        let manifest = format!(
-            "\"AppState\"\n{{\n\t\"appid\"\t\t\"{APP_ID}\"\n\t\"Universe\"\t\t\"1\"\n\t\"name\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"StateFlags\"\t\t\"4\"\n\t\"installdir\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t\"SizeOnDisk\"\t\t\"{total}\"\n\t\"UserConfig\"\n\t{{\n\t\t\"platform_override_dest\"\t\t\"{}\"\n\t}}\n}}\n",
-            self.platform
-        );
-        write_file(
-            &dir.join(format!("steamapps/appmanifest_{APP_ID}.acf")),
-            manifest.as_bytes(),
-            0o644,
-        )?;
+        if total > 0 {
+            say(
+                &mut self.out,
+                &format!(
+                    " Update state (0x81) verifying update, progress: 100.00 ({total} / {total})"
+                ),
+            );
+        }
+        let manifest = app_manifest(build, size_on_disk, total, &self.platform);
+        write_file(&dir.join(build::APP_MANIFEST), manifest.as_bytes(), 0o644)?;
+        Ok(())
+    }
+
+    /// `app_info_update [1]`: refreshes the app info cache. The simulator
+    /// has no cache; `app_info_print` always reads the published build.
+    fn app_info_update(&mut self) {}
+
+    /// `app_info_print <appid>`, as real steamcmd prints it: a header line,
+    /// then the app's KeyValues. App info is public, so any login works,
+    /// anonymous included even where anonymous downloads are refused.
+    fn app_info_print(&mut self, args: &[String]) -> Result<(), u8> {
+        let Some(app) = args.first() else {
+            say(&mut self.out, "Usage: app_info_print <appid>");
+            return Ok(());
+        };
+        // Without a connection (no login) steamcmd has nothing cached and
+        // cannot fetch: it says so and prints no app info. Same for an app
+        // Steam does not know.
+        if !self.logged_in || app != APP_ID {
+            say(
+                &mut self.out,
+                &format!("No app info for AppID {app} found, requesting..."),
+            );
+            return Ok(());
+        }
+        let published = self.published()?;
+        let text = app_info(published);
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
         Ok(())
     }
 
@@ -534,6 +603,8 @@ impl<W: Write> Session<'_, W> {
                 None => say(&mut self.out, "\"@sSteamCmdForcePlatformType\" = \"\""),
             },
             "app_update" => self.app_update(args).map(|_| ())?,
+            "app_info_update" => self.app_info_update(),
+            "app_info_print" => self.app_info_print(args)?,
             "runscript" => match args.first() {
                 Some(file) => return self.runscript(Path::new(file)),
                 None => say(&mut self.out, "Usage: runscript <file>"),
@@ -543,6 +614,164 @@ impl<W: Write> Session<'_, W> {
         }
         Ok(true)
     }
+}
+
+/// `steamapps/appmanifest_222860.acf` after an update to `build`, with the
+/// fields a real one has (InstalledDepots and the owner left out).
+fn app_manifest(build: BuildId, size_on_disk: u64, downloaded: u64, platform: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let fields: [(&str, String); 17] = [
+        ("appid", APP_ID.into()),
+        ("Universe", "1".into()),
+        ("name", "Left 4 Dead 2 Dedicated Server".into()),
+        ("StateFlags", "4".into()),
+        ("installdir", "Left 4 Dead 2 Dedicated Server".into()),
+        ("LastUpdated", now.to_string()),
+        ("SizeOnDisk", size_on_disk.to_string()),
+        ("StagingSize", "0".into()),
+        ("buildid", build.to_string()),
+        ("UpdateResult", "0".into()),
+        ("BytesToDownload", downloaded.to_string()),
+        ("BytesDownloaded", downloaded.to_string()),
+        ("BytesToStage", downloaded.to_string()),
+        ("BytesStaged", downloaded.to_string()),
+        ("TargetBuildID", build.to_string()),
+        ("AutoUpdateBehavior", "0".into()),
+        ("AllowOtherDownloadsWhileRunning", "0".into()),
+    ];
+    let mut text = String::from("\"AppState\"\n{\n");
+    for (key, value) in fields {
+        text.push_str(&format!("\t\"{key}\"\t\t\"{value}\"\n"));
+    }
+    text.push_str(&format!(
+        "\t\"ScheduledAutoUpdate\"\t\t\"0\"\n\t\"UserConfig\"\n\t{{\n\t\t\"platform_override_dest\"\t\t\"{platform}\"\n\t}}\n\t\"MountedConfig\"\n\t{{\n\t\t\"platform_override_dest\"\t\t\"{platform}\"\n\t}}\n}}\n"
+    ));
+    text
+}
+
+/// A KeyValues tree, printed with steamcmd's tab indentation.
+enum Kv {
+    Value(String),
+    Block(Vec<(String, Kv)>),
+}
+
+fn kv(key: &str, value: impl Into<String>) -> (String, Kv) {
+    (key.to_owned(), Kv::Value(value.into()))
+}
+
+fn block(key: &str, children: Vec<(String, Kv)>) -> (String, Kv) {
+    (key.to_owned(), Kv::Block(children))
+}
+
+fn print_kv(out: &mut String, depth: usize, key: &str, node: &Kv) {
+    let indent = "\t".repeat(depth);
+    match node {
+        Kv::Value(v) => out.push_str(&format!("{indent}\"{key}\"\t\t\"{v}\"\n")),
+        Kv::Block(children) => {
+            out.push_str(&format!("{indent}\"{key}\"\n{indent}{{\n"));
+            for (k, child) in children {
+                print_kv(out, depth + 1, k, child);
+            }
+            out.push_str(&format!("{indent}}}\n"));
+        }
+    }
+}
+
+/// What `app_info_print 222860` prints for the published build. The real
+/// app has more keys (ufs, extended, more depots); these are the ones that
+/// describe the install and the public branch's build (the depot ids and
+/// names are the simulator's). The change number
+/// is the build id here, so it grows with every publication as Steam's
+/// does; real change numbers are a separate sequence.
+fn app_info(published: Published) -> String {
+    let build = published.id.to_string();
+    let updated = published.time_updated.to_string();
+    let depot = |name: &str, os: &str, gid: u128| {
+        vec![
+            kv("name", name),
+            block("config", vec![kv("oslist", os)]),
+            block(
+                "manifests",
+                vec![block(
+                    "public",
+                    vec![kv("gid", gid.to_string()), kv("size", "0")],
+                )],
+            ),
+        ]
+    };
+    let launch = |exe: &str, args: &str, os: &str| {
+        vec![
+            kv("executable", exe),
+            kv("arguments", args),
+            block("config", vec![kv("oslist", os)]),
+        ]
+    };
+    let tree = Kv::Block(vec![
+        block(
+            "common",
+            vec![
+                kv("name", "Left 4 Dead 2 Dedicated Server"),
+                kv("type", "Tool"),
+                kv("parent", "550"),
+                kv("oslist", "windows,linux"),
+                kv("osarch", ""),
+                kv("gameid", APP_ID),
+            ],
+        ),
+        block(
+            "config",
+            vec![
+                kv("contenttype", "3"),
+                kv("installdir", "Left 4 Dead 2 Dedicated Server"),
+                block(
+                    "launch",
+                    vec![
+                        block(
+                            "0",
+                            launch("srcds.exe", "-console -game left4dead2", "windows"),
+                        ),
+                        block("1", launch("srcds_run", "-game left4dead2", "linux")),
+                    ],
+                ),
+            ],
+        ),
+        block(
+            "depots",
+            vec![
+                block(
+                    "222861",
+                    depot(
+                        "Left 4 Dead 2 Dedicated Server Content",
+                        "windows",
+                        published.id.0 * 1_000 + 1,
+                    ),
+                ),
+                block(
+                    "222862",
+                    depot(
+                        "Left 4 Dead 2 Dedicated Server Linux",
+                        "linux",
+                        published.id.0 * 1_000 + 2,
+                    ),
+                ),
+                block(
+                    "branches",
+                    vec![block(
+                        "public",
+                        vec![kv("buildid", build.clone()), kv("timeupdated", updated)],
+                    )],
+                ),
+            ],
+        ),
+    ]);
+    let mut out = format!(
+        "AppID : {APP_ID}, change number : {build}/0, last change : {} \n",
+        clock::asctime(published.time_updated)
+    );
+    print_kv(&mut out, 0, APP_ID, &tree);
+    out
 }
 
 /// Runs steamcmd with `args` (after argv[0]); interactive commands are read

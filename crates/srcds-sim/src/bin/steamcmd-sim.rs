@@ -1,6 +1,7 @@
 //! `steamcmd-sim`: a simulated steamcmd that installs srcds-sim as app
 //! 222860. See `srcds_sim::steamcmd`.
 
+use srcds_sim::build::{self, BuildId, Published};
 use srcds_sim::steamcmd::{self, Environment, DEFAULT_CONTENT_MB};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,21 @@ fn main() -> ExitCode {
     let Some(download_kib_per_sec) = number_var("STEAMCMD_SIM_KIB_PER_SEC", "KiB/s", 0) else {
         return ExitCode::from(1);
     };
+    let published_file =
+        build::published_build_file(std::env::var_os(build::PUBLISHED_BUILD_FILE_VAR));
+    let published = match build::read_published(&published_file) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => match fallback_build() {
+            Some(id) => Ok(Published {
+                id,
+                time_updated: build::DEFAULT_TIME_UPDATED,
+            }),
+            None => return ExitCode::from(1),
+        },
+        Err(e) => Err(e),
+    };
     let env = Environment {
+        published,
         steam_dir,
         sim_binary: steamcmd::find_sim_binary(
             std::env::var_os("SRCDS_SIM_BIN").map(PathBuf::from),
@@ -59,5 +74,20 @@ fn number_var(name: &str, unit: &str, default: u64) -> Option<u64> {
             }
         },
         Err(_) => Some(default),
+    }
+}
+
+/// The build without a published build file: `STEAMCMD_SIM_BUILD_ID`, else
+/// the default; `None` (after saying why) when the variable is garbage.
+fn fallback_build() -> Option<BuildId> {
+    match std::env::var(build::BUILD_ID_VAR) {
+        Ok(v) if !v.is_empty() => match v.parse() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("steamcmd-sim: {}: {e}", build::BUILD_ID_VAR);
+                None
+            }
+        },
+        _ => Some(build::DEFAULT_BUILD_ID),
     }
 }

@@ -2,6 +2,7 @@
 //! simulated game harness is `test_support::sim`.
 
 mod bans;
+mod builds;
 mod engine;
 mod game;
 mod server;
