@@ -405,10 +405,6 @@ impl<W: Write> Session<'_, W> {
         Ok(())
     }
 
-    /// `app_info_update [1]`: refreshes the app info cache. The simulator
-    /// has no cache; `app_info_print` always reads the published build.
-    fn app_info_update(&mut self) {}
-
     /// `app_info_print <appid>`, as real steamcmd prints it: a header line,
     /// then the app's KeyValues. App info is public, so any login works,
     /// anonymous included even where anonymous downloads are refused.
@@ -603,7 +599,9 @@ impl<W: Write> Session<'_, W> {
                 None => say(&mut self.out, "\"@sSteamCmdForcePlatformType\" = \"\""),
             },
             "app_update" => self.app_update(args).map(|_| ())?,
-            "app_info_update" => self.app_info_update(),
+            // Refreshes steamcmd's app info cache, silently. The simulator
+            // keeps no cache: app_info_print reads the published build.
+            "app_info_update" => {}
             "app_info_print" => self.app_info_print(args)?,
             "runscript" => match args.first() {
                 Some(file) => return self.runscript(Path::new(file)),

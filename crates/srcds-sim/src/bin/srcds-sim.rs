@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("srcds-sim: {e}");
-            eprintln!("usage: srcds_run -game left4dead2 +ip <addr> +hostport <port> [+map <map>] [+clientport <port>] [+tv_port <port>] [-strictportbind] [-tickrate <n>] [-sim_players <n>] [-sim_churn <s>] [-sim_crash_after <s>] [-sim_stop_delay <s>] [-sim_log_loopback]");
+            eprintln!("usage: srcds_run -game left4dead2 +ip <addr> +hostport <port> [+map <map>] [+clientport <port>] [+tv_port <port>] [-strictportbind] [-tickrate <n>] [-sim_players <n>] [-sim_churn <s>] [-sim_crash_after <s>] [-sim_stop_delay <s>] [-sim_master_interval <s>] [-sim_log_loopback]");
             return ExitCode::from(1);
         }
     };
