@@ -216,11 +216,36 @@ mod tests {
         assert_eq!(t.session_usage(12), TreeUsage::default());
     }
 
+    /// A child started in its own session, as the local backend starts the
+    /// game. (The test runner's own session may be led by a process outside
+    /// this pid namespace, which /proc reports as session 0.)
     #[test]
-    fn reads_this_test_process_tree() {
-        let table = ProcessTable::read();
-        let sid = read_stat(std::process::id() as i32).unwrap().session;
-        let usage = table.session_usage(sid);
+    fn reads_a_session_led_by_a_child() {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: setsid(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::setsid()?;
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id() as i32;
+        // The session id is set in the child before exec; wait for it.
+        let mut usage = TreeUsage::default();
+        for _ in 0..100 {
+            if read_stat(pid).is_some_and(|s| s.session == pid) {
+                usage = ProcessTable::read().session_usage(pid);
+                if usage.memory_bytes.is_some() {
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(usage.memory_bytes.unwrap_or(0) > 0, "{usage:?}");
         assert!(usage.cpu_usage_nsec.is_some(), "{usage:?}");
     }
