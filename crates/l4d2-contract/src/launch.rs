@@ -125,6 +125,8 @@ const OPTIONS: &[(&str, Value)] = &[
     ),
     ("-sim_stop_delay", Value::Int { min: 0, max: 60 }),
     ("-sim_log_loopback", Value::None),
+    // How often the simulated game asks the simulated Steam for the newest build.
+    ("-sim_master_interval", Value::Int { min: 1, max: 3600 }),
     // The busy game: bots, kills, chat, hibernation (seconds per step).
     ("-sim_busy", Value::Int { min: 0, max: 3600 }),
     (

@@ -11,12 +11,15 @@
 //! - [`launch`]: which srcds launch arguments belong to the panel and which
 //!   a blueprint may set, and the ports and unit user of an instance;
 //! - [`server_cfg`]: the cvars the panel manages in server.cfg;
+//! - [`builds`]: game build ids and what `l4d2ctl builds|check-update
+//!   --json` print;
 //! - [`install`]: `l4d2ctl install`'s exit codes for a Steam login that
 //!   needs attention, and steamcmd's progress lines in its output with the
 //!   rate measured from them.
 //!
 //! Only types, rules and constants live here; no I/O.
 
+pub mod builds;
 pub mod install;
 pub mod launch;
 mod name;

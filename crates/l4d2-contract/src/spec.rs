@@ -27,7 +27,7 @@ pub const MAX_BAN_MINUTES: u32 = 10 * 366 * 24 * 60;
 pub const ADMIN_FLAGS: &str = "abcdefghijklmnopqrstz";
 
 /// The keys of a spec file, for error messages.
-pub const KEYS: &str = "port, overlays, args, config, bans, admins";
+pub const KEYS: &str = "port, build, overlays, args, config, bans, admins";
 
 /// One instance definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,10 @@ pub struct InstanceSpec {
     /// The game port (UDP game traffic, TCP RCON). The client and SourceTV
     /// ports follow from it ([`crate::launch::GamePorts`]).
     pub port: u16,
+    /// The game build the instance runs on (its lowest layer is
+    /// `installation/<build>`); absent: the newest installed build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::builds::BuildId>,
     /// Overlay directories, uppermost first: absolute, or relative to the
     /// data root (`overlays/<id>`). The installation is always the lowest layer.
     #[serde(default)]

@@ -34,11 +34,24 @@ enum Cmd {
     /// Exits 3 when Steam asks for a Steam Guard code, 4 when it refused
     /// the login.
     Install,
+    /// List the installed game builds: size and the instances on each
+    /// (read-only).
+    Builds {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask Steam for the newest game build and compare it with the newest
+    /// installed one (read-only; steamcmd's output goes to stderr with
+    /// --json). Logs in like install.
+    CheckUpdate {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write (or replace) an instance definition from a YAML spec.
     Initialize {
         #[arg(allow_hyphen_values = true)]
         name: String,
-        /// The spec file (keys: port, overlays, args, config).
+        /// The spec file (keys: port, build, overlays, args, config, bans, admins).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
@@ -128,9 +141,58 @@ fn run(command: Cmd) -> anyhow::Result<()> {
     match command {
         Cmd::Install if stdout.is_terminal() => {
             drop(stdout);
-            host.install(&mut progress::TerminalProgress::new())?
+            host.install(&mut progress::TerminalProgress::new())?;
         }
-        Cmd::Install => host.install(&mut stdout)?,
+        Cmd::Install => {
+            host.install(&mut stdout)?;
+        }
+        Cmd::Builds { json } => {
+            let report = host.builds()?;
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                for b in &report.builds {
+                    let newest = if report.newest == Some(b.id) {
+                        " (newest)"
+                    } else {
+                        ""
+                    };
+                    writeln!(
+                        stdout,
+                        "{}{newest}\t{}\t{} MiB\t{}",
+                        b.id,
+                        b.dir,
+                        b.size_bytes / (1024 * 1024),
+                        b.instances.join(",")
+                    )?;
+                }
+            }
+        }
+        Cmd::CheckUpdate { json } => {
+            let check = if json {
+                host.check_update(&mut std::io::stderr())?
+            } else {
+                host.check_update(&mut stdout)?
+            };
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string(&check)?)?;
+            } else {
+                let installed = check
+                    .installed
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "none".into());
+                let verdict = if check.update_available() {
+                    "update available"
+                } else {
+                    "up to date"
+                };
+                writeln!(
+                    stdout,
+                    "installed build {installed}, Steam's build {}: {verdict}",
+                    check.published
+                )?;
+            }
+        }
         Cmd::Initialize { name: n, file } => host.initialize(&name(&n)?, &file)?,
         Cmd::Start { name: n } => host.start(&name(&n)?)?,
         Cmd::Stop { name: n } => host.stop(&name(&n)?)?,

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 
 use l4d2_contract::install::STEAM_GUARD_CODE_VAR;
 
-use crate::Layout;
+use l4d2_contract::builds::BuildId;
+
+use crate::{builds, Layout};
 
 /// Steam app id of the Left 4 Dead 2 dedicated server.
 pub const APP_ID: u32 = 222860;
@@ -50,6 +52,12 @@ pub enum InstallError {
     LoginRefused { user: String, reason: String },
     #[error("Steam refused the anonymous download (Invalid platform): Valve no longer gives this game to anonymous logins everywhere; configure a Steam account for steamcmd (see the deployment guide)")]
     AnonymousRefused,
+    #[error("cannot copy the game files of {from}: {message}")]
+    Copy { from: PathBuf, message: String },
+    #[error("cannot learn Steam's newest game build: {0}")]
+    AppInfo(String),
+    #[error(transparent)]
+    Build(#[from] builds::BuildsError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -160,14 +168,20 @@ impl SteamLogin {
     }
 }
 
-/// Runs both steamcmd passes, streaming their output to `out`, then links
-/// `.steam/sdk32` and `sdk64` to steamcmd's `linux32`/`linux64`.
+/// Installs the game build Steam publishes beside the installed ones
+/// (see [`crate::builds`]), streaming steamcmd's output to `out`; then links
+/// `.steam/sdk32` and `sdk64` to steamcmd's `linux32`/`linux64` and prunes
+/// builds nobody uses. Returns the newest build.
+///
+/// A new build starts as a copy of the newest one (copy-on-write where the
+/// filesystem can), so steamcmd downloads only what changed and the build
+/// running servers use is never written to.
 pub fn install(
     layout: &Layout,
     steamcmd: &Path,
     login: &SteamLogin,
     out: &mut dyn Write,
-) -> Result<(), InstallError> {
+) -> Result<BuildId, InstallError> {
     if !steamcmd.is_file() {
         return Err(InstallError::MissingSteamcmd(steamcmd.to_owned()));
     }
@@ -178,6 +192,56 @@ pub fn install(
         path: installation.clone(),
         source,
     })?;
+    remove_stale_staging(layout);
+    let newest = builds::installed(layout)?.first().copied();
+    if let Some(current) = newest {
+        // Copying a whole build only to find nothing changed is costly: ask
+        // Steam first.
+        match published_build(layout, steamcmd, login, out) {
+            Ok(published) if published <= current => {
+                let _ = writeln!(
+                    out,
+                    "l4d2ctl: build {current} is installed and Steam publishes build {published}: nothing to download"
+                );
+                return finish(layout, steamcmd, current, out);
+            }
+            Ok(published) => {
+                let _ = writeln!(
+                    out,
+                    "l4d2ctl: Steam publishes build {published}; installing it beside build {current}"
+                );
+            }
+            Err(e @ (InstallError::GuardCodeNeeded { .. } | InstallError::LoginRefused { .. })) => {
+                return Err(e)
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "l4d2ctl: could not learn Steam's newest build ({e}); updating a copy of build {current} anyway"
+                );
+            }
+        }
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .tempdir_in(&installation)
+        .map_err(|source| InstallError::Io {
+            action: "cannot create a directory in",
+            path: installation.clone(),
+            source,
+        })?;
+    if let Some(current) = newest {
+        let _ = writeln!(out, "l4d2ctl: copying build {current} to update the copy");
+        copy_entries(&layout.build_dir(current), staging.path(), |_| true)?;
+    } else if builds::is_legacy(layout) {
+        let _ = writeln!(
+            out,
+            "l4d2ctl: copying the single installation directory into a build directory"
+        );
+        copy_entries(&installation, staging.path(), |name| {
+            BuildId::parse(name).is_err() && !name.starts_with('.')
+        })?;
+    }
     for (i, platform) in PLATFORMS.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -185,21 +249,199 @@ pub fn install(
             i + 1,
             PLATFORMS.len()
         );
-        run_pass(steamcmd, &installation, platform, login, layout, out)?;
+        run_pass(steamcmd, staging.path(), platform, login, layout, out)?;
     }
-    let srcds_run = installation.join("srcds_run");
+    let srcds_run = staging.path().join("srcds_run");
     if !srcds_run.is_file() {
         return Err(InstallError::Incomplete(srcds_run));
     }
+    let id = builds::manifest_build(staging.path())?;
+    let target = layout.build_dir(id);
+    if target.exists() {
+        let _ = writeln!(out, "l4d2ctl: build {id} was already installed");
+    } else {
+        let staged = staging.keep();
+        std::fs::rename(&staged, &target).map_err(|source| InstallError::Io {
+            action: "cannot move the new build to",
+            path: target.clone(),
+            source,
+        })?;
+        builds::record_size(layout, id)?;
+        let _ = writeln!(out, "l4d2ctl: build {id} installed at {}", target.display());
+    }
+    finish(
+        layout,
+        steamcmd,
+        builds::installed(layout)?.first().copied().unwrap_or(id),
+        out,
+    )
+}
+
+/// Prefix of the directory a new build is assembled in.
+const STAGING_PREFIX: &str = ".new-";
+
+/// What an install that was killed left in `installation/`: a half-built
+/// build and a half-removed one.
+fn remove_stale_staging(layout: &Layout) {
+    let Ok(entries) = std::fs::read_dir(layout.installation()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(STAGING_PREFIX) || name.starts_with(".removing-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Copies the entries of `from` whose names `wanted` accepts into `to`,
+/// with `cp -a --reflink=auto`: coreutils keeps modes, times, symlinks and
+/// hard links and shares extents where the filesystem can (btrfs, XFS),
+/// which no crate does as completely.
+fn copy_entries(from: &Path, to: &Path, wanted: impl Fn(&str) -> bool) -> Result<(), InstallError> {
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| InstallError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(from).map_err(io("cannot list", from))? {
+        let entry = entry.map_err(io("cannot list", from))?;
+        if entry.file_name().to_str().is_some_and(&wanted) {
+            sources.push(entry.path());
+        }
+    }
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let output = Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .args(&sources)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("cannot run cp to copy", from))?;
+    if !output.status.success() {
+        return Err(InstallError::Copy {
+            from: from.to_owned(),
+            message: String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .chars()
+                .take(300)
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
+fn finish(
+    layout: &Layout,
+    steamcmd: &Path,
+    newest: BuildId,
+    out: &mut dyn Write,
+) -> Result<BuildId, InstallError> {
     let steam_dir = steamcmd.parent().unwrap_or(Path::new("/"));
     link_sdk(layout, "sdk32", &steam_dir.join("linux32"))?;
     link_sdk(layout, "sdk64", &steam_dir.join("linux64"))?;
+    builds::prune(layout, out)?;
     let _ = writeln!(
         out,
-        "l4d2ctl: installation ready at {}",
-        installation.display()
+        "l4d2ctl: installation ready: newest build {newest} at {}",
+        layout.build_dir(newest).display()
     );
-    Ok(())
+    Ok(newest)
+}
+
+/// The build id of the public branch on Steam (`app_info_print`).
+pub fn published_build(
+    layout: &Layout,
+    steamcmd: &Path,
+    login: &SteamLogin,
+    out: &mut dyn Write,
+) -> Result<BuildId, InstallError> {
+    if !steamcmd.is_file() {
+        return Err(InstallError::MissingSteamcmd(steamcmd.to_owned()));
+    }
+    let mut info = AppInfoText::default();
+    let run = run_steamcmd(
+        layout,
+        steamcmd,
+        login,
+        &[],
+        &[
+            "+app_info_update",
+            "1",
+            "+app_info_print",
+            &APP_ID.to_string(),
+            "+quit",
+        ],
+        &mut |line| {
+            // The app's KeyValues text is long and of no use in a log.
+            if !info.feed(line) {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        },
+    )?;
+    if let Some(failure) = run.login_failure {
+        return Err(failure);
+    }
+    if !run.status.success() {
+        return Err(InstallError::AppInfo(format!(
+            "steamcmd exited with {}{}",
+            run.status,
+            last_line(&run.last)
+        )));
+    }
+    parse_public_build(&info.text).map_err(InstallError::AppInfo)
+}
+
+/// Collects the app's KeyValues text out of steamcmd's output: from the line
+/// `"222860"` to the closing brace in the first column.
+#[derive(Default)]
+struct AppInfoText {
+    text: String,
+    state: u8,
+}
+
+impl AppInfoText {
+    /// Whether `line` belongs to the app info.
+    fn feed(&mut self, line: &str) -> bool {
+        match self.state {
+            0 if line.trim() == format!("\"{APP_ID}\"") => self.state = 1,
+            1 if line == "}" => self.state = 2,
+            1 => {}
+            _ => return false,
+        }
+        self.text.push_str(line);
+        self.text.push('\n');
+        true
+    }
+}
+
+/// `depots.branches.public.buildid` of `app_info_print`'s KeyValues text.
+pub fn parse_public_build(text: &str) -> Result<BuildId, String> {
+    if text.is_empty() {
+        return Err(format!("steamcmd printed no app info for app {APP_ID}"));
+    }
+    let vdf = keyvalues_parser::parse(text)
+        .map_err(|e| format!("steamcmd's app info is not KeyValues text ({e})"))?;
+    let mut value = &vdf.value;
+    for key in ["depots", "branches", "public", "buildid"] {
+        value = value
+            .get_obj()
+            .and_then(|o| o.get(key))
+            .and_then(|v| v.first())
+            .ok_or_else(|| format!("steamcmd's app info has no depots.branches.public.buildid ({key:?} is missing)"))?;
+    }
+    let id = value
+        .get_str()
+        .ok_or("steamcmd's app info: depots.branches.public.buildid is not a value")?;
+    BuildId::parse(id).map_err(|e| format!("steamcmd's app info: {e}"))
 }
 
 /// A file holding steamcmd's login command, readable by its owner only and
@@ -310,33 +552,41 @@ fn login_outcome(line: &str, login: &SteamLogin, expired: bool) -> Option<Instal
     }
 }
 
-fn run_pass(
-    steamcmd: &Path,
-    installation: &Path,
-    platform: &'static str,
-    login: &SteamLogin,
+/// What one steamcmd run ended with.
+struct SteamcmdRun {
+    status: std::process::ExitStatus,
+    login_failure: Option<InstallError>,
+    last: Option<String>,
+}
+
+/// Runs steamcmd logged in as `login`: `before` ahead of the login, `after`
+/// behind it; every output line goes to `on_line`.
+fn run_steamcmd(
     layout: &Layout,
-    out: &mut dyn Write,
-) -> Result<(), InstallError> {
+    steamcmd: &Path,
+    login: &SteamLogin,
+    before: &[&std::ffi::OsStr],
+    after: &[&str],
+    on_line: &mut dyn FnMut(&str),
+) -> Result<SteamcmdRun, InstallError> {
     // steamcmd keeps a login it was given once (with its Steam Guard code)
     // in its config; a later request for a code means that login expired.
     let had_saved_login = std::fs::read_to_string(layout.root().join("Steam/config/config.vdf"))
         .is_ok_and(|c| c.contains("ConnectCache"));
     let mut script = LoginScript::write(layout, login)?;
     let mut cmd = Command::new(steamcmd);
-    cmd.arg("+force_install_dir").arg(installation);
+    cmd.args(before);
     match script.path() {
         Some(path) => cmd.arg("+runscript").arg(path),
         None => cmd.args(["+login", "anonymous"]),
     };
-    cmd.args(["+@sSteamCmdForcePlatformType", platform])
-        .args(["+app_update", &APP_ID.to_string(), "validate", "+quit"])
+    cmd.args(after)
         // steamcmd keeps its own state in $HOME/Steam.
         .env("HOME", layout.root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     // If l4d2ctl is killed (e.g. the web app's job is), steamcmd goes too
-    // instead of writing into a half-updated installation unobserved.
+    // instead of writing into a half-updated build unobserved.
     // SAFETY: only an async-signal-safe prctl between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -348,8 +598,6 @@ fn run_pass(
         path: steamcmd.to_owned(),
         source,
     })?;
-    let success_line = format!("Success! App '{APP_ID}' fully installed.");
-    let mut succeeded = false;
     let mut login_failure = None;
     let mut last = None;
     if let Some(stdout) = child.stdout.take() {
@@ -357,11 +605,7 @@ fn run_pass(
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches('\r');
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-            if line.contains(&success_line) {
-                succeeded = true;
-            }
+            on_line(line);
             if line.contains("Waiting for user info...OK") {
                 script.remove();
             }
@@ -378,18 +622,60 @@ fn run_pass(
         source,
     })?;
     script.remove();
-    if let Some(failure) = login_failure {
+    Ok(SteamcmdRun {
+        status,
+        login_failure,
+        last,
+    })
+}
+
+fn run_pass(
+    steamcmd: &Path,
+    dir: &Path,
+    platform: &'static str,
+    login: &SteamLogin,
+    layout: &Layout,
+    out: &mut dyn Write,
+) -> Result<(), InstallError> {
+    let success_line = format!("Success! App '{APP_ID}' fully installed.");
+    let mut succeeded = false;
+    let app_id = APP_ID.to_string();
+    let run = run_steamcmd(
+        layout,
+        steamcmd,
+        login,
+        &["+force_install_dir".as_ref(), dir.as_os_str()],
+        &[
+            "+@sSteamCmdForcePlatformType",
+            platform,
+            "+app_update",
+            &app_id,
+            "validate",
+            "+quit",
+        ],
+        &mut |line| {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+            if line.contains(&success_line) {
+                succeeded = true;
+            }
+        },
+    )?;
+    if let Some(failure) = run.login_failure {
         return Err(failure);
     }
-    if !status.success() {
+    if !run.status.success() {
         return Err(InstallError::Failed {
             platform,
-            status: status.to_string(),
-            last,
+            status: run.status.to_string(),
+            last: run.last,
         });
     }
     if !succeeded {
-        return Err(InstallError::NoSuccess { platform, last });
+        return Err(InstallError::NoSuccess {
+            platform,
+            last: run.last,
+        });
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub enum InstanceError {
     },
     #[error("{path}: {message}")]
     BadEnv { path: PathBuf, message: String },
+    #[error(transparent)]
+    Build(#[from] crate::builds::BuildsError),
     #[error("instance {name}: {path} in its upper layer is not a directory (the game replaced it, e.g. with a symlink); reset the server to get a clean upper layer")]
     Tampered { name: InstanceName, path: PathBuf },
 }
@@ -106,7 +108,7 @@ impl InstanceEnv {
         Self::parse(text).map_err(|message| InstanceError::BadEnv { path: rel, message })
     }
 
-    fn parse(text: &str) -> Result<InstanceEnv, String> {
+    pub(crate) fn parse(text: &str) -> Result<InstanceEnv, String> {
         let (mut port, mut args, mut lower) = (None, None, None);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -177,7 +179,7 @@ pub fn initialize(
     name: &InstanceName,
     spec: &InstanceSpec,
 ) -> Result<(), InstanceError> {
-    let installation = absolute_installation(layout)?;
+    let installation = absolute_build(layout, spec.build)?;
     let mut lowerdirs = spec.overlays.clone();
     lowerdirs.push(installation);
     let env = InstanceEnv {
@@ -239,18 +241,22 @@ pub fn initialize(
     Ok(())
 }
 
-/// `<root>/installation`, absolute and canonical where it already exists
-/// (the overlay helper compares canonical paths).
-fn absolute_installation(layout: &Layout) -> Result<PathBuf, InstanceError> {
+/// The game build the instance runs on (`installation/<build>`, see
+/// [`crate::builds`]), absolute and canonical where it already exists (the
+/// overlay helper compares canonical paths).
+fn absolute_build(
+    layout: &Layout,
+    build: Option<l4d2_contract::builds::BuildId>,
+) -> Result<PathBuf, InstanceError> {
     let root = layout.root();
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let installation = root.join("installation");
-    let installation = installation.canonicalize().unwrap_or(installation);
-    check_mount_safe(&installation).map_err(|message| InstanceError::BadEnv {
-        path: installation.clone(),
+    let lowest = crate::builds::lowest_layer(&Layout::new(root), build)?;
+    let lowest = lowest.canonicalize().unwrap_or(lowest);
+    check_mount_safe(&lowest).map_err(|message| InstanceError::BadEnv {
+        path: lowest.clone(),
         message,
     })?;
-    Ok(installation)
+    Ok(lowest)
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), InstanceError> {

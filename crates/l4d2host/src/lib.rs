@@ -7,6 +7,7 @@
 //! rollback, preflight checks.
 
 pub mod backend;
+pub mod builds;
 pub mod fsx;
 pub mod install;
 pub mod instance;
@@ -23,6 +24,7 @@ use std::path::Path;
 pub use backend::{Backend, BackendError};
 pub use install::InstallError;
 pub use instance::InstanceError;
+pub use l4d2_contract::builds::{BuildId, BuildsReport, UpdateCheck};
 pub use l4d2_contract::status::{InstanceStatus, ServiceState};
 pub use l4d2_contract::{InstanceName, NameError};
 pub use layout::{Layout, DEFAULT_ROOT};
@@ -46,6 +48,8 @@ pub enum HostError {
     Install(#[from] InstallError),
     #[error(transparent)]
     View(#[from] ViewError),
+    #[error(transparent)]
+    Builds(#[from] builds::BuildsError),
     #[error("cannot determine the data root: {0}")]
     Root(std::io::Error),
 }
@@ -68,11 +72,34 @@ impl Host {
         })
     }
 
-    pub fn install(&self, out: &mut dyn Write) -> Result<(), HostError> {
+    /// Installs the newest build beside the others; returns it.
+    pub fn install(&self, out: &mut dyn Write) -> Result<BuildId, HostError> {
         let steamcmd = install::steamcmd_from_env(&self.layout)?;
         let login = install::SteamLogin::from_env()?;
-        install::install(&self.layout, &steamcmd, &login, out)?;
-        Ok(())
+        Ok(install::install(&self.layout, &steamcmd, &login, out)?)
+    }
+
+    pub fn builds(&self) -> Result<BuildsReport, HostError> {
+        Ok(builds::report(&self.layout)?)
+    }
+
+    /// The newest installed build against Steam's public one.
+    pub fn check_update(&self, out: &mut dyn Write) -> Result<UpdateCheck, HostError> {
+        let steamcmd = install::steamcmd_from_env(&self.layout)?;
+        let login = install::SteamLogin::from_env()?;
+        let published = install::published_build(&self.layout, &steamcmd, &login, out)?;
+        let installed = builds::installed(&self.layout)?.first().copied();
+        let installed = match installed {
+            Some(id) => Some(id),
+            None if builds::is_legacy(&self.layout) => {
+                Some(builds::manifest_build(&self.layout.installation())?)
+            }
+            None => None,
+        };
+        Ok(UpdateCheck {
+            installed,
+            published,
+        })
     }
 
     /// Validates the spec completely before anything is written.

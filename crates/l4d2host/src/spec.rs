@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
+use l4d2_contract::builds::BuildId;
 use l4d2_contract::launch::GamePorts;
 
 use crate::Layout;
@@ -96,6 +97,8 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> SpecError 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
     pub port: u16,
+    /// The game build to run on; None: the newest installed.
+    pub build: Option<BuildId>,
     /// Uppermost first.
     pub overlays: Vec<PathBuf>,
     pub args: Vec<String>,
@@ -132,6 +135,7 @@ impl InstanceSpec {
         };
         let mut raw = l4d2_contract::spec::InstanceSpec {
             port: 0,
+            build: None,
             overlays: Vec::new(),
             args: Vec::new(),
             config: String::new(),
@@ -148,6 +152,7 @@ impl InstanceSpec {
             };
             match key.as_str() {
                 "port" => port = Some(parse_port(value, ports)?),
+                "build" => raw.build = parse_build(value)?,
                 "overlays" => raw.overlays = parse_overlays(value)?,
                 "args" => raw.args = parse_args(value)?,
                 "config" => raw.config = parse_config(value)?,
@@ -180,6 +185,7 @@ impl InstanceSpec {
         }
         Ok(InstanceSpec {
             port: raw.port,
+            build: raw.build,
             overlays,
             args: raw.args,
             config: raw.config,
@@ -225,6 +231,24 @@ fn parse_port(value: &Value, ports: PortRange) -> Result<u16, SpecError> {
         ));
     }
     Ok(port)
+}
+
+/// A build id, written as a number or a string of digits; null = none.
+fn parse_build(value: &Value) -> Result<Option<BuildId>, SpecError> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => {
+            return Err(field_err(
+                "build",
+                format!("expected a build number, found {}", describe(other)),
+            ))
+        }
+    };
+    BuildId::parse(&text)
+        .map(Some)
+        .map_err(|e| field_err("build", e.to_string()))
 }
 
 fn parse_overlays(value: &Value) -> Result<Vec<String>, SpecError> {
@@ -567,6 +591,14 @@ mod tests {
         );
         assert_eq!(spec.args, ["-tickrate", "60", "+map", "c1m1_hotel"]);
         assert_eq!(spec.config, "hostname \"x\"\n");
+        assert_eq!(spec.build, None);
+        for text in [
+            "port: 27015\nbuild: 15000001",
+            "port: 27015\nbuild: \"15000001\"",
+        ] {
+            let spec = InstanceSpec::parse(text, &layout, PortRange::default()).unwrap();
+            assert_eq!(spec.build, Some(BuildId(15000001)), "{text}");
+        }
     }
 
     #[test]
@@ -588,6 +620,10 @@ mod tests {
             ("port: [1", "not valid YAML"),
             ("- a\n- b", "expected a mapping"),
             ("port: 27015\nfoo: 1", "unknown key `foo`"),
+            ("port: 27015\nbuild: 0", "`build`: \"0\" is not a game build id"),
+            ("port: 27015\nbuild: -3", "`build`: \"-3\" is not a game build id"),
+            ("port: 27015\nbuild: ../x", "`build`: \"../x\" is not a game build id"),
+            ("port: 27015\nbuild: [1]", "`build`: expected a build number, found a list"),
             ("overlays: []", "`port`: is required"),
             (
                 "port: \"27015\"",

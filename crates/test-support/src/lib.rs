@@ -135,8 +135,27 @@ impl DataRoot {
         cmd.args(args)
             .env("LEFT4ME_ROOT", self.path())
             .env("LEFT4ME_STEAMCMD", self.steamcmd())
-            .env("LEFT4ME_BACKEND", "local");
+            .env("LEFT4ME_BACKEND", "local")
+            .env(
+                "LEFT4ME_SIM_PUBLISHED_BUILD_FILE",
+                self.published_build_file(),
+            );
         cmd
+    }
+
+    /// The file the simulated Steam reads its newest build from (absent:
+    /// build 15000001), private to this root so tests never see another's.
+    pub fn published_build_file(&self) -> PathBuf {
+        self.path().join("sim-published-build")
+    }
+
+    /// Valve publishes build `id`: the next install or update check sees it,
+    /// and a running simulated game older than it asks to be restarted.
+    pub fn publish_build(&self, id: u64) {
+        let file = self.published_build_file();
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, format!("{id}\n")).expect("write the published build");
+        std::fs::rename(&tmp, &file).expect("publish the build");
     }
 
     /// Runs `l4d2ctl` with `args` and returns its output.

@@ -179,6 +179,16 @@ fn bad_specs() {
             "not inside",
         ),
         (
+            "build-not-installed",
+            "port: 27015\nbuild: 99\n".into(),
+            "game build 99 is not installed",
+        ),
+        (
+            "build-path",
+            "port: 27015\nbuild: ../../etc\n".into(),
+            "`build`: \"../../etc\" is not a game build id",
+        ),
+        (
             "overlay-installation",
             "port: 27015\noverlays: [installation]\n".into(),
             "not inside",

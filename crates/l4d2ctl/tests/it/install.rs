@@ -86,7 +86,10 @@ fn a_terminal_gets_a_progress_bar_instead_of_the_lines() {
         text.contains("Success! App '222860' fully installed."),
         "{text}"
     );
-    assert!(text.contains("l4d2ctl: installation ready at"), "{text}");
+    assert!(
+        text.contains("l4d2ctl: installation ready: newest build 15000001"),
+        "{text}"
+    );
     // …progress lines are not: they are drawn as a bar with byte counts.
     assert!(!text.contains("Update state (0x61)"), "{text}");
     assert!(text.contains("downloading ["), "{text}");
@@ -200,11 +203,14 @@ fn a_steam_account_with_steam_guard_logs_in_once_with_a_code_then_unattended() {
         "{}",
         stderr(&out)
     );
-    assert!(!root.path().join("installation/srcds_run").exists());
+    assert!(!root.path().join("installation/15000001").exists());
     // The right code installs, and steamcmd keeps the login…
     let out = install_as(&root, &file, &[("LEFT4ME_STEAM_GUARD_CODE", GUARD)]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(root.path().join("installation/srcds_run").is_file());
+    assert!(root
+        .path()
+        .join("installation/15000001/srcds_run")
+        .is_file());
     // …so the next update needs no code.
     let out = install_as(&root, &file, &[]);
     assert!(out.status.success(), "{}", stderr(&out));

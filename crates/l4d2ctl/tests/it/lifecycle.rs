@@ -166,7 +166,7 @@ fn lifecycle(as_uid: Option<u32>) {
     let canonical = root.path().canonicalize().unwrap();
     assert!(
         env.contains(&format!(
-            "L4D2_LOWERDIRS=\"{0}/overlays/top:{0}/overlays/bottom:{0}/installation\"",
+            "L4D2_LOWERDIRS=\"{0}/overlays/top:{0}/overlays/bottom:{0}/installation/15000001\"",
             canonical.display()
         )),
         "{env}"
@@ -234,7 +234,7 @@ fn lifecycle(as_uid: Option<u32>) {
     );
     assert!(
         merged.join("srcds_run").is_file(),
-        "installation is the lowest layer"
+        "the game build is the lowest layer"
     );
     if as_uid.is_none() {
         // As root the game runs as its own uid and sees only its view of

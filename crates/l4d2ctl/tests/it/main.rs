@@ -2,5 +2,6 @@
 //! module per area; the simulated game harness is `test_support::sim`.
 
 mod bad_input;
+mod builds;
 mod install;
 mod lifecycle;
