@@ -870,6 +870,102 @@ def phase_steam_account(st):
     check("the Jobs page no longer asks for a code", 'id="steam-guard"' not in admin.get("/jobs").body)
 
 
+def publish_build(build_id):
+    """Valve publishes a new build: the simulated Steam (steamcmd-sim, and
+    srcds-sim's master server check) reads it from the container's /etc."""
+    d = os.path.join(os.environ["SYSTEST_ROOTFS"], "etc/left4me-sim")
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    tmp = os.path.join(d, "published-build.tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{build_id}\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, os.path.join(d, "published-build"))
+
+
+def check_for_update(admin, build):
+    """The administrator's "Check for a new build now"; with automatic
+    installs the check queues the install. Returns the install's job id."""
+    r = admin.post("/admin/update-check")
+    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+    state, page = wait_job(admin, job) if job else ("none", "")
+    log = job_log(page)
+    check(f"the update check under the web unit finds build {build}",
+          state == "succeeded" and any(f"→ {build}" in l for l in log), "\n".join(log[-4:]))
+    m = next((re.search(r"installing it beside the current build: job (\d+)", l) for l in log if "installing it beside" in l), None)
+    check("the check queues the install of the new build", m is not None, "\n".join(log[-4:]))
+    return int(m.group(1)) if m else None
+
+
+def build_line(admin, sid):
+    page = html_unescape(admin.get(f"/servers/{sid}").body)
+    m = re.search(r'<div id="game-build"><p class="meta">([^<]*)</p>', page)
+    return m.group(1) if m else ""
+
+
+def wait_build_line(admin, sid, needle, timeout=90):
+    deadline = time.time() + timeout
+    line = ""
+    while time.time() < deadline:
+        line = build_line(admin, sid)
+        if needle in line:
+            return line
+        time.sleep(1)
+    return line
+
+
+def phase_game_update(st):
+    """A new game build under systemd: the game hears of it, the check finds
+    it, the install puts it beside the running build, the when-empty policy
+    moves an empty server, a busy one waits, and a rollback holds."""
+    admin = Browserless()
+    admin.login("admin", st["admin_password"])
+    sid = st["server"]
+    check("srv1 runs on the first build", "game build 15000001 (the newest)" in build_line(admin, sid), build_line(admin, sid))
+    bp, r = create_blueprint(admin, "updates", "+map c1m1_hotel -sim_players 0 -sim_churn 0 -sim_master_interval 2", "")
+    r = admin.post(f"/blueprints/{bp}/rollout", {"policy": "when-empty", "minutes": "0"})
+    check("a blueprint gets the when-empty update policy", r.status == 303, page_error(r.body))
+    r = admin.post(f"/blueprints/{st['blueprint']}/rollout", {"policy": "when-empty", "minutes": "0"})
+    upd, _ = create_server(admin, "upd1", bp)
+    job, _ = server_action(admin, upd, "start")
+    state, page = wait_job(admin, job)
+    check("a server on the updates blueprint starts", state == "succeeded", "\n".join(job_log(page)[-4:]))
+
+    publish_build(15000002)
+    # The game asks Steam and hears its build is old (srcds: MasterRequestRestart).
+    text, why = sse_until(admin, f"/servers/{upd}/console",
+                          lambda e, d: "Your server needs to be restarted in order to receive the latest update." in html_unescape(d), timeout=30)
+    check("the running game says Steam wants it restarted for the update (console through the journal)", text is not None, why)
+    time.sleep(2)
+    check("that console line queues an update check by itself",
+          bool(jobs_titled(admin, "a server said Steam wants it restarted")), "")
+    t_available = time.time()
+    install = check_for_update(admin, 15000002)
+    state, page = wait_job(admin, install, timeout=300) if install else ("none", "")
+    check("the new build installs beside the running one under the web unit", state == "succeeded", "\n".join(job_log(page)[-4:]))
+    line = wait_build_line(admin, upd, "game build 15000002 (the newest)")
+    check("the empty server moved onto the new build by itself", "game build 15000002 (the newest)" in line, line)
+    print(f"FIGURE: update available to the empty server on the new build (check, install, restart, systemd): {time.time() - t_available:.1f} s", flush=True)
+    line = build_line(admin, sid)
+    check("srv1, with players on it, stays on its build", "game build 15000001" in line and "build 15000002 is installed" in line, line)
+    check("srv1 still answers on its port", wait_a2s(st["port"], "systest coop") is not None)
+    jobs = html_unescape(admin.get("/jobs").body)
+    check("the Jobs page lists both builds and who runs on which",
+          'id="builds"' in jobs and "15000002 (newest)" in jobs and "upd1" in jobs and "srv1" in jobs, jobs[-1500:])
+
+    # Rollback: the server restarts on the previous build and stays there.
+    r = admin.post(f"/servers/{upd}/build", {"build": "15000001"})
+    job = flash_job(html_unescape(admin.get(f"/servers/{upd}").body)) if r.status == 303 else None
+    state, page = wait_job(admin, job) if job else ("none", "")
+    check("rolling a server back restarts it on the previous build", state == "succeeded", "\n".join(job_log(page)[-4:]))
+    time.sleep(4)
+    line = build_line(admin, upd)
+    check("the rolled-back server stays on the previous build", "kept on build 15000001 (rolled back)" in line and "game build 15000001" in line, line)
+    r = admin.post(f"/blueprints/{st['blueprint']}/rollout", {"policy": "manual", "minutes": "10"})
+    job, _ = server_action(admin, upd, "delete")
+    wait_job(admin, job)
+    st["build2_installed"] = True
+
+
 def phase_bench(st):
     """40 running servers: what one dashboard view costs."""
     admin = Browserless()
@@ -893,6 +989,29 @@ def phase_bench(st):
     print(f"FIGURE: dashboard GET /servers with {len(ids) + 3} servers: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms", flush=True)
     st["bench_servers"] = ids
 
+    # The rollout benchmark: a new build reaches 40 empty servers by the
+    # when-empty policy (0 minutes), under systemd, through sudo.
+    r = admin.post(f"/blueprints/{bp}/rollout", {"policy": "when-empty", "minutes": "0"})
+    publish_build(15000003)
+    t0 = time.time()
+    install = check_for_update(admin, 15000003)
+    state, page = wait_job(admin, install, timeout=300) if install else ("none", "")
+    t_installed = time.time()
+    n, row = 0, None
+    while time.time() < t0 + 900:
+        jobs = html_unescape(admin.get("/jobs").body)
+        row = re.search(r'<td data-label="Build">15000003 \(newest\)</td><td data-label="Size">([^<]*)</td><td data-label="Servers on it">([^<]*)</td>', jobs)
+        n = len([x for x in row.group(2).split(", ") if x.startswith("bench-")]) if row else 0
+        if n == len(ids):
+            break
+        time.sleep(2)
+    check(f"the when-empty policy moves all {len(ids)} empty servers onto the new build", n == len(ids), f"{n} of {len(ids)}")
+    print(f"FIGURE: update available to {n} of {len(ids)} empty servers on the new build: {time.time() - t0:.0f} s "
+          f"(check + install {t_installed - t0:.0f} s, moves {time.time() - t_installed:.0f} s)", flush=True)
+    sizes = re.findall(r'<td data-label="Build">(\d+)[^<]*</td><td data-label="Size">([^<]*)</td>', html_unescape(admin.get("/jobs").body))
+    print(f"FIGURE: game builds on disk after three installs (simulated game, ext4 without reflink: each build a full copy): {sizes}", flush=True)
+    admin.post(f"/blueprints/{bp}/rollout", {"policy": "manual", "minutes": "10"})
+
 
 def phase_bench_cleanup(st):
     admin = Browserless()
@@ -905,6 +1024,7 @@ def phase_bench_cleanup(st):
 PHASES = {
     "main": phase_main,
     "steam-account": phase_steam_account,
+    "game-update": phase_game_update,
     "hostile": phase_hostile,
     "hostile-restart": phase_hostile_restart,
     "refresh-check": phase_refresh_check,

@@ -358,6 +358,9 @@ echo "== drive the panel ($(elapsed))"
 # container a cgroup2 tree without the memory controller).
 if in_ct grep -qw memory /sys/fs/cgroup/cgroup.controllers; then SYSTEST_MEMORY_CONTROLLER=1; else SYSTEST_MEMORY_CONTROLLER=0; fi
 export SYSTEST_MEMORY_CONTROLLER
+# The simulated Steam's newest build (the driver publishes newer ones).
+export SYSTEST_ROOTFS=$ROOTFS
+in_ct sh -c 'mkdir -p /etc/left4me-sim && echo 15000001 > /etc/left4me-sim/published-build && chmod 644 /etc/left4me-sim/published-build'
 drive main
 
 # Mounts: only the game's own processes hold its overlay.
@@ -378,6 +381,11 @@ check "the game runs as its own dynamic user" \
     bash -c "u=\$(nsenter -t $CPID -m -p -u -i -n -C -r -w -- systemctl show -P UID left4me-server@srv1.service); [ \"\$u\" -ge 61184 ] && [ \"\$u\" -le 65519 ]"
 check "the instance drop-in allows exactly its ports" \
     in_ct grep -q "SocketBindAllow=udp:27000" /etc/systemd/system/left4me-server@srv1.service.d/50-left4me-instance.conf
+
+echo "== a new game build ($(elapsed))"
+drive game-update
+check "the first build is not written by the install of the second" \
+    in_ct grep -q '"buildid"[[:space:]]*"15000001"' /var/lib/left4me/installation/15000001/steamapps/appmanifest_222860.acf
 
 echo "== hostile tenant ($(elapsed))"
 drive hostile

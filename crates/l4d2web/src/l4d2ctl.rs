@@ -126,6 +126,11 @@ impl HostClient {
         self.read_json(&["status", name, "--json"]).await
     }
 
+    /// The installed game builds (`l4d2ctl builds --json`).
+    pub async fn builds(&self) -> Result<l4d2_contract::builds::BuildsReport, HostError> {
+        self.read_json(&["builds", "--json"]).await
+    }
+
     async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         args: &[&str],

@@ -97,12 +97,14 @@ pub async fn serve(
     live.spawn(shutdown.clone());
     let workers_stop = CancellationToken::new();
     let steam_guard = game::SteamGuard::default();
+    let builds = game::builds::Builds::new(host.clone());
     let runner = Arc::new(TaskRunner::new(
         config.clone(),
         host.clone(),
         jobs.clone(),
         live.clone(),
         steam_guard.clone(),
+        builds.clone(),
     ));
     let mut workers = jobs.spawn_workers(config.job_workers, runner, workers_stop.clone());
     let schedules = tasks::schedule::SchedulerHandle::default();
@@ -128,17 +130,41 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    // Game events come from the consoles being followed too (see
+    // ARCHITECTURE.md: a follower is a process, so only while watched), and
+    // so does a game's word that Steam wants it restarted for an update.
+    let game_signal = tasks::rollout::GameSignal::default();
+    let consoles = ConsoleHub::new(host.clone()).with_tap({
+        let live = live.clone();
+        let game_signal = game_signal.clone();
+        Arc::new(move |id, line| {
+            live.console_line(id, line);
+            game_signal.line(line);
+        })
+    });
+    let rollouts = tasks::rollout::RolloutLoop::new(
+        tasks::rollout::LoopParts {
+            jobs: jobs.clone(),
+            host: host.clone(),
+            builds: builds.clone(),
+            live: live.clone(),
+            consoles: consoles.clone(),
+            tick: Duration::from_secs(config.rollout_tick_secs),
+            check_every: (config.update_check_minutes > 0)
+                .then(|| Duration::from_secs(config.update_check_minutes * 60)),
+            signal: game_signal,
+        },
+        shutdown.clone(),
+    );
+    tokio::spawn(rollouts.run());
+
     let state = AppState {
         pool: pool.clone(),
         config,
         limiter,
         jobs,
-        // Game events come from the consoles being followed too (see
-        // ARCHITECTURE.md: a follower is a process, so only while watched).
-        consoles: ConsoleHub::new(host.clone()).with_tap({
-            let live = live.clone();
-            Arc::new(move |id, line| live.console_line(id, line))
-        }),
+        consoles,
+        builds,
         host,
         live,
         schedules,

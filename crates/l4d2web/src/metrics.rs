@@ -408,6 +408,7 @@ mod tests {
             last_crash_at: None,
             last_exit: None,
             crash_loop: false,
+            pinned_build: None,
         }
     }
 

@@ -118,6 +118,7 @@ impl JobCtx {
         drop(line_tx);
 
         let mut last_stderr = String::new();
+        let mut last_stdout = String::new();
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let mut exit_status = None;
         let mut pipes_open = true;
@@ -129,7 +130,10 @@ impl JobCtx {
                 line = line_rx.recv(), if pipes_open => match line {
                     Some((pipe, text)) => {
                         let stream = match pipe {
-                            Pipe::Stdout => LineStream::Stdout,
+                            Pipe::Stdout => {
+                                last_stdout.clone_from(&text);
+                                LineStream::Stdout
+                            }
                             Pipe::Stderr => {
                                 last_stderr.clone_from(&text);
                                 LineStream::Stderr
@@ -155,6 +159,7 @@ impl JobCtx {
         Ok(CommandRun {
             status,
             last_stderr,
+            last_stdout,
         })
     }
 }
@@ -164,6 +169,8 @@ pub struct CommandRun {
     pub status: std::process::ExitStatus,
     /// Its last stderr line (the one-line reason, by l4d2ctl's contract).
     pub last_stderr: String,
+    /// Its last stdout line (where a `--json` verb prints its answer).
+    pub last_stdout: String,
 }
 
 impl CommandRun {

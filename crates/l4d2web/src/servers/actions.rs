@@ -33,6 +33,7 @@ struct JobServer {
     rcon_password: String,
     log_secret: String,
     desired_state: DesiredState,
+    pinned_build: Option<i64>,
 }
 
 /// Runs `action` on server `server_id`.
@@ -43,7 +44,7 @@ pub async fn run_action(
     action: Action,
 ) -> Result<(), JobFailure> {
     let server: Option<JobServer> = sqlx::query_as(
-        "SELECT name, blueprint_id, port, rcon_password, log_secret, desired_state FROM servers WHERE id = ?",
+        "SELECT name, blueprint_id, port, rcon_password, log_secret, desired_state, pinned_build FROM servers WHERE id = ?",
     )
     .bind(server_id)
     .fetch_optional(ctx.pool())
@@ -111,12 +112,29 @@ fn check_game_installed(env: &ActionEnv<'_>, name: &str) -> Result<(), JobFailur
             "not starting {name}: the game is being installed or updated (job {job}); start it again when that job has finished"
         )));
     }
-    if !env.config.root.join("installation/srcds_run").is_file() {
+    if !game_installed(&env.config.root) {
         return Err(JobFailure::msg(format!(
-            "not starting {name}: the game is not installed (installation/srcds_run is missing); an administrator runs \"Install / update game\" on the Jobs page first"
+            "not starting {name}: the game is not installed (no build in installation/); an administrator runs \"Install / update game\" on the Jobs page first"
         )));
     }
     Ok(())
+}
+
+/// Whether a game build is installed: `installation/<build>/srcds_run`, or
+/// the single installation directory of older versions.
+pub fn game_installed(root: &Path) -> bool {
+    let installation = root.join("installation");
+    if installation.join("srcds_run").is_file() {
+        return true;
+    }
+    std::fs::read_dir(&installation).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| l4d2_contract::builds::BuildId::parse(n).is_ok())
+                && e.path().join("srcds_run").is_file()
+        })
+    })
 }
 
 /// Why starting `server` would be refused right now (an overlay of its
@@ -185,8 +203,23 @@ async fn prepare_spec(
             log_listener: env.config.log_listener_addr,
         },
     );
+    let build = match server.pinned_build {
+        Some(b) => Some(
+            u64::try_from(b)
+                .ok()
+                .and_then(|b| l4d2_contract::builds::BuildId::parse(&b.to_string()).ok())
+                .ok_or_else(|| {
+                    JobFailure::msg(format!(
+                        "server {} is kept on an invalid build {b}",
+                        server.name
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let spec = spec::InstanceSpec {
         port,
+        build,
         overlays: stack
             .iter()
             .map(|l| format!("overlays/{}", l.overlay_id))
@@ -206,8 +239,12 @@ async fn prepare_spec(
             .join(" > ")
     };
     // The spec holds the rcon password: describe it, never print it.
+    let build_text = match build {
+        Some(b) => format!("game build {b} (kept on it)"),
+        None => "the newest game build".into(),
+    };
     ctx.say(format!(
-        "blueprint {bp_name:?}: port {port}, overlays (uppermost first): {overlays_text}, args: {}",
+        "blueprint {bp_name:?}: {build_text}, port {port}, overlays (uppermost first): {overlays_text}, args: {}",
         spec.args.join(" ")
     ))
     .await?;

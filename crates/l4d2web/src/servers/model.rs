@@ -33,6 +33,8 @@ pub struct ServerRow {
     /// Crashed too often to be restarted (the panel's supervisor gave up,
     /// or systemd hit the unit's start limit) until someone acts on it.
     pub crash_loop: bool,
+    /// The game build it is kept on (a rollback); None: the newest.
+    pub pinned_build: Option<i64>,
 }
 
 /// What the owner last asked for. Stored as lower-case text.
@@ -58,7 +60,7 @@ impl std::fmt::Display for DesiredState {
     }
 }
 
-pub(super) const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, b.updated_at AS blueprint_updated_at, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop";
+pub(super) const SERVER_COLUMNS: &str = "s.id, s.name, s.owner_id, s.blueprint_id, b.name AS blueprint_name, b.updated_at AS blueprint_updated_at, s.port, s.desired_state, s.deleting, s.created_at, s.crash_count, s.last_crash_at, s.last_exit, s.crash_loop, s.pinned_build";
 
 /// Jobs on one instance run one at a time, in the order requested. Keyed
 /// by name: a new server reusing a deleted one's name waits for its delete.

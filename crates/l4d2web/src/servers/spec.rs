@@ -114,6 +114,7 @@ mod tests {
     fn yaml_round_trips_odd_text() {
         let spec = InstanceSpec {
             port: 27015,
+            build: Some(l4d2_contract::builds::BuildId(15000001)),
             overlays: vec!["overlays/1".into()],
             args: vec!["+map".into(), "c1m1_hotel".into(), "60".into()],
             config: "hostname \"a: b # c\"\n'x'\n".into(),
@@ -123,6 +124,7 @@ mod tests {
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&to_yaml(&spec).unwrap()).unwrap();
         assert_eq!(v["config"].as_str().unwrap(), spec.config);
         assert_eq!(v["args"][2].as_str().unwrap(), "60");
+        assert_eq!(v["build"].as_u64(), Some(15000001));
         assert_eq!(v["port"].as_i64().unwrap(), 27015);
     }
 }

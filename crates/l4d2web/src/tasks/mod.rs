@@ -8,6 +8,7 @@
 //! the two loops that queue jobs by themselves: the [`schedule`]r and the
 //! crash [`supervise`]or.
 
+pub mod rollout;
 pub mod schedule;
 pub mod supervise;
 
@@ -33,6 +34,8 @@ use crate::servers::{self, Action, ServerRow};
 pub enum Task {
     /// Install or update the shared game installation (`l4d2ctl install`).
     Install,
+    /// Ask Steam whether a newer game build is out (`l4d2ctl check-update`).
+    UpdateCheck,
     ServerStart(ServerRef),
     ServerStop(ServerRef),
     ServerRestart(ServerRef),
@@ -140,6 +143,7 @@ impl Task {
     pub fn kind(&self) -> &'static str {
         match self {
             Task::Install => "install",
+            Task::UpdateCheck => "update-check",
             Task::ServerStart(_) => "server-start",
             Task::ServerStop(_) => "server-stop",
             Task::ServerRestart(_) => "server-restart",
@@ -156,7 +160,7 @@ impl Task {
     /// one instance, everything writing one overlay's directory.
     pub fn lock_key(&self) -> Option<String> {
         match self {
-            Task::Install | Task::WorkshopRefresh => None,
+            Task::Install | Task::UpdateCheck | Task::WorkshopRefresh => None,
             Task::OverlayBuild { overlay_id, .. } | Task::WorkshopSync { overlay_id, .. } => {
                 Some(overlays::lock_key(*overlay_id))
             }
@@ -170,7 +174,7 @@ impl Task {
     /// What the job is about, for that thing's page.
     pub fn subject(&self) -> Option<String> {
         match self {
-            Task::Install | Task::WorkshopRefresh => None,
+            Task::Install | Task::UpdateCheck | Task::WorkshopRefresh => None,
             Task::OverlayBuild { overlay_id, .. } | Task::WorkshopSync { overlay_id, .. } => {
                 Some(overlays::subject(*overlay_id))
             }
@@ -184,6 +188,7 @@ impl Task {
     pub fn title(&self) -> String {
         match self {
             Task::Install => "install / update the game".into(),
+            Task::UpdateCheck => "check Steam for a new game build".into(),
             Task::OverlayBuild { name, clean, .. } => format!(
                 "build overlay {name}{}",
                 if *clean { " (clean)" } else { "" }
@@ -325,6 +330,7 @@ pub struct TaskRunner {
     jobs: Jobs,
     live: LiveHub,
     steam_guard: SteamGuard,
+    builds: game::builds::Builds,
 }
 
 impl TaskRunner {
@@ -334,6 +340,7 @@ impl TaskRunner {
         jobs: Jobs,
         live: LiveHub,
         steam_guard: SteamGuard,
+        builds: game::builds::Builds,
     ) -> Self {
         TaskRunner {
             config,
@@ -341,6 +348,7 @@ impl TaskRunner {
             jobs,
             live,
             steam_guard,
+            builds,
         }
     }
 
@@ -348,7 +356,34 @@ impl TaskRunner {
         let task = Task::from_job(ctx.job()).map_err(JobFailure::from_error)?;
         match task {
             Task::Install => {
-                game::install_job(ctx, &self.host, &["install"], &self.steam_guard).await
+                let result =
+                    game::install_job(ctx, &self.host, &["install"], &self.steam_guard).await;
+                self.builds.invalidate();
+                result
+            }
+            Task::UpdateCheck => {
+                let status =
+                    game::builds::check_job(ctx, &self.host, &["check-update", "--json"]).await?;
+                if let Some(new) = status.available() {
+                    if self.config.auto_install {
+                        let why = format!("Steam published game build {new}");
+                        let queued = self
+                            .jobs
+                            .submit(Task::Install.to_job(None, Some(&why)))
+                            .await?;
+                        ctx.say(format!(
+                            "installing it beside the current build: job {}",
+                            queued.id
+                        ))
+                        .await?;
+                    } else {
+                        ctx.say(
+                            "not installing it: automatic installs are off (LEFT4ME_AUTO_INSTALL)",
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
             }
             Task::OverlayBuild {
                 overlay_id, clean, ..
@@ -373,7 +408,10 @@ impl TaskRunner {
                     host: &self.host,
                     installing,
                 };
-                servers::run_action(ctx, &env, r.server_id, action).await?;
+                let result = servers::run_action(ctx, &env, r.server_id, action).await;
+                // Whatever happened, the instance may be on another build now.
+                self.builds.invalidate();
+                result?;
                 if matches!(action, Action::Stop | Action::Delete) {
                     self.live.server_stopped(r.server_id);
                 }

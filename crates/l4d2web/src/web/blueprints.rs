@@ -121,6 +121,7 @@ struct EditPage {
     addable: Vec<UsableOverlay>,
     servers: Vec<(i64, String)>,
     schedules: SchedulesBlock,
+    rollout: super::game::RolloutBlock,
 }
 
 async fn edit_with(
@@ -158,6 +159,7 @@ async fn edit_with(
         addable,
         servers,
         schedules: SchedulesBlock::load(state, Target::Blueprint(id)).await?,
+        rollout: super::game::RolloutBlock::load(state, id).await?,
     };
     Ok((status, render(&page)?).into_response())
 }

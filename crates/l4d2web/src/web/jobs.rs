@@ -41,6 +41,8 @@ struct JobsPage {
     jobs: Vec<Job>,
     /// How the last install's Steam login went (administrators only).
     steam_login: Option<SteamLogin>,
+    /// The installed game builds and the update check (administrators only).
+    game: Option<super::game::BuildsSection>,
 }
 
 async fn list(State(state): State<AppState>, a: Authed) -> Result<Html<String>, AppError> {
@@ -50,10 +52,15 @@ async fn list(State(state): State<AppState>, a: Authed) -> Result<Html<String>, 
         true => Some(game::steam_login(&state.pool).await?),
         false => None,
     };
+    let game = match a.user.is_admin {
+        true => Some(super::game::BuildsSection::load(&state).await?),
+        false => None,
+    };
     render(&JobsPage {
         nav: nav(&state, &a.session).await?,
         jobs,
         steam_login,
+        game,
     })
 }
 

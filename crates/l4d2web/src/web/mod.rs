@@ -14,6 +14,7 @@ mod error;
 mod error_nav;
 mod extract;
 mod files;
+mod game;
 mod jobs;
 mod live;
 mod login;
@@ -53,6 +54,7 @@ fn all_routes() -> routes::Routes {
         .merge(schedules::routes())
         .merge(players::routes())
         .merge(blueprints::routes())
+        .merge(game::routes())
         .merge(console::routes())
         .merge(live::routes())
         .merge(overlays::routes())

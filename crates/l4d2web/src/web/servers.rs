@@ -475,6 +475,10 @@ struct ServerPage {
     players: Option<PlayersBlock>,
     /// Who else has a role on it (for those who may manage it).
     shares: Option<Vec<Share>>,
+    /// The game build it runs on; None when the host's report is unreadable.
+    build: Option<super::game::ServerBuild>,
+    /// May keep it on another build (roll back).
+    manage: bool,
 }
 
 /// The instance's state, or why it is unknown.
@@ -530,6 +534,8 @@ async fn server_page(State(state): State<AppState>, on: OnServer) -> Result<Resp
         status_error,
         map_failure: map_failure(&state, &server),
         jobs,
+        build: super::game::ServerBuild::load(&state, &server).await,
+        manage,
     };
     Ok(render(&page)?.into_response())
 }

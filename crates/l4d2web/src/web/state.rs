@@ -25,6 +25,8 @@ pub struct AppState {
     pub host: HostClient,
     pub live: LiveHub,
     pub consoles: ConsoleHub,
+    /// The installed game builds (cached host report).
+    pub builds: crate::game::builds::Builds,
     /// Tells the scheduler that schedules changed.
     pub schedules: SchedulerHandle,
     /// A Steam Guard code an administrator entered, for the next install.

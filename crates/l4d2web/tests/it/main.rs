@@ -17,6 +17,7 @@ mod converge;
 mod db_files;
 mod demo;
 mod events;
+mod game_builds;
 mod hardening;
 mod http;
 mod jobs;

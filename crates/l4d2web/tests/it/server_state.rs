@@ -102,8 +102,8 @@ async fn a_failed_action_and_a_changed_blueprint_are_said_at_the_top() {
     // A restart that fails in its job (the game went missing; an overlay
     // that is not ready is refused before any job) is said at the top
     // until a later action succeeds.
-    let srcds = s.root.path().join("installation/srcds_run");
-    let moved = s.root.path().join("installation/srcds_run.away");
+    let srcds = s.root.path().join("installation/15000001/srcds_run");
+    let moved = s.root.path().join("installation/15000001/srcds_run.away");
     std::fs::rename(&srcds, &moved).unwrap();
     let (job, state) = crate::servers::act(&s, &mut c, server, "restart").await;
     assert_eq!(state, "failed");

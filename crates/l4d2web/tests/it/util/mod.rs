@@ -55,6 +55,8 @@ pub fn config_for(root: &Path, extra: &[(&str, &str)]) -> Config {
     // Limits must not refill during a slow (debug, loaded CI) test run.
     map.insert("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS".into(), "3600".into());
     map.insert("LEFT4ME_LOGIN_LIMIT_PER_USER".into(), "20".into());
+    // No check with (simulated) Steam unless a test asks for one.
+    map.insert("LEFT4ME_UPDATE_CHECK_MINUTES".into(), "0".into());
     for (k, v) in extra {
         map.insert(k.to_string(), v.to_string());
     }
@@ -66,6 +68,11 @@ pub fn config_for(root: &Path, extra: &[(&str, &str)]) -> Config {
         (
             "LEFT4ME_STEAMCMD".into(),
             root.join("steam/steamcmd.sh").display().to_string(),
+        ),
+        // The simulated Steam's newest build, private to this root.
+        (
+            "LEFT4ME_SIM_PUBLISHED_BUILD_FILE".into(),
+            root.join("sim-published-build").display().to_string(),
         ),
     ];
     c

@@ -1,5 +1,6 @@
 //! The shared game installation as the panel sees it: the install job and
-//! its Steam login.
+//! its Steam login; the installed [`builds`] and the update check; the
+//! [`rollout`] of new builds to servers.
 //!
 //! An install logs in as whatever the host is configured with (anonymous,
 //! or a Steam account the web app never reads: `l4d2ctl` reads the file
@@ -8,6 +9,9 @@
 //! the next install only (never in the database or a job's log) and handed
 //! to `l4d2ctl` in its environment. steamcmd then keeps the login, so
 //! later installs run unattended until Steam lets that login expire.
+
+pub mod builds;
+pub mod rollout;
 
 use std::sync::{Arc, Mutex};
 
