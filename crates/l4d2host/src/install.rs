@@ -66,6 +66,15 @@ pub enum InstallError {
     },
 }
 
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_owned();
+    move |source| InstallError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 fn last_line(last: &Option<String>) -> String {
     match last {
         Some(l) => format!(" (last output: {l:?})"),
@@ -300,14 +309,6 @@ fn remove_stale_staging(layout: &Layout) {
 /// hard links and shares extents where the filesystem can (btrfs, XFS),
 /// which no crate does as completely.
 fn copy_entries(from: &Path, to: &Path, wanted: impl Fn(&str) -> bool) -> Result<(), InstallError> {
-    let io = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| InstallError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let mut sources = Vec::new();
     for entry in std::fs::read_dir(from).map_err(io("cannot list", from))? {
         let entry = entry.map_err(io("cannot list", from))?;
@@ -463,14 +464,6 @@ impl LoginScript {
             return Ok(Self { file: None });
         };
         let dir = layout.tmp();
-        let io = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| InstallError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
         let mut file = tempfile::Builder::new()
             .prefix(".steamcmd-login-")
@@ -683,14 +676,6 @@ fn run_pass(
 /// Points `<root>/.steam/<name>` at `target`, replacing an old link atomically.
 fn link_sdk(layout: &Layout, name: &str, target: &Path) -> Result<(), InstallError> {
     let dir = layout.dot_steam();
-    let io = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| InstallError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
     let link = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));

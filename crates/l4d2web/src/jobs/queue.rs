@@ -162,16 +162,6 @@ impl Jobs {
             .await
     }
 
-    /// The lowest running job of `kind`, if any.
-    pub async fn running(&self, kind: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE kind = ? AND state = 'running' ORDER BY id LIMIT 1",
-        )
-        .bind(kind)
-        .fetch_optional(&self.pool)
-        .await
-    }
-
     /// Whether a job of `kind` ever succeeded.
     pub async fn ever_succeeded(&self, kind: &str) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(

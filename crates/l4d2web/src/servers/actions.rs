@@ -20,8 +20,6 @@ use crate::overlays;
 pub struct ActionEnv<'a> {
     pub config: &'a Config,
     pub host: &'a HostClient,
-    /// The game install job running right now, if any.
-    pub installing: Option<i64>,
 }
 
 /// The server as a job needs it, secrets included.
@@ -102,16 +100,10 @@ async fn remove_row(pool: &SqlitePool, id: i64) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Refuses to start a server while the game is missing or being installed:
-/// an overlay mounted over a half-written installation keeps showing the
-/// files as missing (overlayfs caches lower-layer lookups), so the server
-/// would stay broken after the install finished.
+/// Refuses to start a server while no game build is installed. An install
+/// running meanwhile is no reason: it assembles its build under another
+/// name and never writes one a server uses.
 fn check_game_installed(env: &ActionEnv<'_>, name: &str) -> Result<(), JobFailure> {
-    if let Some(job) = env.installing {
-        return Err(JobFailure::msg(format!(
-            "not starting {name}: the game is being installed or updated (job {job}); start it again when that job has finished"
-        )));
-    }
     if !game_installed(&env.config.root) {
         return Err(JobFailure::msg(format!(
             "not starting {name}: the game is not installed (no build in installation/); an administrator runs \"Install / update game\" on the Jobs page first"

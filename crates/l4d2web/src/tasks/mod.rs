@@ -160,7 +160,9 @@ impl Task {
     /// one instance, everything writing one overlay's directory.
     pub fn lock_key(&self) -> Option<String> {
         match self {
-            Task::Install | Task::UpdateCheck | Task::WorkshopRefresh => None,
+            // steamcmd keeps one state directory: one run at a time.
+            Task::Install | Task::UpdateCheck => Some("steamcmd".into()),
+            Task::WorkshopRefresh => None,
             Task::OverlayBuild { overlay_id, .. } | Task::WorkshopSync { overlay_id, .. } => {
                 Some(overlays::lock_key(*overlay_id))
             }
@@ -402,11 +404,9 @@ impl TaskRunner {
                         server_task.kind()
                     )));
                 };
-                let installing = self.jobs.running(Task::Install.kind()).await?;
                 let env = servers::ActionEnv {
                     config: &self.config,
                     host: &self.host,
-                    installing,
                 };
                 let result = servers::run_action(ctx, &env, r.server_id, action).await;
                 // Whatever happened, the instance may be on another build now.
