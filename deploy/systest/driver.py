@@ -882,11 +882,9 @@ def publish_build(build_id):
     os.replace(tmp, os.path.join(d, "published-build"))
 
 
-def check_for_update(admin, build):
-    """The administrator's "Check for a new build now"; with automatic
-    installs the check queues the install. Returns the install's job id."""
-    r = admin.post("/admin/update-check")
-    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+def update_check_outcome(admin, job, build):
+    """Waits for update check `job`; with automatic installs it queues the
+    install of the new build. Returns the install's job id."""
     state, page = wait_job(admin, job) if job else ("none", "")
     log = job_log(page)
     check(f"the update check under the web unit finds build {build}",
@@ -894,6 +892,13 @@ def check_for_update(admin, build):
     m = next((re.search(r"installing it beside the current build: job (\d+)", l) for l in log if "installing it beside" in l), None)
     check("the check queues the install of the new build", m is not None, "\n".join(log[-4:]))
     return int(m.group(1)) if m else None
+
+
+def check_for_update(admin, build):
+    """The administrator's "Check for a new build now"."""
+    r = admin.post("/admin/update-check")
+    job = int(re.match(r"/jobs/(\d+)", r.location()).group(1)) if r.status == 303 else None
+    return update_check_outcome(admin, job, build)
 
 
 def build_line(admin, sid):
@@ -935,11 +940,11 @@ def phase_game_update(st):
     text, why = sse_until(admin, f"/servers/{upd}/console",
                           lambda e, d: "Your server needs to be restarted in order to receive the latest update." in html_unescape(d), timeout=30)
     check("the running game says Steam wants it restarted for the update (console through the journal)", text is not None, why)
-    time.sleep(2)
-    check("that console line queues an update check by itself",
-          bool(jobs_titled(admin, "a server said Steam wants it restarted")), "")
     t_available = time.time()
-    install = check_for_update(admin, 15000002)
+    time.sleep(2)
+    signalled = jobs_titled(admin, "a server said Steam wants it restarted")
+    check("that console line queues an update check by itself", bool(signalled), "")
+    install = update_check_outcome(admin, signalled[-1][0] if signalled else None, 15000002)
     state, page = wait_job(admin, install, timeout=300) if install else ("none", "")
     check("the new build installs beside the running one under the web unit", state == "succeeded", "\n".join(job_log(page)[-4:]))
     line = wait_build_line(admin, upd, "game build 15000002 (the newest)")
