@@ -170,8 +170,10 @@ fn as_build(layout: &Layout, path: &Path) -> Option<String> {
     roots.iter().flatten().find_map(|root| {
         let rel = path.strip_prefix(root).ok()?;
         let rel = rel.to_str()?;
-        let id = rel.strip_prefix("installation/").unwrap_or(rel);
-        (rel == LEGACY_DIR || BuildId::parse(id).is_ok()).then(|| rel.to_owned())
+        let is_build = rel
+            .strip_prefix("installation/")
+            .is_some_and(|id| BuildId::parse(id).is_ok());
+        (rel == LEGACY_DIR || is_build).then(|| rel.to_owned())
     })
 }
 

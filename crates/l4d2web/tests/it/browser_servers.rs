@@ -219,3 +219,60 @@ async fn sharing_in_the_browser() {
     drop(b);
     s.stop().await;
 }
+
+/// A rollback clicked in headless Chromium: the server page names the
+/// build, the button asks first (Cancel changes nothing), and once accepted
+/// the server restarts on the build before and the page says it is kept
+/// there.
+#[tokio::test]
+async fn a_rollback_in_the_browser_asks_first_and_the_page_says_where_the_server_is() {
+    let Some(b) = browser().await else { return };
+    let s = TestServer::start_installed(&[
+        ("LEFT4ME_PORT_RANGE_START", "27620"),
+        ("LEFT4ME_PORT_RANGE_END", "27629"),
+    ])
+    .await;
+    s.root.publish_build(15000002);
+    let out = s.root.l4d2ctl(["install"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut alice = s.login(USER).await;
+    let bp = crate::servers::create_blueprint(&mut alice, "rollback", "+map c1m1_hotel", "").await;
+    let id = crate::servers::create_server(&mut alice, "rb-1", bp).await;
+    let (job, state) = crate::servers::act(&s, &mut alice, id, "start").await;
+    assert_eq!(state, "succeeded", "{:?}", s.job_lines(job).await);
+
+    let c = &b.client;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
+    c.goto(&format!("{}/servers/{id}", s.base)).await.unwrap();
+    wait_text(c, "#game-build", "game build 15000002 (the newest)").await;
+    let before = crate::servers::latest_job(&s).await;
+    click(c, "#game-build button").await;
+    answer_confirm(c, "Roll rb-1 back to game build 15000001?", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        crate::servers::latest_job(&s).await,
+        before,
+        "Cancel queued nothing"
+    );
+    click(c, "#game-build button").await;
+    answer_confirm(c, "Roll rb-1 back to game build 15000001?", true).await;
+    wait_text(c, ".flash", "restarts onto game build 15000001").await;
+    let job = crate::servers::latest_job(&s).await;
+    assert!(job > before);
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
+    c.goto(&format!("{}/servers/{id}", s.base)).await.unwrap();
+    wait_text(c, "#game-build", "kept on build 15000001 (rolled back)").await;
+    wait_text(c, "#game-build button", "Back to the newest build").await;
+    crate::servers::act(&s, &mut alice, id, "stop").await;
+    s.stop().await;
+}
