@@ -566,7 +566,11 @@ mod tests {
         };
         assert_eq!(b.lock_key().as_deref(), Some("overlay:2"));
         assert_eq!(b.subject().as_deref(), Some("overlay:2"));
-        assert_eq!(Task::Install.lock_key(), None);
+        // Installs and update checks share steamcmd: one at a time.
+        assert_eq!(Task::Install.lock_key().as_deref(), Some("steamcmd"));
+        assert_eq!(Task::UpdateCheck.lock_key(), Task::Install.lock_key());
+        assert_eq!(Task::UpdateCheck.subject(), None);
+        assert_eq!(Task::WorkshopRefresh.lock_key(), None);
         assert_eq!(Task::WorkshopRefresh.subject(), None);
     }
 
