@@ -13,7 +13,7 @@
 #   --system-cpus LIST  CPUs kept for the system, the web app and overlay builds
 #                       (cpuset syntax, default 0); all other online CPUs go to
 #                       l4d2-game.slice. "none" disables the split.
-#   --enable            enable left4me-web.service, the workshop-refresh and the backup timers.
+#   --enable            enable left4me-web.service, the workshop-refresh, update-check and backup timers.
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -234,7 +234,7 @@ if [ -d /run/systemd/system ]; then
         systemctl daemon-reload; echo "ran: systemctl daemon-reload"
     fi
     if [ "$ENABLE" = 1 ]; then
-        for unit in left4me-web.service left4me-workshop-refresh.timer left4me-backup.timer; do
+        for unit in left4me-web.service left4me-workshop-refresh.timer left4me-update-check.timer left4me-backup.timer; do
             if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != enabled ]; then
                 systemctl enable --quiet "$unit"; changed "enabled $unit"
             fi

@@ -626,6 +626,13 @@ def phase_refresh_check(st):
     if m:
         state, page = wait_job(admin, int(m.group(1)))
         check("the workshop refresh job succeeds", state == "succeeded", "\n".join(job_log(page)[-5:]))
+    checks = jobs_titled(admin, "check Steam for a new game build")
+    check("the update-check service queued a check", bool(checks), page[-1500:])
+    if checks:
+        state, page = wait_job(admin, checks[0][0])
+        log = job_log(page)
+        check("the timer's update check runs under the web unit and finds the installed build current",
+              state == "succeeded" and any("the newest build is installed" in l for l in log), "\n".join(log[-4:]))
 
 
 def jobs_titled(c, needle):

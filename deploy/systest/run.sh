@@ -414,6 +414,8 @@ done <"$WORK/probe-restart.log"
 
 echo "== workshop refresh timer's service ($(elapsed))"
 check "left4me-workshop-refresh.service runs once" in_ct systemctl start left4me-workshop-refresh.service
+check "left4me-update-check.service runs once" in_ct systemctl start left4me-update-check.service
+check "left4me-update-check.timer is enabled by the install" in_ct systemctl is-enabled --quiet left4me-update-check.timer
 drive refresh-check
 
 echo "== schedules, crash loops and alerts ($(elapsed))"

@@ -47,6 +47,9 @@ enum Command {
     SeedScriptOverlays { dir: PathBuf },
     /// Enqueue the coalesced workshop refresh job.
     WorkshopRefresh,
+    /// Enqueue the coalesced check for a new game build on Steam (it
+    /// installs the build when automatic installs are on).
+    UpdateCheck,
     /// Back up the database, instances and overlays into a new directory
     /// (safe while the panel runs; the game and workshop downloads are left out).
     Backup {
@@ -132,7 +135,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedScriptOverlays { dir } => crate::overlays::seed::run_cli(&dir).await,
-        Command::WorkshopRefresh => workshop_refresh().await,
+        Command::WorkshopRefresh => enqueue(&Task::WorkshopRefresh).await,
+        Command::UpdateCheck => enqueue(&Task::UpdateCheck).await,
         Command::Backup { dir, keep } => {
             let (root, url) = config::database_location_from_env()?;
             let pool = db::connect(&url).await?;
@@ -175,22 +179,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `left4me workshop-refresh` (also the daily timer): queue only; the
-/// serving process's workers (they poll the database) run the job.
-async fn workshop_refresh() -> anyhow::Result<()> {
+/// `left4me workshop-refresh` and `left4me update-check` (also their
+/// timers): queue only; the serving process's workers (they poll the
+/// database) run the job.
+async fn enqueue(task: &Task) -> anyhow::Result<()> {
     let (_, url) = config::database_location_from_env()?;
     let pool = db::connect(&url).await?;
     db::migrate(&pool).await?;
     let jobs = Jobs::new(pool, std::time::Duration::ZERO);
-    let queued = tasks::submit(&jobs, &Task::WorkshopRefresh, None).await?;
+    let queued = tasks::submit(&jobs, task, None).await?;
+    let what = task.title();
     if queued.new {
         println!(
-            "queued workshop refresh job #{}; the left4me web service runs it",
+            "queued job #{} ({what}); the left4me web service runs it",
             queued.id
         );
     } else {
         println!(
-            "workshop refresh job #{} is already queued; nothing added",
+            "job #{} ({what}) is already queued; nothing added",
             queued.id
         );
     }

@@ -50,7 +50,6 @@ pub const VARS: &[Var] = &[
     var("LEFT4ME_WORKSHOP_MAX_FILE_BYTES", "4294967296", "largest workshop file accepted into the cache"),
     var("LEFT4ME_BUILD_TIMEOUT_SECS", "3600", "time limit of one overlay build (1-86400)"),
     var("LEFT4ME_SCHEDULE_GRACE_SECS", "600", "a scheduled run missed while the panel was down still runs when the panel is back within this many seconds (0-86400); later ones are recorded as missed"),
-    var("LEFT4ME_UPDATE_CHECK_MINUTES", "360", "how often the panel asks Steam for a new game build (0 = never; 1-10080 minutes); the first check runs a few minutes after the panel starts"),
     var("LEFT4ME_AUTO_INSTALL", "true", "install a new game build beside the running one as soon as a check finds it (servers move onto it by their blueprint's update policy)"),
     var("LEFT4ME_ROLLOUT_TICK_SECS", "15", "how often the panel looks whether servers should move onto a new game build (1-600 seconds)"),
     var("LEFT4ME_LOGIN_LIMIT_PER_IP", "20", "login attempts per client address per window"),
@@ -142,8 +141,6 @@ pub struct Config {
     pub build_timeout_secs: u64,
     /// How late a missed scheduled run may still run.
     pub schedule_grace_secs: u64,
-    /// Minutes between checks for a new game build; 0: never.
-    pub update_check_minutes: u64,
     pub auto_install: bool,
     pub rollout_tick_secs: u64,
     /// Alert webhooks may point at loopback and private addresses
@@ -476,12 +473,6 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &EnvSource<F>) -> Result<Config,
             600,
             0..=86_400,
             "a number of seconds",
-        )?,
-        update_check_minutes: env.ranged(
-            "LEFT4ME_UPDATE_CHECK_MINUTES",
-            360,
-            0..=10_080,
-            "a number of minutes",
         )?,
         auto_install: env.bool("LEFT4ME_AUTO_INSTALL", true)?,
         rollout_tick_secs: env.ranged(

@@ -150,8 +150,6 @@ pub async fn serve(
             live: live.clone(),
             consoles: consoles.clone(),
             tick: Duration::from_secs(config.rollout_tick_secs),
-            check_every: (config.update_check_minutes > 0)
-                .then(|| Duration::from_secs(config.update_check_minutes * 60)),
             signal: game_signal,
         },
         shutdown.clone(),

@@ -12,7 +12,7 @@ use crate::config::{read_root_owned_env, ConfigError, DEFAULT_ROOT, HOST_ENV, WE
 use crate::grammar::{utf8, GrammarError};
 
 pub const USAGE: &str =
-    "left4me [--dry-run] create-user|reset-two-factor|seed-script-overlays|workshop-refresh|migrate|backup|restore [ARGS...]";
+    "left4me [--dry-run] create-user|reset-two-factor|seed-script-overlays|workshop-refresh|update-check|migrate|backup|restore [ARGS...]";
 
 /// The web binary this wrapper runs.
 pub const WEB_BINARY: &str = "/opt/left4me/bin/left4me";
@@ -25,6 +25,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "reset-two-factor",
     "seed-script-overlays",
     "workshop-refresh",
+    "update-check",
     "migrate",
     "backup",
     "restore",
@@ -39,7 +40,7 @@ pub enum AdminError {
     Grammar(#[from] GrammarError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("unknown subcommand {0:?}: expected one of create-user, reset-two-factor, seed-script-overlays, workshop-refresh, migrate, backup, restore")]
+    #[error("unknown subcommand {0:?}: expected one of create-user, reset-two-factor, seed-script-overlays, workshop-refresh, update-check, migrate, backup, restore")]
     UnknownSubcommand(String),
     #[error("must be run as root (e.g. with sudo)")]
     NotRoot,

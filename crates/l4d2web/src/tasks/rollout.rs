@@ -1,7 +1,8 @@
-//! The loop that keeps the game current: it queues the periodic check for
-//! a new build on Steam (and one when a game says Steam wants it
-//! restarted), and moves servers onto the newest installed build as their
-//! blueprint's policy says (see [`game::rollout`]). Every move is a restart
+//! The loop that keeps the game current: it queues a check for a new build
+//! on Steam when a game says Steam wants it restarted (the periodic check
+//! is the deployment's `left4me-update-check.timer`: `left4me update-check`),
+//! and moves servers onto the newest installed build as their blueprint's
+//! policy says (see [`crate::game::rollout`]). Every move is a restart
 //! job in the server owner's name, with the reason in its title.
 
 use std::collections::{HashMap, HashSet};
@@ -24,8 +25,6 @@ use crate::servers::{self, Action, DesiredState, ServerRow};
 /// A game asking for a restart onto a new build queues a check at most
 /// this often.
 const GAME_SIGNAL_DEBOUNCE: Duration = Duration::from_secs(600);
-/// The first periodic check, after the panel started.
-const FIRST_CHECK: Duration = Duration::from_secs(300);
 
 /// Tells the loop that a game printed Steam's restart request. Cheap to
 /// clone; the console tap calls [`GameSignal::line`] for every line.
@@ -47,7 +46,6 @@ pub struct RolloutLoop {
     live: LiveHub,
     consoles: ConsoleHub,
     tick: Duration,
-    check_every: Option<Duration>,
     signal: GameSignal,
     empty: EmptySince,
     canaries: HashMap<i64, CanaryWatch>,
@@ -113,7 +111,6 @@ pub struct LoopParts {
     pub live: LiveHub,
     pub consoles: ConsoleHub,
     pub tick: Duration,
-    pub check_every: Option<Duration>,
     pub signal: GameSignal,
 }
 
@@ -126,7 +123,6 @@ impl RolloutLoop {
             live: p.live,
             consoles: p.consoles,
             tick: p.tick,
-            check_every: p.check_every,
             signal: p.signal,
             empty: EmptySince::default(),
             canaries: HashMap::new(),
@@ -137,19 +133,12 @@ impl RolloutLoop {
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_check = self
-            .check_every
-            .map(|every| Instant::now() + FIRST_CHECK.min(every));
         let mut last_signal: Option<Instant> = None;
         let signal = self.signal.0.clone();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    if next_check.is_some_and(|at| Instant::now() >= at) {
-                        self.queue_check("the periodic check").await;
-                        next_check = self.check_every.map(|every| Instant::now() + every);
-                    }
                     if let Err(e) = self.step().await {
                         tracing::warn!(error = %e, "moving servers onto the newest game build");
                     }

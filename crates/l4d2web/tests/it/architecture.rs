@@ -396,6 +396,7 @@ fn only_tasks_knows_the_job_kinds() {
         "\"overlay-build\"",
         "\"workshop-sync\"",
         "\"workshop-refresh\"",
+        "\"update-check\"",
         "\"server-rcon\"",
     ];
     for (m, src) in read_sources() {

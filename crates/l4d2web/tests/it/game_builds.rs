@@ -356,3 +356,36 @@ async fn a_failed_canary_stops_the_rollout_and_a_good_build_goes_through() {
     );
     s.stop().await;
 }
+
+/// What the deployment's timer runs: one queued system check, coalesced.
+#[tokio::test]
+async fn the_update_check_cli_queues_one_coalesced_system_job() {
+    let root = test_support::DataRoot::empty();
+    let first = left4me_cli(root.path(), &["update-check"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(out.contains("check Steam for a new game build"), "{out}");
+    let second = left4me_cli(root.path(), &["update-check"]);
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(out.contains("already queued"), "{out}");
+    let url = format!("sqlite://{}", root.path().join("left4me.db").display());
+    let pool = l4d2web::db::connect(&url).await.unwrap();
+    let rows: Vec<(String, Option<i64>, String, Option<String>)> =
+        sqlx::query_as("SELECT kind, user_id, state, lock_key FROM jobs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            "update-check".to_string(),
+            None,
+            "queued".to_string(),
+            Some("steamcmd".to_string())
+        )]
+    );
+}

@@ -55,8 +55,6 @@ pub fn config_for(root: &Path, extra: &[(&str, &str)]) -> Config {
     // Limits must not refill during a slow (debug, loaded CI) test run.
     map.insert("LEFT4ME_LOGIN_LIMIT_WINDOW_SECS".into(), "3600".into());
     map.insert("LEFT4ME_LOGIN_LIMIT_PER_USER".into(), "20".into());
-    // No check with (simulated) Steam unless a test asks for one.
-    map.insert("LEFT4ME_UPDATE_CHECK_MINUTES".into(), "0".into());
     for (k, v) in extra {
         map.insert(k.to_string(), v.to_string());
     }
