@@ -684,3 +684,60 @@ fn link_sdk(layout: &Layout, name: &str, target: &Path) -> Result<(), InstallErr
     std::fs::rename(&tmp, &link).map_err(io("cannot replace", &link))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP_INFO: &str = "Connecting anonymously to Steam Public...OK\nAppID : 222860, change number : 27041234/0, last change : Mon Nov 30 18:00:00 2026 \n\"222860\"\n{\n\t\"common\"\n\t{\n\t\t\"name\"\t\t\"Left 4 Dead 2 Dedicated Server\"\n\t}\n\t\"depots\"\n\t{\n\t\t\"branches\"\n\t\t{\n\t\t\t\"public\"\n\t\t\t{\n\t\t\t\t\"buildid\"\t\t\"15000002\"\n\t\t\t\t\"timeupdated\"\t\t\"1764600000\"\n\t\t\t}\n\t\t}\n\t}\n}\nUnloading Steam API...OK\n";
+
+    /// The app's KeyValues block as `published_build` collects it.
+    fn collect(output: &str) -> (String, Vec<String>) {
+        let mut info = AppInfoText::default();
+        let others = output
+            .lines()
+            .filter(|l| !info.feed(l))
+            .map(str::to_owned)
+            .collect();
+        (info.text, others)
+    }
+
+    #[test]
+    fn reads_the_public_build_from_app_info_print() {
+        let (text, others) = collect(APP_INFO);
+        assert_eq!(parse_public_build(&text), Ok(BuildId(15000002)));
+        assert!(others.iter().any(|l| l.starts_with("AppID : 222860")));
+        assert!(
+            others.iter().any(|l| l.starts_with("Unloading")),
+            "{others:?}"
+        );
+        assert!(!others.iter().any(|l| l.contains("buildid")), "{others:?}");
+    }
+
+    #[test]
+    fn garbage_app_info_is_a_clear_error() {
+        let no_public = APP_INFO.replace("\"public\"", "\"beta\"");
+        let bad_id = APP_INFO.replace("\"15000002\"", "\"15000002; rm -rf /\"");
+        let cases: [(&str, &str); 5] = [
+            (
+                "No app info for AppID 222860 found, requesting...\n",
+                "printed no app info",
+            ),
+            (
+                "\"222860\"\n{\n\t\"depots\"\n\t{\n}\n",
+                "not KeyValues text",
+            ),
+            (&no_public, "(\"public\" is missing)"),
+            (&bad_id, "is not a game build id"),
+            (
+                "\"222860\"\n{\n\t\"depots\"\n\t{\n\t\t\"branches\"\t\"x\"\n\t}\n}\n",
+                "(\"public\" is missing)",
+            ),
+        ];
+        for (output, why) in cases {
+            let (text, _) = collect(output);
+            let e = parse_public_build(&text).unwrap_err();
+            assert!(e.contains(why), "{output:?}: {e}");
+        }
+    }
+}

@@ -109,6 +109,9 @@ pub async fn check_job(
     cmd.args(args);
     ctx.say(format!("$ l4d2ctl {}", args.join(" "))).await?;
     let run = ctx.run_command(cmd, "l4d2ctl").await?;
+    // A check logs in like an install: a login that needs a Steam Guard
+    // code shows on the Jobs page either way.
+    super::remember_login(ctx, &run).await?;
     let checked_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let parsed = if run.status.success() {
         serde_json::from_str::<UpdateCheck>(&run.last_stdout).map_err(|e| {

@@ -95,6 +95,17 @@ pub async fn install_job(
         ctx.say(shown).await?;
     }
     let run = ctx.run_command(cmd, "l4d2ctl").await?;
+    remember_login(ctx, &run).await?;
+    run.into_result("l4d2ctl")
+}
+
+/// Keeps what an `l4d2ctl` run that logs in to Steam (install, update
+/// check) said about the login, for the Jobs page; a failure for another
+/// reason leaves the login's state as it was.
+pub(crate) async fn remember_login(
+    ctx: &JobCtx,
+    run: &crate::jobs::CommandRun,
+) -> Result<(), JobFailure> {
     let reason = run
         .last_stderr
         .strip_prefix("l4d2ctl: error: ")
@@ -104,12 +115,11 @@ pub async fn install_job(
         Some(EXIT_STEAM_GUARD_CODE_NEEDED) => SteamLogin::CodeNeeded { message: reason },
         Some(EXIT_STEAM_LOGIN_REFUSED) => SteamLogin::Refused { message: reason },
         Some(0) => SteamLogin::Fine,
-        // Failed for another reason: the login's state is what it was.
-        _ => return run.into_result("l4d2ctl"),
+        _ => return Ok(()),
     };
     let value = serde_json::to_string(&login).map_err(JobFailure::from_error)?;
     db::set_fact(ctx.pool(), FACT, &value).await?;
-    run.into_result("l4d2ctl")
+    Ok(())
 }
 
 #[cfg(test)]
