@@ -17,7 +17,8 @@ pub struct BadBuildId(pub String);
 
 impl BuildId {
     /// Decimal digits only, no sign, no leading zero, not 0: the spelling
-    /// of a build's directory name.
+    /// of a build's directory name. At most `i64::MAX`, so the web app can
+    /// keep one in an SQLite integer (Steam's are eight digits).
     pub fn parse(s: &str) -> Result<BuildId, BadBuildId> {
         let bad = || BadBuildId(s.chars().take(40).collect());
         if s.is_empty()
@@ -27,7 +28,10 @@ impl BuildId {
         {
             return Err(bad());
         }
-        s.parse().map(BuildId).map_err(|_| bad())
+        match s.parse::<i64>() {
+            Ok(n) => Ok(BuildId(n.unsigned_abs())),
+            Err(_) => Err(bad()),
+        }
     }
 }
 
@@ -114,6 +118,10 @@ mod tests {
     #[test]
     fn build_ids() {
         assert_eq!(BuildId::parse("15000001"), Ok(BuildId(15000001)));
+        assert_eq!(
+            BuildId::parse("9223372036854775807"),
+            Ok(BuildId(i64::MAX.unsigned_abs()))
+        );
         for bad in [
             "",
             "0",
@@ -124,6 +132,7 @@ mod tests {
             "1 ",
             "abc",
             "99999999999999999999",
+            "9223372036854775808",
         ] {
             assert!(BuildId::parse(bad).is_err(), "{bad:?}");
         }
