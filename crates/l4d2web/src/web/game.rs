@@ -189,8 +189,42 @@ async fn set_build(
     Protected { form, .. }: Protected<BuildForm>,
 ) -> Result<Response, AppError> {
     let server = on.server();
+    let moved = move_to_build(&state, server, on.user().id, &form.build, &trail).await?;
+    flash(&state, &on.authed.session, &moved.message(&server.name)).await?;
+    Ok(Redirect::to(&format!("/servers/{}", server.id)).into_response())
+}
+
+/// What [`move_to_build`] did.
+pub(super) struct BuildMove {
+    /// "build 15000001" or "the newest build".
+    pub target: String,
+    /// The restart onto it, when the server runs.
+    pub job: Option<i64>,
+}
+
+impl BuildMove {
+    pub fn message(&self, server: &str) -> String {
+        let target = &self.target;
+        match self.job {
+            Some(job) => format!("Server {server} restarts onto game {target} (job #{job})."),
+            None => format!("Server {server} runs on game {target} from its next start."),
+        }
+    }
+}
+
+/// Pins `server` to the installed build `build` (a build id, or `newest`
+/// to follow the newest again) and restarts it onto that build when it
+/// should run. A bad or uninstalled build changes nothing. The pages and
+/// the API share it.
+pub(super) async fn move_to_build(
+    state: &AppState,
+    server: &ServerRow,
+    user_id: i64,
+    build: &str,
+    trail: &Trail,
+) -> Result<BuildMove, AppError> {
     let report = state.builds.refresh().await?;
-    let build = match form.build.trim() {
+    let build = match build.trim() {
         "newest" => None,
         text => {
             let id = BuildId::parse(text).map_err(|e| {
@@ -210,18 +244,11 @@ async fn set_build(
         Some(b) => format!("build {b}"),
         None => "the newest build".into(),
     };
-    let running = server.desired_state == crate::servers::DesiredState::Running;
-    let job = if running {
+    let job = if server.desired_state == crate::servers::DesiredState::Running {
         let why = format!("onto game {target}");
         Some(
-            tasks::request_server_action(
-                &state.jobs,
-                server,
-                Action::Restart,
-                on.user().id,
-                Some(&why),
-            )
-            .await?,
+            tasks::request_server_action(&state.jobs, server, Action::Restart, user_id, Some(&why))
+                .await?,
         )
     } else {
         None
@@ -230,20 +257,9 @@ async fn set_build(
         .note(Kind::ServerBuildChanged)
         .server(server)
         .detail(format!("to {target}"))
-        .save(&state)
+        .save(state)
         .await;
-    let message = match job {
-        Some(job) => format!(
-            "Server {} restarts onto game {target} (job #{job}).",
-            server.name
-        ),
-        None => format!(
-            "Server {} runs on game {target} from its next start.",
-            server.name
-        ),
-    };
-    flash(&state, &on.authed.session, &message).await?;
-    Ok(Redirect::to(&format!("/servers/{}", server.id)).into_response())
+    Ok(BuildMove { target, job })
 }
 
 /// A blueprint's update policy and its latest rollout, on its page.

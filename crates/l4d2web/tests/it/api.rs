@@ -29,14 +29,14 @@ pub(crate) async fn create_token(c: &mut Client, name: &str, scope: &str) -> Str
     token
 }
 
-struct ApiResp {
-    status: StatusCode,
-    content_type: String,
-    json: Value,
+pub(crate) struct ApiResp {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub json: Value,
 }
 
 /// One API request with `auth` as the Authorization header (if any).
-async fn call(
+pub(crate) async fn call(
     s: &TestServer,
     method: Method,
     path: &str,
@@ -67,7 +67,7 @@ async fn call(
     }
 }
 
-async fn get(s: &TestServer, path: &str, token: &str) -> ApiResp {
+pub(crate) async fn get(s: &TestServer, path: &str, token: &str) -> ApiResp {
     call(s, Method::GET, path, Some(&format!("Bearer {token}")), None).await
 }
 

@@ -10,6 +10,7 @@ use crate::servers::{act, create_blueprint, create_server, mk_overlay, range};
 use crate::util::*;
 use l4d2_contract::builds::BuildsReport;
 use reqwest::StatusCode;
+use serde_json::json;
 
 const FIRST: u64 = 15000001;
 
@@ -236,6 +237,127 @@ async fn empty_servers_move_to_a_new_build_and_busy_ones_wait_and_rollback_holds
     let job = crate::servers::latest_job(&s).await;
     assert_eq!(s.wait_job(job).await, "succeeded");
     assert_eq!(build_of(&s, "empty-1"), Some(FIRST + 1));
+
+    // The same through the API: the builds for administrators, a rollback
+    // for whoever manages the server, a bad build named as the field.
+    let admin_token = crate::api::create_token(&mut admin, "builds", "operate").await;
+    let alice_token = crate::api::create_token(&mut alice, "builds", "operate").await;
+    let alice_read = crate::api::create_token(&mut alice, "look", "read").await;
+    let bob_token = crate::api::create_token(&mut bob, "builds", "operate").await;
+    let list = crate::api::get(&s, "/api/v1/builds", &admin_token).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.json);
+    assert_eq!(list.json["newest"], json!(FIRST + 1));
+    assert_eq!(list.json["update_available"], json!(null));
+    assert_eq!(list.json["last_check"]["published"], json!(FIRST + 1));
+    let ids: Vec<u64> = list.json["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["build"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![FIRST + 1, FIRST], "{}", list.json);
+    assert_eq!(list.json["builds"][1]["servers"], json!(["full-1"]));
+    let refused = crate::api::get(&s, "/api/v1/builds", &alice_token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json);
+    let detail = crate::api::get(&s, &format!("/api/v1/servers/{empty}"), &alice_token).await;
+    assert_eq!(detail.json["build"], json!(FIRST + 1), "{}", detail.json);
+    assert_eq!(detail.json["pinned_build"], json!(null));
+
+    let set = |token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        let body = body.to_string();
+        let s = &s;
+        async move {
+            crate::api::call(
+                s,
+                reqwest::Method::POST,
+                &format!("/api/v1/servers/{empty}/build"),
+                Some(&auth),
+                Some(("application/json", &body)),
+            )
+            .await
+        }
+    };
+    for (body, status, why) in [
+        (
+            r#"{"build":"../1"}"#,
+            StatusCode::BAD_REQUEST,
+            "is not a game build id",
+        ),
+        (
+            r#"{"build":"99"}"#,
+            StatusCode::BAD_REQUEST,
+            "game build 99 is not installed",
+        ),
+    ] {
+        let r = set(&alice_token, body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.json);
+        assert!(
+            r.json["error"].as_str().unwrap().contains(why),
+            "{}",
+            r.json
+        );
+        assert_eq!(r.json["field"], json!("build"));
+    }
+    let r = set(&alice_token, r#"{"bulid":"newest"}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = set(&alice_read, &format!(r#"{{"build":"{FIRST}"}}"#)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a read token: {}", r.json);
+    let r = set(&bob_token, &format!(r#"{{"build":"{FIRST}"}}"#)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "not bob's server: {}",
+        r.json
+    );
+    let pinned: Option<i64> = sqlx::query_scalar("SELECT pinned_build FROM servers WHERE id = ?")
+        .bind(empty)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(pinned, None, "nothing refused changed the server");
+
+    let r = set(&alice_token, &format!(r#"{{"build":"{FIRST}"}}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let job = r.json["job_id"].as_i64().expect("a restart job");
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("restarts onto game build {FIRST}")),
+        "{}",
+        r.json
+    );
+    assert_eq!(s.wait_job(job).await, "succeeded");
+    assert_eq!(build_of(&s, "empty-1"), Some(FIRST));
+    let detail = crate::api::get(&s, &format!("/api/v1/servers/{empty}"), &alice_token).await;
+    assert_eq!(detail.json["pinned_build"], json!(FIRST), "{}", detail.json);
+
+    let check = |token: String| {
+        let s = &s;
+        async move {
+            let auth = format!("Bearer {token}");
+            crate::api::call(
+                s,
+                reqwest::Method::POST,
+                "/api/v1/update-check",
+                Some(&auth),
+                None,
+            )
+            .await
+        }
+    };
+    let r = check(alice_token.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    let r = check(admin_token.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let job = r.json["job_id"].as_i64().unwrap();
+    assert_eq!(
+        s.wait_job(job).await,
+        "succeeded",
+        "{:?}",
+        s.job_lines(job).await
+    );
     s.stop().await;
 }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::accounts::User;
 use crate::auth::pat::{self, ApiToken, Scope};
-use crate::servers::access::{self, ServerAccess};
+use crate::servers::access::{self, Right, ServerAccess};
 use crate::web::extract::{client_ip, session_token, MAX_BODY};
 use crate::web::state::AppState;
 
@@ -84,6 +84,20 @@ impl FromRequestParts<AppState> for ApiUser {
 pub struct ApiServer {
     pub caller: ApiUser,
     pub access: ServerAccess,
+}
+
+impl ApiServer {
+    /// 403 unless the caller's role on the server allows `right`.
+    pub fn require(&self, right: Right) -> Result<(), ApiError> {
+        if self.access.role.allows(right) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "your role on server {} ({}) does not allow this",
+            self.access.server.name,
+            self.access.role.as_str()
+        )))
+    }
 }
 
 impl FromRequestParts<AppState> for ApiServer {

@@ -11,6 +11,7 @@
 mod catalog;
 mod error;
 mod extract;
+mod game;
 mod jobs;
 mod players;
 mod servers;
@@ -37,6 +38,9 @@ pub fn routes() -> Routes {
         .api_post("/api/v1/servers/{id}/bans", players::ban)
         .api_post("/api/v1/servers/{id}/unban", players::unban)
         .api_post("/api/v1/servers/{id}/kick", players::kick)
+        .api_post("/api/v1/servers/{id}/build", game::set_build)
+        .api_get("/api/v1/builds", game::list)
+        .api_post("/api/v1/update-check", game::check)
         .api_get("/api/v1/blueprints", catalog::blueprints)
         .api_get("/api/v1/blueprints/{id}", catalog::blueprint)
         .api_get("/api/v1/overlays", catalog::overlays)
@@ -65,6 +69,9 @@ pub fn routes() -> Routes {
         players::ban,
         players::unban,
         players::kick,
+        game::set_build,
+        game::list,
+        game::check,
         catalog::blueprints,
         catalog::blueprint,
         catalog::overlays,

@@ -37,14 +37,7 @@ impl From<PlayersError> for ApiError {
 }
 
 fn may_rcon(on: &ApiServer) -> Result<(), ApiError> {
-    if on.access.role.allows(Right::Rcon) {
-        return Ok(());
-    }
-    Err(ApiError::Forbidden(format!(
-        "your role on server {} ({}) does not allow this",
-        on.access.server.name,
-        on.access.role.as_str()
-    )))
+    on.require(Right::Rcon)
 }
 
 fn actor<'a>(state: &'a AppState, on: &'a ApiServer, trail: &'a Trail) -> Actor<'a> {

@@ -56,6 +56,11 @@ pub struct ServerDetail {
     /// How the last crash ended.
     pub last_exit: Option<String>,
     pub created_at: String,
+    /// The game build it was initialised on (it runs on it until its next
+    /// start, restart or reset); null before its first start.
+    pub build: Option<u64>,
+    /// The build it is kept on (a rollback); null: the newest.
+    pub pinned_build: Option<i64>,
 }
 
 fn summary(view: &ServerView) -> ServerSummary {
@@ -118,6 +123,10 @@ pub async fn detail(
         Ok(_) => (Some(None), None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let build = match state.builds.report().await {
+        Ok(report) => report.build_of(&on.access.server.name).map(|b| b.id.0),
+        Err(_) => None,
+    };
     let view = ServerView::new(on.access, actual);
     Ok(Json(ServerDetail {
         summary: summary(&view),
@@ -126,6 +135,8 @@ pub async fn detail(
         last_crash_at: view.server.last_crash_at.clone(),
         last_exit: view.server.last_exit.clone(),
         created_at: view.server.created_at.clone(),
+        build,
+        pinned_build: view.server.pinned_build,
     }))
 }
 
@@ -246,14 +257,8 @@ pub async fn act(
         Action::Reset => Right::Manage,
         Action::Delete => Right::Own,
     };
+    on.require(right)?;
     let server = &on.access.server;
-    if !on.access.role.allows(right) {
-        return Err(ApiError::Forbidden(format!(
-            "your role on server {} ({}) does not allow this",
-            server.name,
-            on.access.role.as_str()
-        )));
-    }
     let job =
         tasks::request_server_action(&state.jobs, server, action, on.caller.user.id, None).await?;
     Ok(JobQueued::new(job))
