@@ -1,6 +1,7 @@
 //! Game builds as the panel sees them: the host's `l4d2ctl builds --json`
-//! (kept for a few seconds: pages and the rollout ask often, the host
-//! answers from disk), the last check for a new build on Steam, and keeping
+//! (kept for a minute, and forgotten when a job installs a build or moves
+//! a server: pages and the rollout ask often, each answer is a sudo round
+//! trip), the last check for a new build on Steam, and keeping
 //! a server on an older build (a rollback).
 
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,10 @@ use crate::db;
 use crate::jobs::{JobCtx, JobFailure};
 use crate::l4d2ctl::{HostClient, HostError};
 
-/// How long a report is reused.
-const REPORT_TTL: Duration = Duration::from_secs(10);
+/// How long a report is reused. The panel's own changes invalidate it at
+/// once; this bounds how long one made by hand (`l4d2ctl install`) stays
+/// unseen.
+const REPORT_TTL: Duration = Duration::from_secs(60);
 
 /// The host's builds report, cached; cheap to clone.
 #[derive(Clone)]

@@ -146,6 +146,17 @@ pub async fn find(
     .await
 }
 
+/// Whether any blueprint's rollout of `build` is still moving servers
+/// (its canary, or the servers following it).
+pub async fn any_under_way(pool: &SqlitePool, build: BuildId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM rollouts WHERE build = ? AND state IN ('canary', 'following'))",
+    )
+    .bind(build_i64(build))
+    .fetch_one(pool)
+    .await
+}
+
 /// The newest rollout of a blueprint, for its page.
 pub async fn latest(pool: &SqlitePool, blueprint_id: i64) -> Result<Option<Rollout>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -210,26 +221,6 @@ pub async fn set_state(
     .bind(state)
     .bind(message)
     .bind(id)
-    .execute(pool)
-    .await
-    .map(drop)
-}
-
-/// Records a finished rollout (every server of the blueprint was already
-/// on the build, e.g. moved by hand) so the page can say so.
-pub async fn record_done(
-    pool: &SqlitePool,
-    blueprint_id: i64,
-    build: BuildId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO rollouts (blueprint_id, build, state) VALUES (?, ?, 'done')
-         ON CONFLICT (blueprint_id, build) DO UPDATE SET state = 'done',
-             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-         WHERE state IN ('canary', 'following')",
-    )
-    .bind(blueprint_id)
-    .bind(build_i64(build))
     .execute(pool)
     .await
     .map(drop)

@@ -168,11 +168,23 @@ impl RolloutLoop {
             self.canaries.clear();
             return Ok(());
         }
-        let report = self.builds.refresh().await?;
+        // Jobs that install a build or move a server invalidate the cache.
+        let report = self.builds.report().await?;
         let Some(newest) = report.newest else {
             return Ok(());
         };
         let servers = servers::list_all(&pool).await?;
+        // The steady state (everyone on the newest build, no rollout under
+        // way) costs no host call beyond the cached report.
+        let anyone_behind = servers.iter().any(|s| {
+            follows_newest(s)
+                && policies.iter().any(|(id, ..)| *id == s.blueprint_id)
+                && on_older_build(&report, &s.name, newest)
+        });
+        if !anyone_behind && !rollout::any_under_way(&pool, newest).await? {
+            self.canaries.clear();
+            return Ok(());
+        }
         let busy: HashSet<String> = self.jobs.busy_lock_keys().await?.into_iter().collect();
         let up: HashSet<String> = self
             .host
@@ -188,12 +200,7 @@ impl RolloutLoop {
             let wait = Duration::from_secs(u64::try_from(minutes).unwrap_or(0) * 60);
             let members: Vec<Member> = servers
                 .iter()
-                .filter(|s| {
-                    s.blueprint_id == blueprint_id
-                        && !s.deleting
-                        && s.desired_state == DesiredState::Running
-                        && s.pinned_build.is_none()
-                })
+                .filter(|s| s.blueprint_id == blueprint_id && follows_newest(s))
                 .map(|s| Member {
                     behind: on_older_build(&report, &s.name, newest),
                     busy: busy.contains(&servers::lock_key(&s.name)),
@@ -415,6 +422,12 @@ struct Member<'a> {
     /// A job for it is queued or running.
     busy: bool,
     up: bool,
+}
+
+/// A server a rollout may move: it should run, is not being deleted and is
+/// not kept on an older build.
+fn follows_newest(s: &ServerRow) -> bool {
+    !s.deleting && s.desired_state == DesiredState::Running && s.pinned_build.is_none()
 }
 
 fn on_older_build(report: &BuildsReport, name: &str, newest: BuildId) -> bool {
