@@ -127,7 +127,18 @@ fn install_as(
     file: &std::path::Path,
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut cmd = root.l4d2ctl_command(["install"]);
+    steamcmd_verb_as(root, file, &["install"], env)
+}
+
+/// `l4d2ctl <args>` with the account file and the simulated Steam's
+/// account.
+fn steamcmd_verb_as(
+    root: &DataRoot,
+    file: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = root.l4d2ctl_command(args);
     cmd.env("LEFT4ME_STEAM_ACCOUNT_FILE", file)
         .env("STEAMCMD_SIM_ACCOUNT", format!("{USER}:{PASSWORD}"))
         .env("STEAMCMD_SIM_GUARD_CODE", GUARD)
@@ -225,6 +236,36 @@ fn a_steam_account_with_steam_guard_logs_in_once_with_a_code_then_unattended() {
     assert_password_nowhere(&root, &file);
     let argv = std::fs::read_to_string(root.path().join("argv.log")).unwrap();
     assert!(argv.contains("+runscript"), "{argv}");
+    assert!(!argv.contains("anonymous"), "{argv}");
+}
+
+#[test]
+fn the_update_check_logs_in_as_the_account_and_asks_for_its_steam_guard_code() {
+    let (root, file) = account_root(&format!("{USER}\n{PASSWORD}\n"));
+    let check =
+        |env: &[(&str, &str)]| steamcmd_verb_as(&root, &file, &["check-update", "--json"], env);
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Steam asks for a Steam Guard code for the account left4me_host"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "no answer without a login");
+    let out = check(&[("LEFT4ME_STEAM_GUARD_CODE", "AAAAA")]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // With the code the check answers, and later ones need none.
+    for env in [&[("LEFT4ME_STEAM_GUARD_CODE", GUARD)][..], &[]] {
+        let out = check(env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let answer: l4d2_contract::builds::UpdateCheck =
+            serde_json::from_slice(&out.stdout).expect("check-update --json");
+        assert_eq!(answer.installed, None, "nothing is installed");
+        assert!(answer.update_available(), "{answer:?}");
+    }
+    assert_password_nowhere(&root, &file);
+    let argv = std::fs::read_to_string(root.path().join("argv.log")).unwrap();
+    assert!(argv.contains("+app_info_print"), "{argv}");
     assert!(!argv.contains("anonymous"), "{argv}");
 }
 
