@@ -276,3 +276,113 @@ async fn a_rollback_in_the_browser_asks_first_and_the_page_says_where_the_server
     crate::servers::act(&s, &mut alice, id, "stop").await;
     s.stop().await;
 }
+
+/// The exact time a `<time>` element shows on hover: to the second, in UTC.
+fn is_exact_time(title: &str) -> bool {
+    let b = title.as_bytes();
+    title.len() == "2026-12-01 12:00:00 UTC".len()
+        && title.ends_with(" UTC")
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && b[10] == b' '
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && title[..19]
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16].contains(&i) || c.is_ascii_digit())
+}
+
+/// What a person reads: times as "… ago" with the exact second on hover,
+/// how long each job took, and the hint to restart after the blueprint
+/// changed, gone once the restart (clicked on the page) applied it.
+#[tokio::test]
+async fn times_durations_and_the_restart_hint_in_the_browser() {
+    let Some(b) = browser().await else { return };
+    let s = TestServer::start_installed(&[
+        ("LEFT4ME_PORT_RANGE_START", "27630"),
+        ("LEFT4ME_PORT_RANGE_END", "27639"),
+    ])
+    .await;
+    let mut alice = s.login(USER).await;
+    let bp = crate::servers::create_blueprint(&mut alice, "hint", "+map c1m1_hotel", "").await;
+    let id = crate::servers::create_server(&mut alice, "hint-1", bp).await;
+    let (job, state) = crate::servers::act(&s, &mut alice, id, "start").await;
+    assert_eq!(state, "succeeded", "{:?}", s.job_lines(job).await);
+
+    let c = &b.client;
+    submit_login(c, &s.base, USER.0, USER.1).await;
+    wait_text(c, "main h1", "Servers").await;
+    c.goto(&format!("{}/jobs/{job}", s.base)).await.unwrap();
+    wait_text(c, "main", "took").await;
+    let times = c
+        .execute(
+            "return [...document.querySelectorAll('main time')].map(t => [t.textContent.trim(), t.title])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let times: Vec<(String, String)> = serde_json::from_value(times).unwrap();
+    assert!(times.len() >= 3, "created, started, finished: {times:?}");
+    for (text, title) in &times {
+        assert!(
+            text.ends_with(" ago") || text == "just now",
+            "{text:?} is not a relative time"
+        );
+        assert!(is_exact_time(title), "{title:?} is not the exact time");
+    }
+    c.goto(&format!("{}/jobs", s.base)).await.unwrap();
+    wait_text(c, "main h1", "Jobs").await;
+    let took = c
+        .execute(
+            "return [...document.querySelectorAll('td[data-label=Took]')].map(t => t.textContent.trim())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let took: Vec<String> = serde_json::from_value(took).unwrap();
+    assert!(
+        took.iter().any(|t| t
+            .strip_suffix(" s")
+            .is_some_and(|n| n.parse::<u64>().is_ok())),
+        "no finished job says how long it took: {took:?}"
+    );
+
+    // The blueprint changes while the server runs: the page says to restart.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = alice
+        .post(
+            &format!("/blueprints/{bp}"),
+            &[
+                ("name", "hint"),
+                ("args", "+map c1m1_hotel"),
+                ("config", "hostname \"Two\""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::SEE_OTHER, "{}", r.body);
+    c.goto(&format!("{}/servers/{id}", s.base)).await.unwrap();
+    wait_text(c, "#restart-to-apply", "restart it to apply").await;
+    let before = crate::servers::latest_job(&s).await;
+    click(c, "#action-restart").await;
+    wait_text(c, ".flash", "Restart of server hint-1 queued").await;
+    let job = crate::servers::latest_job(&s).await;
+    assert!(job > before);
+    assert_eq!(s.wait_job(job).await, "succeeded");
+    // The state block is pushed: the hint goes without a reload.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let gone = c
+            .execute(
+                "return document.querySelector('#restart-to-apply') === null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if gone == serde_json::Value::Bool(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restart hint stayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    crate::servers::act(&s, &mut alice, id, "stop").await;
+    s.stop().await;
+}

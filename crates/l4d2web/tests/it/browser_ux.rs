@@ -304,8 +304,8 @@ async fn settle(c: &Client) {
 async fn every_page_fits_a_phone_screen() {
     let Some(b) = browser().await else { return };
     let s = TestServer::start_installed(&[
-        ("LEFT4ME_PORT_RANGE_START", "27560"),
-        ("LEFT4ME_PORT_RANGE_END", "27569"),
+        ("LEFT4ME_PORT_RANGE_START", "27640"),
+        ("LEFT4ME_PORT_RANGE_END", "27649"),
         ("STEAM_API_BASE_URL", "http://127.0.0.1:9/"),
         ("LEFT4ME_WEBHOOK_ALLOW_PRIVATE", "true"),
     ])
