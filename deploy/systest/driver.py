@@ -1023,6 +1023,13 @@ def phase_bench(st):
     sizes = re.findall(r'<td data-label="Build">(\d+)[^<]*</td><td data-label="Size">([^<]*)</td>', html_unescape(admin.get("/jobs").body))
     print(f"FIGURE: game builds on disk after three installs (simulated game, ext4 without reflink: each build a full copy): {sizes}", flush=True)
     admin.post(f"/blueprints/{bp}/rollout", {"policy": "manual", "minutes": "10"})
+    # A server counts as moved once it is initialised on the new build; its
+    # start is still running then. The idle panel is measured after them.
+    busy = lambda: re.search(r'class="badge state-(queued|running)"', admin.get("/jobs").body)
+    deadline = time.time() + 300
+    while time.time() < deadline and busy():
+        time.sleep(1)
+    check("every job of the rollout has finished", not busy())
 
 
 def phase_bench_cleanup(st):

@@ -451,10 +451,21 @@ median=$(sort -n <<<"$times" | sed -n 6p)
 figure "l4d2ctl list --json (one sudo round trip) with $count running instances: median ${median:-?} ms of 11 runs (goal <= 100 ms for 40)"
 # The panel idle: servers running, nobody on a page (the poller, the crash
 # supervisor, the scheduler and the alert sender are all that wake it).
+idle_since=$(in_ct date +%s)
+web_pid=$(in_ct systemctl show -P MainPID left4me-web.service)
+own_ticks() { in_ct awk '{print $14 + $15}' "/proc/$web_pid/stat"; }
+own0=$(own_ticks)
 cpu0=$(in_ct systemctl show -P CPUUsageNSec left4me-web.service)
 sleep 60
 cpu1=$(in_ct systemctl show -P CPUUsageNSec left4me-web.service)
+own1=$(own_ticks)
 figure "idle panel with $count running servers and no viewer: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", (b - a) / 600000000}') % of one core over 60 s (goal < 1 %)"
+figure "of which the panel's own process: $(awk -v a="$own0" -v b="$own1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b - a) * 100 / hz / 60}') % (the rest: l4d2ctl, sudo and the helpers it runs)"
+# What it asked of root in that minute: sudo logs every helper it runs.
+calls=$(in_ct journalctl --since "@$idle_since" --until "@$((idle_since + 60))" -t sudo -o cat --no-pager 2>/dev/null |
+    sed -n 's|.*COMMAND=/usr/local/libexec/left4me/\([^ ]*\) *\([^ ]*\).*|\1 \2|p' | sort | uniq -c |
+    awk '{printf "%s× %s %s; ", $1, $2, $3}')
+figure "helpers run through sudo in that minute: ${calls:-none logged}"
 # Where the time goes: sudo + the helper, and systemctl alone.
 parts=$(in_ct runuser -u left4me -- bash -c 'cd /var/lib/left4me; names=$(ls instances | tr "\n" " "); units=$(for n in $names; do printf "left4me-server@%s.service " "$n"; done)
     t() { s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo FAILED; return; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
